@@ -1,0 +1,178 @@
+"""The config keys that models and training understand, with their defaults and allowed values.
+
+Sits between the space file and the builders: `space.validate` checks a whole space against these
+keys before anything trains (so a typo like `activaton` or `optimizer: "adamw"` stops the run with
+one line), and `resolve` fills the defaults into each concrete config the builders receive. Kept
+free of TensorFlow so that loading and showing a space is instant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from search.errors import SpaceError
+
+MODELS = ("softmax", "mlp", "cnn")
+ACTIVATIONS = ("relu", "selu", "elu", "gelu", "swish", "tanh", "sigmoid", "linear")
+OPTIMIZERS = ("adam", "sgd", "rmsprop")
+POOLINGS = ("max", "avg", "none")
+
+
+@dataclass(frozen=True)
+class Key:
+    """What one config key accepts: a kind, and bounds or allowed values."""
+
+    kind: str  # "choice" | "int" | "float" | "bool" | "list"
+    default: Any = None
+    values: tuple[Any, ...] = ()
+    low: float | None = None
+    high: float | None = None  # exclusive for floats, inclusive for ints
+    items: dict[str, Key] = field(default_factory=dict)  # for lists of blocks
+    help: str = ""
+
+    def describe(self) -> str:
+        if self.kind == "choice":
+            return "one of " + ", ".join(map(repr, self.values))
+        if self.kind == "bool":
+            return "True or False"
+        if self.kind == "list":
+            return "a list of blocks with keys " + ", ".join(self.items)
+        low = "" if self.low is None else f">= {self.low:g}"
+        high = "" if self.high is None else (f"<= {self.high:g}" if self.kind == "int" else f"< {self.high:g}")
+        return f"{'an int' if self.kind == 'int' else 'a number'} {' and '.join(filter(None, [low, high]))}".strip()
+
+
+LAYER = {"units": Key("int", low=1, help="width of a dense layer")}
+CONV_BLOCK = {
+    "filters": Key("int", low=1, help="feature maps of the block's convolution"),
+    "kernel_size": Key("int", default=3, low=1, high=28),
+    "pooling": Key("choice", default="max", values=POOLINGS, help="2x2 pooling after the block"),
+}
+
+KEYS: dict[str, Key] = {
+    "model": Key("choice", values=MODELS, help="softmax regression, dense network or CNN"),
+    "layers": Key("list", default=[], items=LAYER, help="hidden dense layers (the head, for a CNN)"),
+    "conv_blocks": Key("list", default=[], items=CONV_BLOCK, help="convolution blocks (CNN only)"),
+    "activation": Key("choice", default="relu", values=ACTIVATIONS),
+    "dropout": Key("float", default=0.0, low=0.0, high=1.0, help="after each hidden dense layer"),
+    "batch_norm": Key("bool", default=False, help="after each hidden layer and conv block"),
+    "l2": Key("float", default=0.0, low=0.0, help="L2 penalty on kernel weights"),
+    "optimizer": Key("choice", default="adam", values=OPTIMIZERS),
+    "learning_rate": Key("float", default=1e-3, low=1e-12),
+    "momentum": Key("float", default=0.0, low=0.0, high=1.0, help="for sgd and rmsprop"),
+    "batch_size": Key("int", default=128, low=1),
+    "epochs": Key("int", default=10, low=1),
+}
+
+
+def resolve(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
+    """Check a concrete config and return it with every default filled in."""
+    check_config(config, source, "")
+    resolved = {key: spec.default for key, spec in KEYS.items()}
+    resolved.update(config)
+    for key, spec in KEYS.items():
+        if spec.kind == "list":
+            resolved[key] = [
+                {name: block.get(name, item.default) for name, item in spec.items.items()}
+                for block in resolved[key]
+            ]
+    return resolved
+
+
+def check_config(config: dict[str, Any], source: str, path: str) -> None:
+    """A concrete config: known keys, valid values, and what its model kind needs."""
+    where = f"{path}." if path else ""
+    if "model" not in config:
+        raise SpaceError(source, path or "SPACE", f"'model' is required ({KEYS['model'].describe()})")
+    for key, value in config.items():
+        spec = _key(KEYS, key, source, f"{where}{key}")
+        _check_value(spec, value, source, f"{where}{key}")
+    if config["model"] == "cnn" and not config.get("conv_blocks"):
+        raise SpaceError(source, f"{where}conv_blocks", "a cnn needs at least one conv block")
+    if config["model"] != "cnn" and config.get("conv_blocks"):
+        raise SpaceError(source, f"{where}conv_blocks", f"only a cnn has conv blocks, not a {config['model']}")
+    if config["model"] == "softmax" and config.get("layers"):
+        raise SpaceError(source, f"{where}layers", "softmax regression has no hidden layers")
+
+
+def check_space(space: dict[str, Any], source: str) -> None:
+    """Every key of a space (branches included) is known and every possible value is allowed."""
+    _check_level(space, KEYS, source, "")
+    if "model" not in space:
+        raise SpaceError(source, "SPACE", f"'model' is required ({KEYS['model'].describe()})")
+
+
+def _check_level(level: dict[str, Any], keys: dict[str, Key], source: str, path: str) -> None:
+    from search.space import Choice, Float, Int, Repeat  # local: space imports this module
+
+    for key, value in level.items():
+        where = f"{path}{key}"
+        spec = _key(keys, key, source, where)
+        if isinstance(value, Choice):
+            for label in value.labels():
+                _check_value(spec, label, source, where)
+                branch = value.option(label)
+                if isinstance(branch, dict) and isinstance(value.options, dict):
+                    _check_level(branch, keys, source, f"{where}.{label}.")
+        elif isinstance(value, (Int, Float)):
+            _check_range(spec, value, source, where)
+        elif isinstance(value, Repeat):
+            if spec.kind != "list":
+                raise SpaceError(source, where, f"Repeat is for lists of blocks; {key} expects {spec.describe()}")
+            if not isinstance(value.block, dict):
+                raise SpaceError(source, f"{where}.0", f"a block must be a dict with keys {', '.join(spec.items)}")
+            _check_level(value.block, spec.items, source, f"{where}.0.")
+        elif spec.kind == "list" and isinstance(value, list):
+            for index, block in enumerate(value):
+                if not isinstance(block, dict):
+                    raise SpaceError(source, f"{where}.{index}", f"expected {spec.describe()}")
+                _check_level(block, spec.items, source, f"{where}.{index}.")
+        else:
+            _check_value(spec, value, source, where)
+
+
+def _key(keys: dict[str, Key], key: str, source: str, where: str) -> Key:
+    if key not in keys:
+        known = ", ".join(sorted(keys))
+        raise SpaceError(source, where, f"unknown option {key!r} (known: {known})")
+    return keys[key]
+
+
+def _check_range(spec: Key, dim: Any, source: str, where: str) -> None:
+    from search.space import Float
+
+    if spec.kind not in ("int", "float") or (spec.kind == "int" and isinstance(dim, Float)):
+        raise SpaceError(source, where, f"{dim!r}: expected {spec.describe()}")
+    too_low = spec.low is not None and dim.low < spec.low
+    too_high = spec.high is not None and (dim.high > spec.high if spec.kind == "int" else dim.high >= spec.high)
+    if too_low or too_high:
+        raise SpaceError(source, where, f"{dim!r}: values must be {spec.describe()}")
+
+
+def _check_value(spec: Key, value: Any, source: str, where: str) -> None:
+    ok: bool
+    if spec.kind == "choice":
+        ok = value in spec.values
+    elif spec.kind == "bool":
+        ok = isinstance(value, bool)
+    elif spec.kind == "list":
+        if not isinstance(value, list) or not all(isinstance(block, dict) for block in value):
+            raise SpaceError(source, where, f"expected {spec.describe()}, got {value!r}")
+        for index, block in enumerate(value):
+            for name, item in block.items():
+                _check_value(_key(spec.items, name, source, f"{where}.{index}.{name}"), item, source,
+                             f"{where}.{index}.{name}")
+            missing = [name for name, item in spec.items.items() if item.default is None and name not in block]
+            if missing:
+                raise SpaceError(source, f"{where}.{index}", f"missing {', '.join(missing)}")
+        return
+    else:
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = number and (spec.kind == "float" or isinstance(value, int))
+        if ok and spec.low is not None:
+            ok = value >= spec.low
+        if ok and spec.high is not None:
+            ok = value <= spec.high if spec.kind == "int" else value < spec.high
+    if not ok:
+        raise SpaceError(source, where, f"{value!r}: expected {spec.describe()}")

@@ -1,0 +1,303 @@
+"""Declarative search spaces: the first stage of the flow (space file -> config dict).
+
+A space file is a plain Python module exposing `SPACE`, a dict whose values are constants (fixed)
+or dimensions: `Int`, `Float`, `Choice` (whose options may be sub-spaces: conditional branches)
+and `Repeat` (a block repeated a searched number of times). `load_space` imports the file and
+validates all of it before anything trains; `sample` turns a space into a concrete config dict
+through any object with Optuna's `suggest_*` methods, naming every parameter by its stable
+hierarchical path (`layers.2.units`). Builders downstream only ever see the concrete dict.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from search import schema
+from search.errors import SpaceError
+
+Constant = str | int | float | bool | None
+
+
+@dataclass(frozen=True)
+class Int:
+    """An integer in [low, high], optionally on a log scale or in steps."""
+
+    low: int
+    high: int
+    log: bool = False
+    step: int = 1
+
+    def __repr__(self) -> str:
+        extra = (", log=True" if self.log else "") + (f", step={self.step}" if self.step != 1 else "")
+        return f"Int({self.low}, {self.high}{extra})"
+
+
+@dataclass(frozen=True)
+class Float:
+    """A float in [low, high], optionally on a log scale or in steps."""
+
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = None
+
+    def __repr__(self) -> str:
+        extra = (", log=True" if self.log else "") + (f", step={self.step}" if self.step else "")
+        return f"Float({self.low:g}, {self.high:g}{extra})"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One of several options. Options that are dicts are sub-spaces (conditional branches).
+
+    Branches are labelled by the keys of a dict (`Choice({"mlp": {...}, "cnn": {...}})`); the
+    config then holds the label under the Choice's key and the branch's own keys beside it.
+    """
+
+    options: list[Any] | dict[str, Any]
+
+    def labels(self) -> list[Constant]:
+        if isinstance(self.options, dict):
+            return list(self.options)
+        return list(self.options)
+
+    def option(self, label: Constant) -> Any:
+        return self.options[str(label)] if isinstance(self.options, dict) else label
+
+    def __repr__(self) -> str:
+        return f"Choice({self.labels()!r})"
+
+
+@dataclass(frozen=True)
+class Repeat:
+    """A block repeated `count` times (an `Int` or a fixed int); the config holds a list."""
+
+    count: Int | int
+    block: Any = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"Repeat({self.count!r})"
+
+
+Dimension = Int | Float | Choice | Repeat
+
+
+class Suggester(Protocol):
+    """What sampling needs: an Optuna trial has exactly these methods."""
+
+    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False) -> int: ...
+
+    def suggest_float(
+        self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
+    ) -> float: ...
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Space:
+    """A validated space file: its `SPACE`, its `BASELINES` and where it came from."""
+
+    source: str
+    space: dict[str, Any]
+    baselines: dict[str, dict[str, Any]]
+    doc: str
+
+    @property
+    def name(self) -> str:
+        return Path(self.source).stem
+
+
+def load_space(path: str | Path) -> Space:
+    """Import a space file and validate it whole; raises `SpaceError` with one line."""
+    source = str(path)
+    module = _import(source)
+    if not hasattr(module, "SPACE"):
+        raise SpaceError(source, "", "no SPACE defined (a space file must set SPACE = {...})")
+    space = module.SPACE
+    if not isinstance(space, dict):
+        raise SpaceError(source, "SPACE", f"must be a dict, got {type(space).__name__}")
+    validate(space, source)
+    baselines = getattr(module, "BASELINES", {})
+    if not isinstance(baselines, dict):
+        raise SpaceError(source, "BASELINES", f"must be a dict of name -> config, got {type(baselines).__name__}")
+    for label, config in baselines.items():
+        if not isinstance(config, dict):
+            raise SpaceError(source, f"BASELINES.{label}", "must be a concrete config dict")
+        for key, value in config.items():
+            if isinstance(value, Dimension):
+                raise SpaceError(source, f"BASELINES.{label}.{key}", f"{value!r}: baselines must be concrete")
+        schema.check_config(config, source, f"BASELINES.{label}")
+    return Space(source, space, dict(baselines), (module.__doc__ or "").strip())
+
+
+def _import(source: str) -> types.ModuleType:
+    path = Path(source)
+    if not path.is_file():
+        raise SpaceError(source, "", "no such file")
+    if path.suffix != ".py":
+        raise SpaceError(source, "", "a space file must be a Python module ending in .py")
+    name = f"_search_space_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as err:
+        raise SpaceError(source, f"line {err.lineno}", f"syntax error: {err.msg}") from err
+    except SpaceError:
+        raise
+    except Exception as err:  # the file's own code raised: report it as the file's fault
+        raise SpaceError(source, "", f"failed to import: {type(err).__name__}: {err}") from err
+    finally:
+        sys.modules.pop(name, None)
+    return module
+
+
+def validate(space: dict[str, Any], source: str = "<space>") -> None:
+    """Check every dimension and every key of a space; raises `SpaceError` on the first problem."""
+    _check_node(space, source, "", top=True)
+    schema.check_space(space, source)
+
+
+def _check_node(node: Any, source: str, path: str, top: bool = False) -> None:
+    here = path or "SPACE"
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if not isinstance(key, str) or not key or "." in key:
+                raise SpaceError(source, here, f"key {key!r} must be a non-empty string without '.'")
+            _check_node(value, source, f"{path}.{key}" if path else key)
+    elif isinstance(node, (list, tuple)):
+        for index, value in enumerate(node):
+            _check_node(value, source, f"{here}.{index}")
+    elif isinstance(node, Int):
+        _check_int(node, source, here)
+    elif isinstance(node, Float):
+        _check_float(node, source, here)
+    elif isinstance(node, Choice):
+        _check_choice(node, source, here)
+    elif isinstance(node, Repeat):
+        count = node.count
+        if isinstance(count, Int):
+            _check_int(count, source, f"{here}.count")
+            if count.low < 0:
+                raise SpaceError(source, f"{here}.count", f"{count!r}: a count must be >= 0")
+        elif not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise SpaceError(source, here, f"Repeat count must be an Int or an int >= 0, got {count!r}")
+        _check_node(node.block, source, f"{here}.0")
+    elif not isinstance(node, (str, int, float, bool, type(None))):
+        raise SpaceError(
+            source, here, f"unknown type {type(node).__name__} (expected Int, Float, Choice, Repeat or a constant)"
+        )
+
+
+def _check_int(dim: Int, source: str, path: str) -> None:
+    for name in ("low", "high", "step"):
+        value = getattr(dim, name)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise SpaceError(source, path, f"{dim!r}: {name} must be an int, got {value!r}")
+    _check_bounds(dim, source, path)
+    if dim.step < 1:
+        raise SpaceError(source, path, f"{dim!r}: step must be >= 1")
+    if dim.log and dim.step != 1:
+        raise SpaceError(source, path, f"{dim!r}: log and step cannot be combined")
+
+
+def _check_float(dim: Float, source: str, path: str) -> None:
+    for name in ("low", "high"):
+        value = getattr(dim, name)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            raise SpaceError(source, path, f"{dim!r}: {name} must be a finite number, got {value!r}")
+    _check_bounds(dim, source, path)
+    if dim.step is not None and (dim.step <= 0 or dim.log):
+        raise SpaceError(source, path, f"{dim!r}: step must be > 0 and cannot be combined with log")
+
+
+def _check_bounds(dim: Int | Float, source: str, path: str) -> None:
+    if dim.low > dim.high:
+        raise SpaceError(source, path, f"{dim!r}: low must be <= high")
+    if dim.log and dim.low <= 0:
+        raise SpaceError(source, path, f"{dim!r}: log=True needs low > 0")
+
+
+def _check_choice(dim: Choice, source: str, path: str) -> None:
+    if not isinstance(dim.options, (list, tuple, dict)):
+        raise SpaceError(source, path, f"Choice takes a list or a dict of options, got {type(dim.options).__name__}")
+    if len(dim.options) == 0:
+        raise SpaceError(source, path, "Choice([]): needs at least one option")
+    labels = dim.labels()
+    for label in labels:
+        if not isinstance(label, (str, int, float, bool, type(None))):
+            raise SpaceError(
+                source, path, f"option {label!r}: a Choice of sub-spaces must be a dict label -> sub-space"
+            )
+    if len(set(map(repr, labels))) != len(labels):
+        raise SpaceError(source, path, f"{dim!r}: options must be distinct")
+    if isinstance(dim.options, dict):
+        for label, option in dim.options.items():
+            if not isinstance(option, dict):
+                raise SpaceError(source, f"{path}.{label}", "a branch of a Choice dict must be a sub-space dict")
+            _check_node(option, source, f"{path}.{label}")
+
+
+def sample(space: dict[str, Any], suggest: Suggester) -> dict[str, Any]:
+    """Draw one concrete config; parameter names are the keys' dotted paths."""
+    return _sample_dict(space, suggest, "")
+
+
+def _sample_dict(node: dict[str, Any], suggest: Suggester, prefix: str) -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    for key, value in node.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Choice) and isinstance(value.options, dict):
+            label = suggest.suggest_categorical(name, value.labels())
+            config[key] = label
+            # A branch's keys sit beside the label; its parameters are namespaced by the label
+            # so each branch keeps its own distributions across trials.
+            config.update(_sample_dict(value.option(label), suggest, f"{name}.{label}."))
+        else:
+            config[key] = _sample_value(value, suggest, name)
+    return config
+
+
+def _sample_value(value: Any, suggest: Suggester, name: str) -> Any:
+    if isinstance(value, Int):
+        return suggest.suggest_int(name, value.low, value.high, step=value.step, log=value.log)
+    if isinstance(value, Float):
+        return suggest.suggest_float(name, value.low, value.high, step=value.step, log=value.log)
+    if isinstance(value, Choice):
+        return suggest.suggest_categorical(name, value.labels())
+    if isinstance(value, Repeat):
+        count = value.count
+        n = suggest.suggest_int(f"{name}.count", count.low, count.high, step=count.step, log=count.log) \
+            if isinstance(count, Int) else count
+        return [_sample_value(value.block, suggest, f"{name}.{index}") for index in range(n)]
+    if isinstance(value, dict):
+        return _sample_dict(value, suggest, f"{name}.")
+    if isinstance(value, (list, tuple)):
+        return [_sample_value(item, suggest, f"{name}.{index}") for index, item in enumerate(value)]
+    return value
+
+
+def count_dimensions(node: Any) -> int:
+    """How many searched parameters the space can have at most (each repeat at its largest count)."""
+    if isinstance(node, dict):
+        return sum(count_dimensions(value) for value in node.values())
+    if isinstance(node, (list, tuple)):
+        return sum(count_dimensions(value) for value in node)
+    if isinstance(node, (Int, Float)):
+        return 1
+    if isinstance(node, Choice):
+        branches = node.options.values() if isinstance(node.options, dict) else []
+        return 1 + sum(count_dimensions(branch) for branch in branches)
+    if isinstance(node, Repeat):
+        count = node.count
+        most = count.high if isinstance(count, Int) else count
+        return int(isinstance(count, Int)) + most * count_dimensions(node.block)
+    return 0
