@@ -1,0 +1,44 @@
+"""Process set-up for training: start TensorFlow quietly, once, before any stage imports Keras.
+
+The GPU-capable `tensorflow` wheel writes several lines about missing CUDA drivers to the C-level
+stderr while it loads and first looks for devices; TF_CPP_MIN_LOG_LEVEL does not reach them. On a
+CPU machine they are noise that buries the progress display, so `start_tensorflow` loads it with
+file descriptor 2 pointed at /dev/null, then restores it. Python-level errors still raise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def _stderr_silenced() -> Iterator[None]:
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def start_tensorflow(verbose: bool = False) -> list[str]:
+    """Import TensorFlow and list its devices (quietly unless `verbose`); returns the device names."""
+    if "tensorflow" in sys.modules and not verbose:
+        import tensorflow as tf
+
+        return [device.name for device in tf.config.list_logical_devices()]
+    with contextlib.nullcontext() if verbose else _stderr_silenced():
+        import tensorflow as tf
+
+        devices = [device.name for device in tf.config.list_logical_devices()]
+    # Keras warns on every new trial that its train function was "retraced": expected here, since
+    # each trial is a new model.
+    logging.getLogger("tensorflow").setLevel(logging.INFO if verbose else logging.ERROR)
+    return devices
