@@ -1,0 +1,161 @@
+"""The command line: argparse, one handler per command, bad input turned into exit code 2.
+
+`main(argv)` is what `python -m search` and the `search` script call, and what tests call
+in-process. Every handler validates all of its input (space file, data, storage, options) before it
+writes anything; an `InputError` becomes one line on stderr and exit code 2, with the traceback
+only under `--debug`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+from rich.console import Console
+from rich.tree import Tree
+
+from search import space as spaces
+from search.errors import InputError
+
+EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # Logs and pipes get a wide fixed width, so tables stay one row per trial there too.
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    try:
+        return int(args.handler(args, console))
+    except InputError as err:
+        if args.debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_INPUT
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="search", description="Hyperparameter search for MNIST digits.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run (or resume) a search over a space file")
+    run.add_argument("space", help="space file, e.g. spaces/mlp.py")
+    run.add_argument("--trials", type=int, default=50, help="total finished trials the study should hold (50)")
+    run.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    run.add_argument("--study", help="study name (default: the space file's name)")
+    run.add_argument("--sampler", default="tpe", help="tpe (default), random, cmaes or gp")
+    run.add_argument("--pruner", default="median", help="median (default), hyperband or none")
+    run.add_argument("--seed", type=int, help="base seed; trial N uses seed+N (default: random, kept in the study)")
+    run.add_argument("--storage", help="Optuna storage URL (default: sqlite file in results/<study>/)")
+    run.add_argument("--epochs", type=int, help="override every config's epochs (quick runs)")
+    run.add_argument("--train-size", type=int, help="train on the first N of the 55,000 training images")
+    run.add_argument("--dataset", default="mnist", help="mnist (default) or fashion-mnist")
+    run.add_argument("--data", help="folder of the four IDX files (plain or .gz), or a Keras mnist.npz")
+    run.add_argument("--results", default="results", help="results folder (default: results)")
+    run.add_argument("--top", type=int, default=20, help="rows of the leaderboard to print (20)")
+    run.set_defaults(handler=cmd_run)
+
+    show = commands.add_parser("show", help="print a space file as a tree, with its dimensions")
+    show.add_argument("space")
+    show.set_defaults(handler=cmd_show)
+    return parser
+
+
+def cmd_show(args: argparse.Namespace, console: Console) -> int:
+    space = spaces.load_space(args.space)
+    tree = Tree(f"[bold]{args.space}[/]" + (f"  [dim]{space.doc.splitlines()[0]}[/]" if space.doc else ""))
+    _add_branch(tree, space.space)
+    console.print(tree)
+    console.print(f"{spaces.count_dimensions(space.space)} searched dimensions at most "
+                  "(each Repeat at its largest count, every branch)")
+    for label, config in space.baselines.items():
+        console.print(f"baseline [cyan]{label}[/]: {config}")
+    return EXIT_OK
+
+
+def _add_branch(tree: Tree, node: dict[str, object]) -> None:
+    for key, value in node.items():
+        if isinstance(value, spaces.Choice) and isinstance(value.options, dict):
+            branch = tree.add(f"{key}: Choice of {len(value.options)} branches")
+            for label, sub in value.options.items():
+                _add_branch(branch.add(f"[bold]{label}[/]"), sub)
+        elif isinstance(value, spaces.Repeat):
+            branch = tree.add(f"{key}: Repeat({value.count!r}) of")
+            if isinstance(value.block, dict):
+                _add_branch(branch, value.block)
+            else:
+                branch.add(repr(value.block))
+        elif isinstance(value, (spaces.Int, spaces.Float, spaces.Choice)):
+            tree.add(f"{key}: [green]{value!r}[/]")
+        else:
+            tree.add(f"{key} = {value!r}  [dim](fixed)[/]")
+
+
+def _positive(value: int | float | None, flag: str) -> None:
+    if value is not None and value <= 0:
+        raise InputError(f"{flag} {value}: must be > 0")
+
+
+def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from search import data as datasets
+    from search import leaderboard, study
+    from search.progress import Progress
+    from search.runtime import start_tensorflow
+
+    started = time.monotonic()
+    for value, flag in ((args.trials, "--trials"), (args.timeout, "--timeout"), (args.epochs, "--epochs"),
+                        (args.top, "--top")):
+        _positive(value, flag)
+    space = spaces.load_space(args.space)
+    options = study.RunOptions(trials=args.trials, timeout=args.timeout, study_name=args.study,
+                               sampler=args.sampler, pruner=args.pruner, seed=args.seed, storage=args.storage,
+                               epochs=args.epochs, results=Path(args.results))
+    name = study.study_name(space, options)
+    storage = study.storage_url(name, options)
+    study.make_sampler(options.sampler, 0)  # reject a bad --sampler/--pruner before writing anything
+    study.make_pruner(options.pruner)
+    data = datasets.load(args.dataset, args.data, args.train_size)
+    start_tensorflow(verbose=args.debug)
+
+    opened = study.open_study(name, storage, options.sampler, options.pruner, options.seed)
+    study.check_dataset(opened, data)
+    study.enqueue_baselines(opened, space)
+    done = sum(study.counted(t) for t in opened.get_trials(deepcopy=False))
+    console.print(f"study [bold]{name}[/] in {study.redact(storage)}: {done} of {args.trials} trials done; "
+                  f"{data.name} {len(data.train_labels):,} train / {len(data.val_labels):,} val / "
+                  f"{len(data.test_labels):,} test")
+    interrupted = False
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        with Progress(console, args.trials, done) as progress:
+            progress.seed_bests(opened)
+            objective = study.Objective(space, data, options.epochs, int(opened.user_attrs["seed"]),
+                                        on_epoch=progress.epoch)
+            guard = study.optimize(opened, objective, args.trials, args.timeout, [progress])
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+    table = leaderboard.frame(opened)
+    folder = options.results / name
+    written = leaderboard.write(table, folder)
+    console.print(leaderboard.render(table, f"{name}: ranked by test accuracy", top=args.top))
+    console.print(f"wrote {', '.join(map(str, written))} in {time.monotonic() - started:.0f} s")
+    if interrupted:
+        kept = sum(study.counted(t) for t in opened.get_trials(deepcopy=False))
+        console.print(f"[magenta]interrupted[/]: {kept} finished trials kept; run the same command to resume")
+        return EXIT_INTERRUPTED
+    if guard.tripped:
+        console.print(f"[red]stopped[/]: {guard.tripped}")
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")

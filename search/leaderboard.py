@@ -1,0 +1,120 @@
+"""The leaderboard: the last stage of a run (finished trials -> ranked table, CSV, Markdown).
+
+Reads only what the trials recorded in the study (config, test accuracy, parameters, epochs,
+seconds, reasons), so it works on any stored study, finished or still running. Rows are ranked by
+test accuracy; trials without one (pruned, failed) follow, by their best validation accuracy.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+from optuna.trial import TrialState
+from rich.markup import escape
+from rich.table import Table
+
+COLUMNS = ["rank", "trial", "state", "val_accuracy", "test_accuracy", "n_params", "epochs",
+           "train_seconds", "baseline", "hyperparameters", "reason"]
+SHOWN = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+def describe(config: dict[str, Any]) -> str:
+    """A config in one short line: `mlp 512-256 relu drop=0.2 adam lr=1.2e-03 bs=128 ep=15`."""
+    parts: list[str] = [str(config.get("model", "?"))]
+    if config.get("conv_blocks"):
+        blocks = [f"{b.get('filters')}k{b.get('kernel_size', 3)}" + ("" if b.get("pooling", "max") == "max"
+                  else str(b.get("pooling"))) for b in config["conv_blocks"]]
+        parts.append("conv " + "-".join(blocks))
+    if config.get("layers"):
+        parts.append("-".join(str(layer.get("units")) for layer in config["layers"]))
+    for key, short in (("activation", ""), ("dropout", "drop="), ("batch_norm", "bn="), ("l2", "l2="),
+                       ("optimizer", ""), ("learning_rate", "lr="), ("momentum", "mom="),
+                       ("batch_size", "bs="), ("epochs", "ep=")):
+        value = config.get(key)
+        if value is None or value is False or (value == 0 and key != "learning_rate"):
+            continue  # defaults that change nothing would only make the line longer
+        if key in ("learning_rate", "l2"):
+            parts.append(f"{short}{value:.2e}")
+        else:
+            parts.append(f"{short}{value:.2f}" if isinstance(value, float) else f"{short}{value}")
+    return " ".join(parts)
+
+
+def frame(study: optuna.Study) -> pd.DataFrame:
+    """One row per finished trial, ranked by test accuracy."""
+    rows = []
+    for trial in study.get_trials(deepcopy=False, states=SHOWN):
+        attrs = trial.user_attrs
+        history = attrs.get("val_history") or []
+        val = trial.value if trial.state == TrialState.COMPLETE else (max(history) if history else math.nan)
+        rows.append({
+            "trial": trial.number,
+            "state": "interrupted" if attrs.get("interrupted") else trial.state.name.lower(),
+            "val_accuracy": val,
+            "test_accuracy": attrs.get("test_accuracy", math.nan),
+            "n_params": attrs.get("n_params"),
+            "epochs": attrs.get("epochs"),
+            "train_seconds": attrs.get("train_seconds"),
+            "baseline": attrs.get("baseline") or "",
+            "hyperparameters": describe(attrs.get("config") or {}),
+            "reason": attrs.get("reason") or "",
+        })
+    table = pd.DataFrame(rows, columns=COLUMNS[1:])
+    table = table.sort_values(["test_accuracy", "val_accuracy", "trial"], ascending=[False, False, True],
+                              na_position="last", kind="stable")
+    table.insert(0, "rank", range(1, len(table) + 1))
+    table["n_params"] = table["n_params"].astype("Int64")
+    table["epochs"] = table["epochs"].astype("Int64")
+    return table.reset_index(drop=True)
+
+
+def write(table: pd.DataFrame, folder: Path) -> list[Path]:
+    """`leaderboard.csv` and `leaderboard.md` in the study's results folder, written atomically."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in (("leaderboard.csv", table.to_csv(index=False, float_format="%.4f")),
+                       ("leaderboard.md", table.to_markdown(index=False, floatfmt=".4f") + "\n")):
+        path = folder / name
+        partial = path.with_suffix(path.suffix + ".partial")
+        partial.write_text(text)
+        partial.replace(path)  # a reader never sees half a file, even if we are killed here
+        written.append(path)
+    return written
+
+
+def render(table: pd.DataFrame, title: str, top: int | None = 20) -> Table:
+    """A rich table of the first `top` rows."""
+    out = Table(title=title, header_style="bold", title_justify="left")
+    for column in ("rank", "trial", "state", "val_acc", "test_acc", "params", "epochs", "seconds",
+                   "hyperparameters"):
+        wide = column == "hyperparameters"
+        out.add_column(column, justify="left" if wide or column == "state" else "right",
+                       no_wrap=not wide, overflow="fold", ratio=1 if wide else None)
+    for row in table.head(top).itertuples():
+        label = f"[cyan]{escape(row.baseline)}[/] " if row.baseline else ""
+        note = f" [dim]({escape(row.reason)})[/]" if row.state == "fail" and row.reason else ""
+        out.add_row(str(row.rank), str(row.trial), _state(row.state), _pct(row.val_accuracy),
+                    _pct(row.test_accuracy), _count(row.n_params), _na(row.epochs),
+                    _na(row.train_seconds), label + escape(row.hyperparameters) + note)
+    return out
+
+
+def _state(state: str) -> str:
+    colour = {"complete": "green", "pruned": "yellow", "fail": "red", "interrupted": "magenta"}.get(state, "")
+    return f"[{colour}]{state}[/]" if colour else state
+
+
+def _pct(value: Any) -> str:
+    return "" if value is None or pd.isna(value) else f"{100 * value:.2f}%"
+
+
+def _count(value: Any) -> str:
+    return "" if value is None or pd.isna(value) else f"{int(value):,}"
+
+
+def _na(value: Any) -> str:
+    return "" if value is None or pd.isna(value) else str(value)

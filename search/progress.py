@@ -1,0 +1,104 @@
+"""Progress of a running search: a live rich display on a terminal, plain log lines otherwise.
+
+Sits beside the study driver: `Progress` is an Optuna study callback (called after each trial) and
+an epoch hook (called by the running trial after each epoch), so a person sees trials finished,
+pruned and failed, the best validation and test accuracy so far, the running trial's epoch, and
+elapsed and remaining time. When output is not a terminal (CI, a log file, `nohup`), each finished
+trial prints one line instead.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import Progress as RichProgress
+
+
+class Progress:
+    """Counts and bests over the trials of this run, shown live or logged line by line."""
+
+    def __init__(self, console: Console, total: int, done: int, live: bool | None = None) -> None:
+        self.console = console
+        self.total = total
+        self.done = done
+        self.counts = {"complete": 0, "pruned": 0, "fail": 0}
+        self.best_val = float("nan")
+        self.best_test = float("nan")
+        self.started = time.monotonic()
+        self.live = console.is_terminal if live is None else live
+        self.bar: RichProgress | None = None
+        self.task: Any = None
+
+    def __enter__(self) -> Progress:
+        if self.live:
+            self.bar = RichProgress(
+                TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
+                TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(), console=self.console,
+            )
+            self.bar.start()
+            self.task = self.bar.add_task("search", total=self.total, completed=self.done, status=self._status())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def seed_bests(self, study: optuna.Study) -> None:
+        """Start from the bests of trials finished before a resume."""
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            self._update_bests(trial)
+
+    def epoch(self, trial_number: int, epoch: int, epochs: int, val_accuracy: float) -> None:
+        """Called by the running trial after each epoch."""
+        if self.bar is not None:
+            running = f"| trial {trial_number} epoch {epoch}/{epochs} val {100 * val_accuracy:.2f}%"
+            self.bar.update(self.task, status=self._status(running))
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        """The Optuna callback: a trial finished."""
+        if trial.user_attrs.get("interrupted"):
+            return
+        state = trial.state.name.lower()
+        self.counts[state] = self.counts.get(state, 0) + 1
+        self.done += 1
+        self._update_bests(trial)
+        if self.bar is not None:
+            self.bar.update(self.task, completed=self.done, status=self._status())
+        else:
+            self.console.print(self._line(trial), highlight=False, soft_wrap=True)
+
+    def _update_bests(self, trial: FrozenTrial) -> None:
+        if trial.state != TrialState.COMPLETE or trial.value is None:
+            return
+        test = trial.user_attrs.get("test_accuracy", float("nan"))
+        if not self.best_val >= trial.value:  # written so NaN (no best yet) also takes the value
+            self.best_val = trial.value
+        if not self.best_test >= test:
+            self.best_test = test
+
+    def _status(self, running: str = "") -> str:
+        counts = f"{self.counts['pruned']} pruned, {self.counts['fail']} failed"
+        return f"{counts} | best val {_pct(self.best_val)} test {_pct(self.best_test)} {running}"
+
+    def _line(self, trial: FrozenTrial) -> str:
+        attrs = trial.user_attrs
+        history = attrs.get("val_history") or []
+        val = trial.value if trial.value is not None else (max(history) if history else float("nan"))
+        what = f"val {_pct(val)} test {_pct(attrs.get('test_accuracy', float('nan')))}"
+        if trial.state != TrialState.COMPLETE:
+            what = f"val {_pct(val)} ({escape(attrs.get('reason', ''))})"
+        elapsed = time.monotonic() - self.started
+        label = escape(f" [{attrs['baseline']}]") if attrs.get("baseline") else ""
+        return (f"trial {trial.number}{label} {trial.state.name.lower()}: {what}, {attrs.get('epochs', 0)} epochs, "
+                f"{attrs.get('train_seconds', '-')} s | {self.done}/{self.total} done, {self._status()}"
+                f"| elapsed {elapsed:.0f} s")
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None or value != value else f"{100 * value:.2f}%"

@@ -1,0 +1,176 @@
+"""The study driver end to end on a real MNIST slice: search, resume, pruning, failures, Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+
+from search.cli import main
+
+QUICK = ["--epochs", "1", "--train-size", "2000", "--seed", "0"]
+SPACE = """
+SPACE = {
+    "model": "mlp",
+    "layers": Repeat(Int(1, 2), {"units": Int(32, 128, log=True)}),
+    "learning_rate": Float(1e-3, 1e-2, log=True),
+    "batch_size": 64,
+}
+BASELINES = {"tiny": {"model": "mlp", "layers": [{"units": 32}], "learning_rate": 3e-3, "batch_size": 64}}
+"""
+
+
+def trials(results: Path, name: str) -> list[optuna.trial.FrozenTrial]:
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{results / name / 'study.db'}")
+    return study.get_trials(deepcopy=False)
+
+
+def test_search_then_resume_adds_exactly_the_missing_trials(write_space, tmp_path: Path) -> None:
+    space = write_space(SPACE, "small.py")
+    results = tmp_path / "results"
+    assert main(["run", str(space), "--trials", "3", "--results", str(results), *QUICK]) == 0
+    first = trials(results, "small")
+    assert [t.state.name for t in first] == ["COMPLETE"] * 3
+    board = pd.read_csv(results / "small" / "leaderboard.csv")
+    assert len(board) == 3 and list(board["rank"]) == [1, 2, 3]
+    assert board["test_accuracy"].is_monotonic_decreasing
+    assert board["test_accuracy"].iloc[0] > 0.8  # chance is 0.1
+    assert (results / "small" / "leaderboard.md").read_text().count("\n") == 3 + 2
+    baseline = next(t for t in first if t.user_attrs.get("baseline") == "tiny")
+    assert baseline.number == 0 and baseline.user_attrs["config"]["layers"] == [{"units": 32}]
+    assert baseline.user_attrs["n_params"] == 784 * 32 + 32 + 32 * 10 + 10
+    assert [t.user_attrs["seed"] for t in first] == [0, 1, 2]  # trial N runs with seed base + N
+    for t in first:
+        assert t.value == max(t.user_attrs["val_history"]) and t.user_attrs["epochs"] == 1
+        assert 0.0 < t.user_attrs["test_accuracy"] <= 1.0
+
+    assert main(["run", str(space), "--trials", "5", "--results", str(results), *QUICK]) == 0
+    second = trials(results, "small")
+    assert [t.number for t in second] == [0, 1, 2, 3, 4]
+    assert [t.user_attrs.get("baseline") for t in second].count("tiny") == 1  # enqueued once
+    assert [t.params for t in second[:3]] == [t.params for t in first]  # earlier trials untouched
+
+    assert main(["run", str(space), "--trials", "5", "--results", str(results), *QUICK]) == 0
+    assert len(trials(results, "small")) == 5  # budget already met: nothing more runs
+
+
+@pytest.mark.slow
+def test_pruner_prunes_weak_trials(write_space, tmp_path: Path) -> None:
+    # Half of the configs learn (lr 3e-3), half barely move (lr 1e-6): after five trials the median
+    # pruner has a bar the weak ones fall under at their second epoch.
+    space = write_space("""
+        SPACE = {"model": "mlp", "layers": [{"units": 32}], "learning_rate": Choice([3e-3, 1e-6]),
+                 "batch_size": 128, "epochs": 3}
+    """, "prune.py")
+    results = tmp_path / "results"
+    code = main(["run", str(space), "--trials", "10", "--sampler", "random", "--pruner", "median",
+                 "--train-size", "1000", "--seed", "1", "--results", str(results)])
+    assert code == 0
+    done = trials(results, "prune")
+    pruned = [t for t in done if t.state.name == "PRUNED"]
+    assert pruned, [(t.params, t.user_attrs.get("val_history")) for t in done]
+    for t in pruned:
+        assert t.params["learning_rate"] == 1e-6 and t.user_attrs["epochs"] < 3
+        assert t.user_attrs["reason"].startswith("pruned after epoch")
+        assert "test_accuracy" not in t.user_attrs  # test data is only touched by finished trials
+    board = pd.read_csv(results / "prune" / "leaderboard.csv")
+    assert set(board["state"]) >= {"complete", "pruned"}
+
+
+def test_unbuildable_and_nan_trials_fail_with_reason_and_search_goes_on(write_space, tmp_path: Path) -> None:
+    space = write_space("""
+        SPACE = {"model": "cnn", "conv_blocks": Repeat(Int(1, 5), {"filters": 4}), "batch_size": 256}
+        BASELINES = {
+            "too deep": {"model": "cnn", "conv_blocks": [{"filters": 4}] * 5},
+            "exploding": {"model": "mlp", "layers": [{"units": 16}], "optimizer": "sgd", "learning_rate": 1e30},
+            "fine": {"model": "cnn", "conv_blocks": [{"filters": 4}], "batch_size": 256},
+        }
+    """, "broken.py")
+    results = tmp_path / "results"
+    assert main(["run", str(space), "--trials", "3", "--results", str(results), *QUICK]) == 0
+    done = {t.user_attrs["baseline"]: t for t in trials(results, "broken")}
+    assert done["too deep"].state.name == "FAIL"
+    assert "pooling shrinks the 28x28 image below 1x1" in done["too deep"].user_attrs["reason"]
+    assert done["exploding"].state.name == "FAIL"
+    assert done["exploding"].user_attrs["reason"] == "loss became NaN at epoch 1"
+    assert done["fine"].state.name == "COMPLETE"
+    board = pd.read_csv(results / "broken" / "leaderboard.csv")
+    assert list(board["baseline"])[0] == "fine" and board["reason"].str.contains("NaN").any()
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_finished_trials_and_resumes(write_space, tmp_path: Path) -> None:
+    space = write_space(SPACE, "interrupt.py")
+    results = tmp_path / "results"
+    command = [sys.executable, "-m", "search", "run", str(space), "--trials", "50", "--results", str(results),
+               "--epochs", "3", "--train-size", "2000", "--seed", "0"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    assert process.stdout is not None
+    output = []
+    for line in process.stdout:  # wait until two trials have finished, then press Ctrl-C
+        output.append(line)
+        if line.startswith("trial 1 "):
+            break
+    process.send_signal(signal.SIGINT)
+    rest, _ = process.communicate(timeout=120)
+    output.append(rest)
+    assert process.returncode == 130, "".join(output)
+    assert "finished trials kept; run the same command to resume" in rest
+    done = trials(results, "interrupt")
+    finished = [t for t in done if t.state.name == "COMPLETE"]
+    assert len(finished) >= 2
+    interrupted = [t for t in done if t.user_attrs.get("interrupted")]
+    assert all(t.state.name == "FAIL" for t in interrupted) and len(interrupted) <= 1
+    assert not [t for t in done if t.state.name == "RUNNING"]
+    assert (results / "interrupt" / "leaderboard.csv").exists()
+
+    # Resuming to one more trial than were kept runs exactly one; the interrupted one does not count.
+    target = len(finished) + 1
+    assert main(["run", str(space), "--trials", str(target), "--results", str(results), *QUICK]) == 0
+    after = trials(results, "interrupt")
+    assert sum(t.state.name == "COMPLETE" for t in after) == target
+    assert [t.number for t in after if t.state.name == "COMPLETE"][: len(finished)] == [t.number for t in finished]
+
+
+BAD_RUNS = [
+    (["--trials", "0"], "--trials 0: must be > 0"),
+    (["--sampler", "bogus"], "--sampler 'bogus': expected one of tpe, random, cmaes, gp"),
+    (["--pruner", "bogus"], "--pruner 'bogus': expected one of median, hyperband, none"),
+    (["--storage", "not a url"], "--storage 'not a url': expected a database URL"),
+    (["--study", "../escape"], "--study '../escape': use letters, digits"),
+    (["--dataset", "cifar"], "cifar"),
+    (["--data", "/nonexistent/mnist.npz"], "/nonexistent/mnist.npz"),
+    (["--train-size", "0"], "train_size"),
+]
+
+
+@pytest.mark.parametrize(("extra", "message"), BAD_RUNS, ids=[" ".join(e) for e, _ in BAD_RUNS])
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(write_space, tmp_path: Path, capsys,
+                                                           extra: list[str], message: str) -> None:
+    space = write_space(SPACE, "small.py")
+    results = tmp_path / "results"
+    assert main(["run", str(space), "--results", str(results), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and message in err, err
+    assert not results.exists()
+
+
+def test_bad_space_file_exits_2_naming_file_and_key(write_space, tmp_path: Path, capsys) -> None:
+    space = write_space("SPACE = {'model': 'mlp', 'layers': Repeat(Int(1, 2), {'units': Int(1024, 32)})}\n")
+    assert main(["run", str(space), "--results", str(tmp_path / "results")]) == 2
+    assert capsys.readouterr().err == f"error: {space}: layers.0.units: Int(1024, 32): low must be <= high\n"
+    assert not (tmp_path / "results").exists()
+    assert main(["show", str(space)]) == 2
+
+
+def test_show_prints_tree_and_dimensions(capsys) -> None:
+    assert main(["show", "spaces/mlp.py"]) == 0
+    out = capsys.readouterr().out
+    assert "units: Int(64, 1024, log=True)" in out and "searched dimensions" in out and "S5" in out
