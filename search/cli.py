@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data", help="folder of the four IDX files (plain or .gz), or a Keras mnist.npz")
     run.add_argument("--results", default="results", help="results folder (default: results)")
     run.add_argument("--top", type=int, default=20, help="rows of the leaderboard to print (20)")
+    run.add_argument("--keep-top", type=int, default=10,
+                     help="keep the weights of this many best trials in results/<study>/trials (10; 0: none)")
     run.set_defaults(handler=cmd_run)
 
     show = commands.add_parser("show", help="print a space file as a tree, with its dimensions")
@@ -111,6 +113,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     for value, flag in ((args.trials, "--trials"), (args.timeout, "--timeout"), (args.epochs, "--epochs"),
                         (args.top, "--top")):
         _positive(value, flag)
+    if args.keep_top < 0:
+        raise InputError(f"--keep-top {args.keep_top}: must be >= 0")
     space = spaces.load_space(args.space)
     options = study.RunOptions(trials=args.trials, timeout=args.timeout, study_name=args.study,
                                sampler=args.sampler, pruner=args.pruner, seed=args.seed, storage=args.storage,
@@ -129,13 +133,14 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     console.print(f"study [bold]{name}[/] in {study.redact(storage)}: {done} of {args.trials} trials done; "
                   f"{data.name} {len(data.train_labels):,} train / {len(data.val_labels):,} val / "
                   f"{len(data.test_labels):,} test")
+    folder = options.results / name
     interrupted = False
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         with Progress(console, args.trials, done) as progress:
             progress.seed_bests(opened)
             objective = study.Objective(space, data, options.epochs, int(opened.user_attrs["seed"]),
-                                        on_epoch=progress.epoch)
+                                        on_epoch=progress.epoch, study_dir=folder, keep=args.keep_top)
             guard = study.optimize(opened, objective, args.trials, args.timeout, [progress])
     except KeyboardInterrupt:
         interrupted = True
@@ -143,7 +148,6 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         signal.signal(signal.SIGTERM, previous)
 
     table = leaderboard.frame(opened)
-    folder = options.results / name
     written = leaderboard.write(table, folder)
     console.print(leaderboard.render(table, f"{name}: ranked by test accuracy", top=args.top))
     console.print(f"wrote {', '.join(map(str, written))} in {time.monotonic() - started:.0f} s")

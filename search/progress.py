@@ -72,6 +72,7 @@ class Progress:
             self.bar.update(self.task, completed=self.done, status=self._status())
         else:
             self.console.print(self._line(trial), highlight=False, soft_wrap=True)
+            self.console.file.flush()  # one line per trial must reach a log file as it happens
 
     def _update_bests(self, trial: FrozenTrial) -> None:
         if trial.state != TrialState.COMPLETE or trial.value is None:

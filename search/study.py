@@ -12,6 +12,7 @@ study that the same command resumes.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import random
 import re
@@ -23,6 +24,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from search import artifacts
 from search.data import Dataset
 from search.errors import InputError, TrialFailed
 from search.space import Space, sample
@@ -66,6 +68,27 @@ def storage_url(name: str, options: RunOptions) -> str:
     return f"sqlite:///{options.results / name / 'study.db'}"
 
 
+def locate(study_or_space: str, results: Path = Path("results"), storage: str | None = None) -> tuple[str, str, Path]:
+    """(name, storage URL, results folder) of a stored study, given its name or its space file."""
+    name = Path(study_or_space).stem if study_or_space.endswith(".py") else study_or_space
+    options = RunOptions(study_name=name, storage=storage, results=results)
+    url = storage_url(name, options)
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        raise InputError(f"{study_or_space}: no study found at {url.removeprefix('sqlite:///')} "
+                         f"(run `python -m search run` first, or pass --results/--storage)")
+    return name, url, results / name
+
+
+def load_study(study_or_space: str, results: Path = Path("results"), storage: str | None = None) -> optuna.Study:
+    """Open a stored study read-only in spirit: nothing is written to it."""
+    name, url, _ = locate(study_or_space, results, storage)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return optuna.load_study(study_name=name, storage=url)
+    except KeyError as err:
+        raise InputError(f"{study_or_space}: no study named {name!r} in {redact(url)}") from err
+
+
 def redact(url: str) -> str:
     """A storage URL safe to print: any password replaced by ***."""
     return re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", url)
@@ -82,6 +105,9 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     if name == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
     if name == "gp":
+        missing = [module for module in ("torch", "scipy") if importlib.util.find_spec(module) is None]
+        if missing:  # GPSampler imports them only after its random start-up trials: fail now instead
+            raise InputError(f"--sampler gp needs {' and '.join(missing)}: pip install -e '.[gp]'")
         return optuna.samplers.GPSampler(seed=seed)
     raise InputError(f"--sampler {name!r}: expected one of {', '.join(SAMPLERS)}")
 
@@ -146,6 +172,8 @@ class Objective:
     epochs: int | None
     base_seed: int
     on_epoch: Callable[[int, int, int, float], None] | None = None  # trial, epoch, epochs, val_accuracy
+    study_dir: Path | None = None  # where finished trials keep their weights; None keeps nothing
+    keep: int = 10
 
     def __call__(self, trial: optuna.Trial) -> float:
         # TensorFlow loads only when a trial runs, so `show` and input errors stay instant.
@@ -175,6 +203,7 @@ class Objective:
             trial.set_user_attr("best_epoch", result.best_epoch)
             test_accuracy = train.evaluate(result.model, self.data.test_images, self.data.test_labels)
             trial.set_user_attr("test_accuracy", test_accuracy)
+            self._keep(trial, result, config, seed, test_accuracy)
             return result.val_accuracy
         except optuna.TrialPruned:
             trial.set_user_attr("reason", f"pruned after epoch {len(log.val_history)}: "
@@ -195,6 +224,19 @@ class Objective:
             trial.set_user_attr("epochs", len(log.val_history))
             trial.set_user_attr("train_seconds", round(log.seconds, 2))
             trial.set_user_attr("val_history", log.val_history)
+
+
+    def _keep(self, trial: optuna.Trial, result: Any, config: dict[str, Any], seed: int,
+              test_accuracy: float) -> None:
+        if self.study_dir is None or self.keep <= 0:
+            return
+        record = {"trial": trial.number, "study": trial.study.study_name, "config": config, "seed": seed,
+                  "val_accuracy": result.val_accuracy, "test_accuracy": test_accuracy,
+                  "best_epoch": result.best_epoch, "epochs": result.epochs_run,
+                  "n_params": int(result.model.count_params()), "baseline": trial.user_attrs.get("baseline"),
+                  "dataset": self.data.name, "data_checksum": self.data.checksum}
+        artifacts.save(self.study_dir, trial.number, result.model, record)
+        artifacts.prune(self.study_dir, self.keep)
 
 
 class FailureGuard:

@@ -12,6 +12,7 @@ import optuna
 import pandas as pd
 import pytest
 
+from search import artifacts, train
 from search.cli import main
 
 QUICK = ["--epochs", "1", "--train-size", "2000", "--seed", "0"]
@@ -31,10 +32,10 @@ def trials(results: Path, name: str) -> list[optuna.trial.FrozenTrial]:
     return study.get_trials(deepcopy=False)
 
 
-def test_search_then_resume_adds_exactly_the_missing_trials(write_space, tmp_path: Path) -> None:
+def test_search_then_resume_adds_exactly_the_missing_trials(write_space, tmp_path: Path, small_mnist) -> None:
     space = write_space(SPACE, "small.py")
     results = tmp_path / "results"
-    assert main(["run", str(space), "--trials", "3", "--results", str(results), *QUICK]) == 0
+    assert main(["run", str(space), "--trials", "3", "--results", str(results), "--keep-top", "2", *QUICK]) == 0
     first = trials(results, "small")
     assert [t.state.name for t in first] == ["COMPLETE"] * 3
     board = pd.read_csv(results / "small" / "leaderboard.csv")
@@ -49,6 +50,13 @@ def test_search_then_resume_adds_exactly_the_missing_trials(write_space, tmp_pat
     for t in first:
         assert t.value == max(t.user_attrs["val_history"]) and t.user_attrs["epochs"] == 1
         assert 0.0 < t.user_attrs["test_accuracy"] <= 1.0
+
+    # The best two trials by test accuracy keep weights that reproduce their test accuracy exactly.
+    kept = artifacts.kept(results / "small")
+    assert [r["trial"] for r in kept] == list(board["trial"][:2])
+    model, record = artifacts.load_model(Path(kept[0]["path"]))
+    assert record["test_accuracy"] == board["test_accuracy"].iloc[0] == pytest.approx(
+        train.evaluate(model, small_mnist.test_images, small_mnist.test_labels), abs=0)
 
     assert main(["run", str(space), "--trials", "5", "--results", str(results), *QUICK]) == 0
     second = trials(results, "small")
@@ -148,6 +156,7 @@ BAD_RUNS = [
     (["--dataset", "cifar"], "cifar"),
     (["--data", "/nonexistent/mnist.npz"], "/nonexistent/mnist.npz"),
     (["--train-size", "0"], "train_size"),
+    (["--epochs", "-1"], "--epochs -1: must be > 0"),
 ]
 
 

@@ -1,0 +1,73 @@
+"""Kept trials on disk: what a finished trial leaves in `results/<study>/trials/<number>/`.
+
+Each completed trial writes its best epoch's weights (`model.weights.h5`) and a `trial.json` with
+its concrete config and figures, so export and predict never retrain: they rebuild the model from
+the config with `models.build` and load the weights. Only the best `keep` trials by test accuracy
+(the leaderboard's order) stay on disk; a trial folder appears whole or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+TRIALS = "trials"
+WEIGHTS = "model.weights.h5"
+RECORD = "trial.json"
+STALE_SECONDS = 3600
+
+
+def trial_dir(study_dir: Path, number: int) -> Path:
+    return study_dir / TRIALS / f"{number:05d}"
+
+
+def save(study_dir: Path, number: int, model: Any, record: dict[str, Any]) -> Path:
+    """Write one trial's weights and record atomically; returns its folder."""
+    final = trial_dir(study_dir, number)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{number:05d}-", dir=final.parent))
+    try:
+        model.save_weights(staging / WEIGHTS)
+        (staging / RECORD).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        if final.exists():  # a retried trial number cannot happen in Optuna; a stale folder can
+            shutil.rmtree(final)
+        staging.rename(final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return final
+
+
+def kept(study_dir: Path) -> list[dict[str, Any]]:
+    """Records of the kept trials, best test accuracy first."""
+    records = []
+    for record in (study_dir / TRIALS).glob(f"*/{RECORD}"):
+        data = json.loads(record.read_text())
+        data["path"] = str(record.parent)
+        records.append(data)
+    # The leaderboard's order: test accuracy, then validation accuracy, then trial number.
+    return sorted(records, key=lambda r: (-r["test_accuracy"], -r["val_accuracy"], r["trial"]))
+
+
+def prune(study_dir: Path, keep: int) -> None:
+    """Delete all but the best `keep` kept trials (and leftovers of interrupted writes)."""
+    for record in kept(study_dir)[keep:]:
+        shutil.rmtree(record["path"], ignore_errors=True)
+    for leftover in (study_dir / TRIALS).glob(".*-*"):
+        # Only old ones: a fresh one may be another worker's write in progress.
+        if time.time() - leftover.stat().st_mtime > STALE_SECONDS:
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def load_model(folder: Path) -> tuple[Any, dict[str, Any]]:
+    """Rebuild a kept trial's model from its config and load its weights."""
+    from search import models
+
+    record = json.loads((folder / RECORD).read_text())
+    model = models.build(record["config"])
+    model.load_weights(folder / WEIGHTS)
+    return model, record
