@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from rich.console import Console
 from rich.tree import Tree
@@ -62,10 +63,69 @@ def build_parser() -> argparse.ArgumentParser:
                      help="keep the weights of this many best trials in results/<study>/trials (10; 0: none)")
     run.set_defaults(handler=cmd_run)
 
+    board = commands.add_parser("leaderboard", help="the ranked trials of a stored study (also while it runs)")
+    board.add_argument("study", help="study name or its space file")
+    board.add_argument("--top", type=int, help="show only the first K rows")
+    board.add_argument("--sort", choices=["test", "val", "params", "time"], default="test")
+    board.add_argument("--state", choices=["complete", "pruned", "failed", "all"], default="all")
+    board.add_argument("--format", choices=["table", "csv", "md", "json"], default="table")
+    _add_location(board)
+    board.set_defaults(handler=cmd_leaderboard)
+
+    compare = commands.add_parser("compare", help="the best trials of several studies side by side")
+    compare.add_argument("studies", nargs="+", help="study names or space files")
+    compare.add_argument("--format", choices=["table", "csv", "md", "json"], default="table")
+    _add_location(compare)
+    compare.set_defaults(handler=cmd_compare)
+
     show = commands.add_parser("show", help="print a space file as a tree, with its dimensions")
     show.add_argument("space")
     show.set_defaults(handler=cmd_show)
     return parser
+
+
+def _add_location(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--results", default="results", help="results folder (default: results)")
+    parser.add_argument("--storage", help="Optuna storage URL, if not the study's own sqlite file")
+
+
+def _emit(table: Any, fmt: str, console: Console, title: str) -> None:
+    """Print a table in the requested format; `table` is a pandas DataFrame."""
+    from search import leaderboard
+
+    if fmt == "csv":
+        sys.stdout.write(table.to_csv(index=False, float_format="%.4f"))
+    elif fmt == "md":
+        sys.stdout.write(leaderboard.markdown(table))
+    elif fmt == "json":
+        sys.stdout.write(table.to_json(orient="records", indent=2) + "\n")
+    elif "rank" in table:
+        console.print(leaderboard.render(table, title, top=None))
+    else:
+        console.print(title)
+        console.print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+
+
+def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
+    from search import leaderboard, study
+
+    if args.top is not None:
+        _positive(args.top, "--top")
+    opened = study.load_study(args.study, Path(args.results), args.storage)
+    table = leaderboard.select(leaderboard.frame(opened), args.sort, args.state, args.top)
+    _emit(table, args.format, console, f"{opened.study_name}: {len(table)} trials, sorted by {args.sort}")
+    return EXIT_OK
+
+
+def cmd_compare(args: argparse.Namespace, console: Console) -> int:
+    from search import leaderboard, study
+
+    tables = {}
+    for name in args.studies:  # load all first: one bad name fails before anything is printed
+        opened = study.load_study(name, Path(args.results), args.storage)
+        tables[opened.study_name] = leaderboard.frame(opened)
+    _emit(leaderboard.compare(tables), args.format, console, "best trial of each study, by test accuracy")
+    return EXIT_OK
 
 
 def cmd_show(args: argparse.Namespace, console: Console) -> int:

@@ -37,6 +37,8 @@ def describe(config: dict[str, Any]) -> str:
         value = config.get(key)
         if value is None or value is False or (value == 0 and key != "learning_rate"):
             continue  # defaults that change nothing would only make the line longer
+        if key == "momentum" and config.get("optimizer", "adam") == "adam":
+            continue  # adam has no momentum setting; showing it would suggest it mattered
         if key in ("learning_rate", "l2"):
             parts.append(f"{short}{value:.2e}")
         else:
@@ -72,18 +74,58 @@ def frame(study: optuna.Study) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
+SORTS = {"test": ("test_accuracy", False), "val": ("val_accuracy", False), "params": ("n_params", True),
+         "time": ("train_seconds", True)}
+STATES = {"complete": ["complete"], "pruned": ["pruned"], "failed": ["fail", "interrupted"],
+          "all": ["complete", "pruned", "fail", "interrupted"]}
+
+
+def select(table: pd.DataFrame, sort: str = "test", state: str = "all", top: int | None = None) -> pd.DataFrame:
+    """Filter by state, re-sort (keeping the test-accuracy rank column), keep the first `top` rows."""
+    column, ascending = SORTS[sort]
+    chosen = table[table["state"].isin(STATES[state])]
+    if sort != "test":
+        chosen = chosen.sort_values([column, "rank"], ascending=[ascending, True], na_position="last", kind="stable")
+    return chosen.head(top) if top else chosen
+
+
+def compare(studies: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The best trial of each study, side by side, with how many trials each ran."""
+    rows = []
+    for name, table in studies.items():
+        best = table.iloc[0] if len(table) else None
+        counts = table["state"].value_counts()
+        rows.append({
+            "study": name, "trials": len(table), "complete": int(counts.get("complete", 0)),
+            "pruned": int(counts.get("pruned", 0)), "failed": int(counts.get("fail", 0)),
+            "best_trial": None if best is None else int(best["trial"]),
+            "val_accuracy": math.nan if best is None else best["val_accuracy"],
+            "test_accuracy": math.nan if best is None else best["test_accuracy"],
+            "n_params": None if best is None else best["n_params"],
+            "train_seconds": None if best is None else best["train_seconds"],
+            "hyperparameters": "" if best is None else best["hyperparameters"],
+        })
+    return pd.DataFrame(rows).sort_values("test_accuracy", ascending=False, na_position="last")
+
+
 def write(table: pd.DataFrame, folder: Path) -> list[Path]:
     """`leaderboard.csv` and `leaderboard.md` in the study's results folder, written atomically."""
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for name, text in (("leaderboard.csv", table.to_csv(index=False, float_format="%.4f")),
-                       ("leaderboard.md", table.to_markdown(index=False, floatfmt=".4f") + "\n")):
+                       ("leaderboard.md", markdown(table))):
         path = folder / name
         partial = path.with_suffix(path.suffix + ".partial")
         partial.write_text(text)
         partial.replace(path)  # a reader never sees half a file, even if we are killed here
         written.append(path)
     return written
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """A Markdown table with blanks, not `nan`, where a trial has no figure."""
+    cleaned = table.astype(object).where(table.notna(), None)
+    return cleaned.to_markdown(index=False, floatfmt=".4f", missingval="") + "\n"
 
 
 def render(table: pd.DataFrame, title: str, top: int | None = 20) -> Table:
@@ -96,7 +138,7 @@ def render(table: pd.DataFrame, title: str, top: int | None = 20) -> Table:
                        no_wrap=not wide, overflow="fold", ratio=1 if wide else None)
     for row in table.head(top).itertuples():
         label = f"[cyan]{escape(row.baseline)}[/] " if row.baseline else ""
-        note = f" [dim]({escape(row.reason)})[/]" if row.state == "fail" and row.reason else ""
+        note = f" [dim]({escape(row.reason)})[/]" if row.state != "complete" and row.reason else ""
         out.add_row(str(row.rank), str(row.trial), _state(row.state), _pct(row.val_accuracy),
                     _pct(row.test_accuracy), _count(row.n_params), _na(row.epochs),
                     _na(row.train_seconds), label + escape(row.hyperparameters) + note)
