@@ -179,7 +179,6 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float:
         # TensorFlow loads only when a trial runs, so `show` and input errors stay instant.
         import keras
-        from optuna_integration.keras import KerasPruningCallback
 
         from search import models, schema, train
 
@@ -195,7 +194,7 @@ class Objective:
         try:
             model = models.build(config)
             trial.set_user_attr("n_params", int(model.count_params()))
-            callbacks = [KerasPruningCallback(trial, "val_accuracy")]
+            callbacks = [pruning_callback(trial)]
             if self.on_epoch is not None:
                 hook, epochs = self.on_epoch, schema.resolve(config)["epochs"]
                 callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: hook(
@@ -238,6 +237,21 @@ class Objective:
                   "dataset": self.data.name, "data_checksum": self.data.checksum}
         artifacts.save(self.study_dir, trial.number, result.model, record)
         artifacts.prune(self.study_dir, self.keep)
+
+
+def pruning_callback(trial: optuna.Trial) -> Any:
+    """optuna-integration's Keras callback, except that the last epoch is reported, never pruned:
+    by then the trial's training is paid for, and pruning it would only throw the model away."""
+    from optuna_integration.keras import KerasPruningCallback
+
+    class KeepLastEpoch(KerasPruningCallback):  # type: ignore[misc]
+        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+            if epoch + 1 < self.params.get("epochs", 0):
+                super().on_epoch_end(epoch, logs)
+            elif logs and "val_accuracy" in logs:
+                trial.report(float(logs["val_accuracy"]), step=epoch)
+
+    return KeepLastEpoch(trial, "val_accuracy")
 
 
 class FailureGuard:
