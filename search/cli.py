@@ -9,6 +9,8 @@ only under `--debug`.
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
 import signal
 import sys
 import time
@@ -28,6 +30,7 @@ EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     # Logs and pipes get a wide fixed width, so tables stay one row per trial there too.
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
     try:
@@ -78,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_location(compare)
     compare.set_defaults(handler=cmd_compare)
 
+    export = commands.add_parser("export", help="write a kept trial as .keras, SavedModel, TFLite and a model card")
+    export.add_argument("study", help="study name or its space file")
+    export.add_argument("--trial", type=int, help="trial number (default: the leaderboard's first row)")
+    export.add_argument("--out", help="output folder (default: results/<study>/export/trial-N)")
+    _add_location(export)
+    export.set_defaults(handler=cmd_export)
+
     show = commands.add_parser("show", help="print a space file as a tree, with its dimensions")
     show.add_argument("space")
     show.set_defaults(handler=cmd_show)
@@ -126,6 +136,29 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
         tables[opened.study_name] = leaderboard.frame(opened)
     _emit(leaderboard.compare(tables), args.format, console, "best trial of each study, by test accuracy")
     return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace, console: Console) -> int:
+    from search import study
+    from search.runtime import start_tensorflow
+
+    _, _, folder = study.locate(args.study, Path(args.results), args.storage)
+    start_tensorflow(verbose=args.debug)
+    from search.export import export
+
+    out = export(folder, args.trial, Path(args.out) if args.out else None, command=_command_line(args))
+    card = json.loads((out / "model_card.json").read_text())
+    console.print(f"exported trial {card['trial']} of {card['study']} to {out}: test accuracy "
+                  f"{100 * card['test_accuracy']:.2f}% (.keras, SavedModel), {100 * card['tflite_test_accuracy']:.2f}%"
+                  f" (TFLite); {card['n_params']:,} parameters")
+    for name in sorted(p.name for p in out.iterdir()):
+        console.print(f"  {out / name}")
+    return EXIT_OK
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    """The command as a person would type it, for model cards: `python -m search ...`."""
+    return shlex.join(["python", "-m", "search", *args.argv])
 
 
 def cmd_show(args: argparse.Namespace, console: Console) -> int:
@@ -200,7 +233,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         with Progress(console, args.trials, done) as progress:
             progress.seed_bests(opened)
             objective = study.Objective(space, data, options.epochs, int(opened.user_attrs["seed"]),
-                                        on_epoch=progress.epoch, study_dir=folder, keep=args.keep_top)
+                                        on_epoch=progress.epoch, study_dir=folder, keep=args.keep_top,
+                                        command=_command_line(args))
             guard = study.optimize(opened, objective, args.trials, args.timeout, [progress])
     except KeyboardInterrupt:
         interrupted = True

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 
 @contextlib.contextmanager
-def _stderr_silenced() -> Iterator[None]:
+def quiet_stderr() -> Iterator[None]:
     sys.stderr.flush()
     saved = os.dup(2)
     with open(os.devnull, "w") as devnull:
@@ -34,7 +34,7 @@ def start_tensorflow(verbose: bool = False) -> list[str]:
         import tensorflow as tf
 
         return [device.name for device in tf.config.list_logical_devices()]
-    with contextlib.nullcontext() if verbose else _stderr_silenced():
+    with contextlib.nullcontext() if verbose else quiet_stderr():
         import tensorflow as tf
 
         devices = [device.name for device in tf.config.list_logical_devices()]

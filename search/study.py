@@ -175,6 +175,7 @@ class Objective:
     on_epoch: Callable[[int, int, int, float], None] | None = None  # trial, epoch, epochs, val_accuracy
     study_dir: Path | None = None  # where finished trials keep their weights; None keeps nothing
     keep: int = 10
+    command: str = ""  # the command line that runs this search, recorded with each kept trial
 
     def __call__(self, trial: optuna.Trial) -> float:
         # TensorFlow loads only when a trial runs, so `show` and input errors stay instant.
@@ -234,7 +235,7 @@ class Objective:
                   "val_accuracy": result.val_accuracy, "test_accuracy": test_accuracy,
                   "best_epoch": result.best_epoch, "epochs": result.epochs_run,
                   "n_params": int(result.model.count_params()), "baseline": trial.user_attrs.get("baseline"),
-                  "dataset": self.data.name, "data_checksum": self.data.checksum}
+                  "dataset": self.data.name, "data_checksum": self.data.checksum, "run_command": self.command}
         artifacts.save(self.study_dir, trial.number, result.model, record)
         artifacts.prune(self.study_dir, self.keep)
 

@@ -1,0 +1,191 @@
+"""Export one kept trial for serving: the last stage (kept weights -> .keras, SavedModel, TFLite, card).
+
+`export` rebuilds a kept trial's model from its config and weights (it never retrains), loads the
+data set the trial ran on, checks its checksum against the trial's, measures test accuracy again
+and goes on only if it equals the accuracy the trial recorded: otherwise the weights on disk are not
+the ones that were scored. It then writes the model as `model.keras`, as a TensorFlow SavedModel
+whose `serving_default` signature maps `images` (uint8, [None, 28, 28]) to `probabilities`
+(float32, [None, 10]), and as `model.tflite` converted from that SavedModel, beside a model card in
+JSON and Markdown. Scaling is the model's first layer, so no format needs preprocessing code. Files
+are written in a hidden sibling folder that is renamed at the end: a failed export leaves nothing.
+
+    python -m search export mlp --trial 12 --out exported/mlp-12
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import tempfile
+import warnings
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import optuna
+import tensorflow as tf
+
+from search import artifacts, data, leaderboard, models, schema, train
+from search.errors import DataError, InputError
+from search.runtime import quiet_stderr
+
+KERAS_FILE = "model.keras"
+SAVED_MODEL = "saved_model"
+TFLITE_FILE = "model.tflite"
+CARD_JSON = "model_card.json"
+CARD_MARKDOWN = "model_card.md"
+SIGNATURE = "serving_default"
+INPUT_NAME, OUTPUT_NAME = "images", "probabilities"
+
+
+def export(study_dir: Path, trial: int | None = None, out: Path | None = None, command: str = "") -> Path:
+    """Write a kept trial (default: the leaderboard's first row) in every format; returns the folder."""
+    record = choose(study_dir, trial)
+    folder = Path(record["path"])
+    out = out if out is not None else study_dir / "export" / f"trial-{record['trial']}"
+    # Replacing an earlier export is fine; deleting a folder of someone's other files is not.
+    if out.exists() and not (out.is_dir() and ((out / CARD_JSON).is_file() or not any(out.iterdir()))):
+        raise InputError(f"--out {out}: exists and is not an export; give a new or empty folder")
+    # Every check runs before the first file is written.
+    try:
+        model, _ = artifacts.load_model(folder)
+    except Exception as err:  # a damaged h5 file raises OSError, a mismatched one ValueError
+        raise InputError(f"{folder}: cannot rebuild the model from its kept files: {_one_line(err)}") from err
+    dataset = data.load(record["dataset"])
+    if dataset.checksum != record["data_checksum"]:
+        raise DataError(f"{folder}: trial ran on {record['dataset']} with checksum {record['data_checksum']}, "
+                        f"this machine's copy has {dataset.checksum}")
+    test_accuracy = train.evaluate(model, dataset.test_images, dataset.test_labels)
+    if test_accuracy != record["test_accuracy"]:
+        raise InputError(f"{folder}: the kept weights score test accuracy {test_accuracy} but the trial "
+                         f"recorded {record['test_accuracy']}: weights and record do not match")
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        write_formats(model, staging)
+        tflite = tflite_accuracy(staging / TFLITE_FILE, dataset.test_images, dataset.test_labels)
+        card = model_card(record, model, dataset, test_accuracy, tflite, staging, command)
+        (staging / CARD_JSON).write_text(json.dumps(card, indent=2) + "\n")
+        (staging / CARD_MARKDOWN).write_text(markdown(card))
+        if out.exists():  # checked above: an earlier export (or an empty folder) is replaced
+            shutil.rmtree(out)
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out
+
+
+def choose(study_dir: Path, trial: int | None) -> dict[str, Any]:
+    """The kept record of `trial`, or the best kept one when `trial` is None."""
+    kept = artifacts.kept(study_dir)
+    if not kept:
+        raise InputError(f"{study_dir}: no kept trials to export (a search keeps the best --keep-top trials)")
+    if trial is None:
+        return kept[0]
+    for record in kept:
+        if record["trial"] == trial:
+            return record
+    numbers = ", ".join(str(r["trial"]) for r in kept)
+    raise InputError(f"--trial {trial}: not kept in {study_dir} (pruned, failed or outside the best "
+                     f"--keep-top); kept trials: {numbers}")
+
+
+def write_formats(model: keras.Model, folder: Path) -> None:
+    """`model.keras`, `saved_model/` and `model.tflite`, all taking raw uint8 images."""
+    keras.saving.save_model(model, folder / KERAS_FILE)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        name=SIGNATURE,
+        fn=lambda images: {OUTPUT_NAME: model(images, training=False)},
+        input_signature=[tf.TensorSpec([None, models.IMAGE_SIZE, models.IMAGE_SIZE], tf.uint8, name=INPUT_NAME)],
+    )
+    archive.write_out(str(folder / SAVED_MODEL), verbose=False)
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(folder / SAVED_MODEL), signature_keys=[SIGNATURE])
+    (folder / TFLITE_FILE).write_bytes(converter.convert())
+
+
+def tflite_accuracy(path: Path, images: np.ndarray, labels: np.ndarray) -> float:
+    """Top-1 accuracy of a TFLite file through its serving signature, a batch at a time."""
+    # quiet_stderr: TFLite's C++ announces its XNNPACK delegate on stderr when it first runs.
+    with warnings.catch_warnings(), quiet_stderr():  # and warns that it moves to ai-edge-litert
+        warnings.simplefilter("ignore")
+        interpreter = tf.lite.Interpreter(model_path=str(path))
+        runner = interpreter.get_signature_runner(SIGNATURE)
+        batch = train.EVAL_BATCH_SIZE
+        predicted = [runner(**{INPUT_NAME: images[start : start + batch]})[OUTPUT_NAME].argmax(axis=1)
+                     for start in range(0, len(images), batch)]
+    return float(np.mean(np.concatenate(predicted) == labels))
+
+
+def model_card(record: dict[str, Any], model: keras.Model, dataset: data.Dataset, test_accuracy: float,
+               tflite_test_accuracy: float, folder: Path, command: str) -> dict[str, Any]:
+    """Everything needed to trust, cite and reproduce the exported model."""
+    return {
+        "study": record["study"],
+        "trial": record["trial"],
+        "baseline": record.get("baseline"),
+        "config": schema.resolve(record["config"]),
+        "val_accuracy": record["val_accuracy"],
+        "test_accuracy": test_accuracy,
+        "tflite_test_accuracy": tflite_test_accuracy,
+        "n_params": int(model.count_params()),
+        "seed": record["seed"],
+        "best_epoch": record.get("best_epoch"),
+        "dataset": {"name": dataset.name, "checksum": dataset.checksum, "test_images": len(dataset.test_labels)},
+        "versions": {"python": platform.python_version(), "tensorflow": tf.__version__,
+                     "keras": keras.__version__, "optuna": optuna.__version__, "numpy": np.__version__},
+        "command": record.get("run_command") or "",  # the search that produced the model
+        "export_command": command,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "signature": {"name": SIGNATURE, "input": f"{INPUT_NAME}: uint8 [None, 28, 28]",
+                      "output": f"{OUTPUT_NAME}: float32 [None, 10]"},
+        "files": {name: _size(folder / name) for name in (KERAS_FILE, SAVED_MODEL, TFLITE_FILE)},
+    }
+
+
+def markdown(card: dict[str, Any]) -> str:
+    """The card for people: a summary table, the hyperparameters, the files and how to load them."""
+    config, dataset, versions = card["config"], card["dataset"], card["versions"]
+    baseline = f" (baseline {card['baseline']})" if card["baseline"] else ""
+    rows = [
+        ("model", f"`{leaderboard.describe(config)}`"),
+        ("test accuracy", f"{card['test_accuracy']:.4f} ({dataset['test_images']:,} images; "
+                          f"TFLite {card['tflite_test_accuracy']:.4f})"),
+        ("validation accuracy", f"{card['val_accuracy']:.4f}"),
+        ("parameters", f"{card['n_params']:,}"),
+        ("seed", str(card["seed"])),
+        ("data set", f"{data.TITLES.get(dataset['name'], dataset['name'])}, checksum `{dataset['checksum']}`"),
+        ("command", f"`{card['command']}`" if card["command"] else "(not recorded)"),
+        ("date", card["date"]),
+        ("versions", ", ".join(f"{name} {version}" for name, version in versions.items())),
+    ]
+    lines = [f"# {card['study']}, trial {card['trial']}{baseline}", "", "| | |", "|---|---|"]
+    lines += [f"| {key} | {value} |" for key, value in rows]
+    lines += ["", "## Hyperparameters", "", "| key | value |", "|---|---|"]
+    lines += [f"| {key} | `{json.dumps(value)}` |" for key, value in config.items()]
+    lines += ["", "## Files", "", "| file | bytes |", "|---|---|"]
+    lines += [f"| `{name}` | {size:,} |" for name, size in card["files"].items()]
+    lines += ["", f"Each takes raw 28x28 uint8 images and returns ten class probabilities "
+                  f"(SavedModel and TFLite signature `{SIGNATURE}`: `{INPUT_NAME}` -> `{OUTPUT_NAME}`).", "",
+              "```python", f'keras.models.load_model("{KERAS_FILE}").predict(images)',
+              f'tf.saved_model.load("{SAVED_MODEL}").signatures["{SIGNATURE}"]({INPUT_NAME}=images)["{OUTPUT_NAME}"]',
+              f'tf.lite.Interpreter("{TFLITE_FILE}").get_signature_runner()({INPUT_NAME}=images)["{OUTPUT_NAME}"]',
+              "```", ""]
+    return "\n".join(lines)
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(file.stat().st_size for file in path.rglob("*") if file.is_file())
+    return path.stat().st_size
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__

@@ -1,0 +1,192 @@
+"""Export of kept trials: every format reloads in a fresh process and scores the card's accuracy."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from search import artifacts, models, train
+from search.errors import InputError
+from search.export import export
+
+# Trial 3 learns, trial 5 barely does: the leaderboard's first row is trial 3 for certain.
+TRIALS = {
+    3: {"model": "mlp", "layers": [{"units": 32}], "learning_rate": 3e-3, "batch_size": 64, "epochs": 1},
+    5: {"model": "softmax", "learning_rate": 1e-5, "batch_size": 256, "epochs": 1},
+}
+FILES = {"model.keras", "saved_model", "model.tflite", "model_card.json", "model_card.md"}
+# Runs without `search` on the path: only Keras, TensorFlow and numpy, as a user of the files would.
+RELOAD = """
+import json, sys
+import numpy as np, keras, tensorflow as tf
+assert "search" not in sys.modules
+folder, images, labels = sys.argv[1], np.load(sys.argv[2]), np.load(sys.argv[3])
+def accuracy(batches):
+    return float(np.mean(np.concatenate([b.argmax(axis=1) for b in batches]) == labels))
+starts = range(0, len(images), 1000)
+model = keras.models.load_model(f"{folder}/model.keras")
+serve = tf.saved_model.load(f"{folder}/saved_model").signatures["serving_default"]
+runner = tf.lite.Interpreter(model_path=f"{folder}/model.tflite").get_signature_runner("serving_default")
+print(json.dumps({
+    "keras": accuracy([model.predict(images, batch_size=1000, verbose=0)]),
+    "saved_model": accuracy([serve(images=tf.constant(images[s:s + 1000]))["probabilities"].numpy() for s in starts]),
+    "tflite": accuracy([runner(images=images[s:s + 1000])["probabilities"] for s in starts]),
+    "saved_model_output": str(serve.structured_outputs["probabilities"].dtype),
+}))
+"""
+
+
+def keep(study_dir: Path, number: int, config: dict[str, Any], data) -> None:
+    """Train a trial for real and keep it as `Objective._keep` does."""
+    train.reset(number)
+    result = train.fit(models.build(config), config, data)
+    record = {"trial": number, "study": study_dir.name, "config": config, "seed": number,
+              "val_accuracy": result.val_accuracy,
+              "test_accuracy": train.evaluate(result.model, data.test_images, data.test_labels),
+              "best_epoch": result.best_epoch, "epochs": result.epochs_run,
+              "n_params": int(result.model.count_params()), "baseline": "tiny" if number == 3 else None,
+              "dataset": data.name, "data_checksum": data.checksum}
+    artifacts.save(study_dir, number, result.model, record)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory, small_mnist) -> Path:
+    study_dir = tmp_path_factory.mktemp("results") / "tiny"
+    for number, config in TRIALS.items():
+        keep(study_dir, number, config, small_mnist)
+    assert [r["trial"] for r in artifacts.kept(study_dir)] == [3, 5]
+    return study_dir
+
+
+def test_every_format_reloads_in_a_fresh_process_with_the_cards_accuracy(study: Path, small_mnist,
+                                                                        tmp_path: Path) -> None:
+    weights = (study / "trials" / "00003" / "model.weights.h5").read_bytes()
+    folder = export(study, command="python -m search export tiny")
+    assert folder == study / "export" / "trial-3"  # the leaderboard's first row by default
+    assert {path.name for path in folder.iterdir()} == FILES
+    card = json.loads((folder / "model_card.json").read_text())
+    record = json.loads((study / "trials" / "00003" / "trial.json").read_text())
+    assert card["trial"] == 3 and card["test_accuracy"] == record["test_accuracy"] > 0.8
+    assert (study / "trials" / "00003" / "model.weights.h5").read_bytes() == weights  # never retrained
+
+    np.save(tmp_path / "images.npy", small_mnist.test_images)
+    np.save(tmp_path / "labels.npy", small_mnist.test_labels)
+    reload = subprocess.run([sys.executable, "-c", RELOAD, str(folder), str(tmp_path / "images.npy"),
+                             str(tmp_path / "labels.npy")], capture_output=True, text=True, cwd=tmp_path,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"})
+    assert reload.returncode == 0, reload.stderr
+    scores = json.loads(reload.stdout.strip().splitlines()[-1])
+    assert scores["keras"] == card["test_accuracy"]
+    assert scores["saved_model"] == card["test_accuracy"]
+    assert scores["saved_model_output"] == "<dtype: 'float32'>"
+    assert scores["tflite"] == card["tflite_test_accuracy"]
+    assert abs(scores["tflite"] - card["test_accuracy"]) <= 0.005
+
+
+def test_card_says_what_was_exported_from_where(study: Path, small_mnist, tmp_path: Path) -> None:
+    folder = export(study, trial=5, out=tmp_path / "five", command="python -m search export tiny --trial 5")
+    assert folder == tmp_path / "five"
+    card = json.loads((folder / "model_card.json").read_text())
+    assert (card["study"], card["trial"], card["baseline"], card["seed"]) == ("tiny", 5, None, 5)
+    assert card["config"]["model"] == "softmax" and card["config"]["optimizer"] == "adam"  # defaults filled in
+    assert card["n_params"] == 28 * 28 * 10 + 10
+    assert card["dataset"] == {"name": "mnist", "checksum": small_mnist.checksum, "test_images": 10_000}
+    assert set(card["versions"]) == {"python", "tensorflow", "keras", "optuna", "numpy"}
+    assert card["export_command"] == "python -m search export tiny --trial 5"
+    assert abs(datetime.now(UTC) - datetime.fromisoformat(card["date"])) < timedelta(minutes=5)
+    assert set(card["files"]) == {"model.keras", "saved_model", "model.tflite"}
+    assert card["files"]["model.tflite"] == (folder / "model.tflite").stat().st_size > 0
+    text = (folder / "model_card.md").read_text()
+    assert f"{card['test_accuracy']:.4f}" in text and small_mnist.checksum in text and "`softmax" in text
+
+
+def test_exporting_again_replaces_the_earlier_export(study: Path, tmp_path: Path) -> None:
+    out = tmp_path / "again"
+    export(study, trial=5, out=out)
+    (out / "stray.txt").write_text("from the first export")
+    export(study, trial=5, out=out)
+    assert {path.name for path in out.iterdir()} == FILES
+    assert [path.name for path in tmp_path.iterdir()] == ["again"]  # no staging folder left behind
+
+
+def test_a_folder_that_is_not_an_export_is_never_overwritten(study: Path, tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="exists and is not an export"):
+        export(study, out=tmp_path)
+    assert [path.name for path in tmp_path.iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.parametrize(("trial", "message"), [
+    (4, "--trial 4: not kept in .*; kept trials: 3, 5$"),
+    (7, "--trial 7: not kept"),
+])
+def test_a_trial_that_is_not_kept_is_refused_in_one_line(study: Path, tmp_path: Path, trial: int,
+                                                         message: str) -> None:
+    with pytest.raises(InputError, match=message) as caught:
+        export(study, trial=trial, out=tmp_path / "out")
+    assert "\n" not in str(caught.value) and not (tmp_path / "out").exists()
+
+
+def test_a_study_without_kept_trials_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no kept trials to export"):
+        export(tmp_path / "empty")
+    assert not (tmp_path / "empty").exists()
+
+
+def corrupt_weights(folder: Path) -> None:
+    (folder / "model.weights.h5").write_bytes(b"not an HDF5 file")
+
+
+def change_accuracy(folder: Path) -> None:
+    record = json.loads((folder / "trial.json").read_text())
+    record["test_accuracy"] -= 0.01
+    (folder / "trial.json").write_text(json.dumps(record))
+
+
+def change_checksum(folder: Path) -> None:
+    record = json.loads((folder / "trial.json").read_text())
+    record["data_checksum"] = "0" * 64
+    (folder / "trial.json").write_text(json.dumps(record))
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    (corrupt_weights, "cannot rebuild the model from its kept files"),
+    (change_accuracy, "weights and record do not match"),
+    (change_checksum, "this machine's copy has"),
+], ids=["corrupt weights", "other accuracy", "other data"])
+def test_damaged_trial_fails_before_anything_is_written(study: Path, tmp_path: Path, damage, message: str) -> None:
+    copy = tmp_path / "tiny"
+    shutil.copytree(study / "trials", copy / "trials")
+    damage(copy / "trials" / "00003")
+    with pytest.raises(InputError, match=message) as caught:
+        export(copy, trial=3)
+    assert "\n" not in str(caught.value)
+    assert [path.name for path in copy.iterdir()] == ["trials"]
+
+
+def test_export_command_on_a_real_study(finished_study: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from search.cli import main
+
+    where = ["--results", str(finished_study)]
+    assert main(["export", "small", *where]) == 0
+    board = pd.read_csv(finished_study / "small" / "leaderboard.csv")
+    out = finished_study / "small" / "export" / f"trial-{board['trial'].iloc[0]}"
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["test_accuracy"] == pytest.approx(board["test_accuracy"].iloc[0], abs=5e-5)
+    assert "search run" in card["command"] and "--trials 5" in card["command"]  # the search that made it
+    assert {"model.keras", "saved_model", "model.tflite", "model_card.json", "model_card.md"} <= {
+        p.name for p in out.iterdir()}
+    capsys.readouterr()
+    assert main(["export", "small", *where, "--trial", "99"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "99" in err
