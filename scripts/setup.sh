@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debian_packages=(dataset-fashion-mnist)  # Fashion-MNIST for --dataset fashion-mnist and its test
+# Fashion-MNIST for --dataset fashion-mnist; Chromium and its driver for the report's browser test.
+debian_packages=(dataset-fashion-mnist chromium chromium-driver)
 missing=()
 for package in "${debian_packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

@@ -88,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_location(export)
     export.set_defaults(handler=cmd_export)
 
+    report = commands.add_parser("report", help="write results/<study>/report.html and its figures as PNG")
+    report.add_argument("study", help="study name or its space file")
+    _add_location(report)
+    report.set_defaults(handler=cmd_report)
+
     show = commands.add_parser("show", help="print a space file as a tree, with its dimensions")
     show.add_argument("space")
     show.set_defaults(handler=cmd_show)
@@ -153,6 +158,20 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
                   f" (TFLite); {card['n_params']:,} parameters")
     for name in sorted(p.name for p in out.iterdir()):
         console.print(f"  {out / name}")
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace, console: Console) -> int:
+    from search import study
+    from search.runtime import start_tensorflow
+
+    _, _, folder = study.locate(args.study, Path(args.results), args.storage)
+    opened = study.load_study(args.study, Path(args.results), args.storage)
+    start_tensorflow(verbose=args.debug)
+    from search.report import write_report
+
+    path = write_report(opened, folder)
+    console.print(f"wrote {path} (open it in a browser; no network needed) and its figures in {path.parent / 'report'}")
     return EXIT_OK
 
 
