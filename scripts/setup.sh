@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Fashion-MNIST for --dataset fashion-mnist; Chromium and its driver for the report's browser test.
-debian_packages=(dataset-fashion-mnist chromium chromium-driver)
+# Fashion-MNIST for --dataset fashion-mnist; Chromium and its driver for the report's browser test;
+# PostgreSQL for the distributed-worker tests (they start their own server on loopback).
+debian_packages=(dataset-fashion-mnist chromium chromium-driver postgresql)
 missing=()
 for package in "${debian_packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

@@ -62,9 +62,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data", help="folder of the four IDX files (plain or .gz), or a Keras mnist.npz")
     run.add_argument("--results", default="results", help="results folder (default: results)")
     run.add_argument("--top", type=int, default=20, help="rows of the leaderboard to print (20)")
+    run.add_argument("--workers", type=int, default=1, help="worker processes on this machine (1)")
+    run.add_argument("--trial-timeout", type=float, help="fail a trial that trains longer than this (seconds)")
+    run.add_argument("--recycle-after", type=int,
+                     help="replace each worker process after this many trials (bounds memory; with --workers)")
     run.add_argument("--keep-top", type=int, default=10,
                      help="keep the weights of this many best trials in results/<study>/trials (10; 0: none)")
     run.set_defaults(handler=cmd_run)
+
+    worker = commands.add_parser("worker", help="join a stored study as one more worker (any machine)")
+    worker.add_argument("--study", required=True, help="the study's name")
+    worker.add_argument("--trial-timeout", type=float, help="fail a trial that trains longer than this (seconds)")
+    worker.add_argument("--recycle-after", type=int, help="leave after this many trials")
+    _add_location(worker)
+    worker.set_defaults(handler=cmd_worker)
 
     board = commands.add_parser("leaderboard", help="the ranked trials of a stored study (also while it runs)")
     board.add_argument("study", help="study name or its space file")
@@ -177,7 +188,9 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
 
 def _command_line(args: argparse.Namespace) -> str:
     """The command as a person would type it, for model cards: `python -m search ...`."""
-    return shlex.join(["python", "-m", "search", *args.argv])
+    from search.storage import redact
+
+    return redact(shlex.join(["python", "-m", "search", *args.argv]))
 
 
 def cmd_show(args: argparse.Namespace, console: Console) -> int:
@@ -217,13 +230,14 @@ def _positive(value: int | float | None, flag: str) -> None:
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from search import data as datasets
-    from search import leaderboard, study
+    from search import study, workers
     from search.progress import Progress
-    from search.runtime import start_tensorflow
+    from search.storage import redact
 
     started = time.monotonic()
     for value, flag in ((args.trials, "--trials"), (args.timeout, "--timeout"), (args.epochs, "--epochs"),
-                        (args.top, "--top")):
+                        (args.top, "--top"), (args.workers, "--workers"), (args.trial_timeout, "--trial-timeout"),
+                        (args.recycle_after, "--recycle-after")):
         _positive(value, flag)
     if args.keep_top < 0:
         raise InputError(f"--keep-top {args.keep_top}: must be >= 0")
@@ -232,46 +246,105 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
                                sampler=args.sampler, pruner=args.pruner, seed=args.seed, storage=args.storage,
                                epochs=args.epochs, results=Path(args.results))
     name = study.study_name(space, options)
-    storage = study.storage_url(name, options)
+    location = study.storage_url(name, options)
     study.make_sampler(options.sampler, 0)  # reject a bad --sampler/--pruner before writing anything
     study.make_pruner(options.pruner)
     data = datasets.load(args.dataset, args.data, args.train_size)
-    start_tensorflow(verbose=args.debug)
 
-    opened = study.open_study(name, storage, options.sampler, options.pruner, options.seed)
+    opened = study.open_study(name, location, options.sampler, options.pruner, options.seed)
     study.check_dataset(opened, data)
+    folder = options.results / name
+    spec = workers.WorkerSpec(
+        space_file=str(_copy_space(space, folder)), study=name, location=location, dataset=args.dataset,
+        data_path=args.data, train_size=args.train_size, epochs=args.epochs, budget=args.trials,
+        sampler=args.sampler, pruner=args.pruner, timeout=args.timeout, trial_timeout=args.trial_timeout,
+        results=args.results, keep=args.keep_top, command=_command_line(args), debug=args.debug,
+        max_trials=args.recycle_after)
+    settings = {k: v for k, v in vars(spec).items() if k not in ("worker", "threads", "debug")}
+    study.save_settings(opened, {**settings, "space_source": Path(spec.space_file).read_text()})
+    lost = study.storage.reap_dead(opened)  # trials left RUNNING by a process that died
+    if lost:
+        console.print(f"trial(s) {', '.join(map(str, lost))} were left running by a process that died: "
+                      "failed, and queued once more")
     study.enqueue_baselines(opened, space)
     done = sum(study.counted(t) for t in opened.get_trials(deepcopy=False))
-    console.print(f"study [bold]{name}[/] in {study.redact(storage)}: {done} of {args.trials} trials done; "
+    console.print(f"study [bold]{name}[/] in {redact(location)}: {done} of {args.trials} trials done; "
                   f"{data.name} {len(data.train_labels):,} train / {len(data.val_labels):,} val / "
-                  f"{len(data.test_labels):,} test")
-    folder = options.results / name
-    interrupted = False
+                  f"{len(data.test_labels):,} test" + (f"; {args.workers} workers" if args.workers > 1 else ""))
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         with Progress(console, args.trials, done) as progress:
             progress.seed_bests(opened)
-            objective = study.Objective(space, data, options.epochs, int(opened.user_attrs["seed"]),
-                                        on_epoch=progress.epoch, study_dir=folder, keep=args.keep_top,
-                                        command=_command_line(args))
-            guard = study.optimize(opened, objective, args.trials, args.timeout, [progress])
+            if args.workers == 1 and not args.recycle_after:  # in this process: live per-epoch progress
+                code = workers.work(spec, callbacks=[progress], on_epoch=progress.epoch)
+            else:
+                outcome = workers.run_local(spec, args.workers, on_trial=progress, say=console.print)
+                code = workers.EXIT_INTERRUPTED if outcome.interrupted else (
+                    workers.EXIT_FAILED if outcome.failed else workers.EXIT_OK)
     except KeyboardInterrupt:
-        interrupted = True
+        code = workers.EXIT_INTERRUPTED
     finally:
         signal.signal(signal.SIGTERM, previous)
+    return _finish(opened, folder, args, console, code, started)
+
+
+def _copy_space(space: spaces.Space, folder: Path) -> Path:
+    """The results folder keeps the space file it was searched with (workers elsewhere get it too)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    copy = folder / "space.py"
+    text = Path(space.source).read_text()
+    if not copy.exists() or copy.read_text() != text:
+        copy.write_text(text)
+    return copy
+
+
+def _finish(opened: Any, folder: Path, args: argparse.Namespace, console: Console, code: int,
+            started: float) -> int:
+    """Write and print the leaderboard, and say how the run ended."""
+    from search import leaderboard, study
 
     table = leaderboard.frame(opened)
     written = leaderboard.write(table, folder)
-    console.print(leaderboard.render(table, f"{name}: ranked by test accuracy", top=args.top))
+    console.print(leaderboard.render(table, f"{opened.study_name}: ranked by test accuracy", top=args.top))
     console.print(f"wrote {', '.join(map(str, written))} in {time.monotonic() - started:.0f} s")
-    if interrupted:
+    if code == EXIT_INTERRUPTED:
         kept = sum(study.counted(t) for t in opened.get_trials(deepcopy=False))
         console.print(f"[magenta]interrupted[/]: {kept} finished trials kept; run the same command to resume")
-        return EXIT_INTERRUPTED
-    if guard.tripped:
-        console.print(f"[red]stopped[/]: {guard.tripped}")
-        return EXIT_FAILED
-    return EXIT_OK
+    elif code == EXIT_FAILED:
+        console.print("[red]stopped[/]: too many trials failed in a row; the leaderboard shows their reasons")
+    return code
+
+
+def cmd_worker(args: argparse.Namespace, console: Console) -> int:
+    from search import study, workers
+
+    for value, flag in ((args.trial_timeout, "--trial-timeout"), (args.recycle_after, "--recycle-after")):
+        _positive(value, flag)
+    opened = study.load_study(args.study, Path(args.results), args.storage)
+    settings = opened.user_attrs.get("settings")
+    if not settings:
+        raise InputError(f"study {args.study!r} has no settings to join with: start it with `search run` first")
+    folder = Path(args.results) / opened.study_name
+    folder.mkdir(parents=True, exist_ok=True)
+    space_file = folder / "space.py"
+    space_file.write_text(settings["space_source"])
+    spaces.load_space(space_file)  # the same validation as `run`, before any trial starts
+    spec = workers.WorkerSpec(**{**{k: v for k, v in settings.items() if k != "space_source"},
+                                 "space_file": str(space_file), "location": study.storage_url(
+                                     opened.study_name, study.RunOptions(storage=args.storage,
+                                                                         results=Path(args.results))),
+                                 "results": args.results, "data_path": None, "debug": args.debug,
+                                 "timeout": None,  # the run's --timeout was for that process only
+                                 "trial_timeout": args.trial_timeout or settings.get("trial_timeout"),
+                                 "max_trials": args.recycle_after, "command": _command_line(args)})
+    console.print(f"worker joining study {opened.study_name} ({spec.budget} trials in total)")
+    started = time.monotonic()
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        code = workers.work(spec)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return _finish(opened, folder, argparse.Namespace(**{**vars(args), "top": 10}), console, code, started)
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:

@@ -17,6 +17,8 @@ from optuna.trial import TrialState
 from rich.markup import escape
 from rich.table import Table
 
+from search import storage
+
 COLUMNS = ["rank", "trial", "state", "val_accuracy", "test_accuracy", "n_params", "epochs",
            "train_seconds", "baseline", "hyperparameters", "reason"]
 SHOWN = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -51,11 +53,14 @@ def frame(study: optuna.Study) -> pd.DataFrame:
     rows = []
     for trial in study.get_trials(deepcopy=False, states=SHOWN):
         attrs = trial.user_attrs
+        if attrs.get("surplus"):
+            continue  # started after the budget was taken: it never ran
         history = attrs.get("val_history") or []
         val = trial.value if trial.state == TrialState.COMPLETE else (max(history) if history else math.nan)
         rows.append({
             "trial": trial.number,
-            "state": "interrupted" if attrs.get("interrupted") else trial.state.name.lower(),
+            "state": "interrupted" if attrs.get("interrupted") else "lost" if storage.lost(trial)
+            else trial.state.name.lower(),
             "val_accuracy": val,
             "test_accuracy": attrs.get("test_accuracy", math.nan),
             "n_params": attrs.get("n_params"),
@@ -63,7 +68,7 @@ def frame(study: optuna.Study) -> pd.DataFrame:
             "train_seconds": attrs.get("train_seconds"),
             "baseline": attrs.get("baseline") or "",
             "hyperparameters": describe(attrs.get("config") or {}),
-            "reason": attrs.get("reason") or "",
+            "reason": attrs.get("reason") or (storage.LOST_REASON if storage.lost(trial) else ""),
         })
     table = pd.DataFrame(rows, columns=COLUMNS[1:])
     table = table.sort_values(["test_accuracy", "val_accuracy", "trial"], ascending=[False, False, True],
@@ -76,8 +81,8 @@ def frame(study: optuna.Study) -> pd.DataFrame:
 
 SORTS = {"test": ("test_accuracy", False), "val": ("val_accuracy", False), "params": ("n_params", True),
          "time": ("train_seconds", True)}
-STATES = {"complete": ["complete"], "pruned": ["pruned"], "failed": ["fail", "interrupted"],
-          "all": ["complete", "pruned", "fail", "interrupted"]}
+STATES = {"complete": ["complete"], "pruned": ["pruned"], "failed": ["fail", "interrupted", "lost"],
+          "all": ["complete", "pruned", "fail", "interrupted", "lost"]}
 
 
 def select(table: pd.DataFrame, sort: str = "test", state: str = "all", top: int | None = None) -> pd.DataFrame:
@@ -146,7 +151,8 @@ def render(table: pd.DataFrame, title: str, top: int | None = 20) -> Table:
 
 
 def _state(state: str) -> str:
-    colour = {"complete": "green", "pruned": "yellow", "fail": "red", "interrupted": "magenta"}.get(state, "")
+    colour = {"complete": "green", "pruned": "yellow", "fail": "red", "interrupted": "magenta",
+              "lost": "magenta"}.get(state, "")
     return f"[{colour}]{state}[/]" if colour else state
 
 

@@ -19,6 +19,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.progress import Progress as RichProgress
 
+from search.storage import counted
+
 
 class Progress:
     """Counts and bests over the trials of this run, shown live or logged line by line."""
@@ -62,7 +64,7 @@ class Progress:
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         """The Optuna callback: a trial finished."""
-        if trial.user_attrs.get("interrupted"):
+        if not counted(trial):  # interrupted, lost with its worker, or never run
             return
         state = trial.state.name.lower()
         self.counts[state] = self.counts.get(state, 0) + 1

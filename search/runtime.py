@@ -28,15 +28,21 @@ def quiet_stderr() -> Iterator[None]:
         os.close(saved)
 
 
-def start_tensorflow(verbose: bool = False) -> list[str]:
-    """Import TensorFlow and list its devices (quietly unless `verbose`); returns the device names."""
-    if "tensorflow" in sys.modules and not verbose:
-        import tensorflow as tf
+def start_tensorflow(verbose: bool = False, threads: int | None = None) -> list[str]:
+    """Import TensorFlow and list its devices (quietly unless `verbose`); returns the device names.
 
-        return [device.name for device in tf.config.list_logical_devices()]
+    `threads` caps TensorFlow's thread pools, so that local workers share the cores instead of each
+    starting one thread per core; it only takes effect before TensorFlow's runtime has started.
+    """
     with contextlib.nullcontext() if verbose else quiet_stderr():
         import tensorflow as tf
 
+        if threads is not None:
+            try:
+                tf.config.threading.set_intra_op_parallelism_threads(threads)
+                tf.config.threading.set_inter_op_parallelism_threads(1 if threads == 1 else 2)
+            except RuntimeError:  # the runtime is already up (a second call in the same process)
+                pass
         devices = [device.name for device in tf.config.list_logical_devices()]
     # Keras warns on every new trial that its train function was "retraced": expected here, since
     # each trial is a new model.

@@ -14,6 +14,7 @@ import pytest
 
 from search import artifacts, train
 from search.cli import main
+from search.study import load_study
 
 QUICK = ["--epochs", "1", "--train-size", "2000", "--seed", "0"]
 SPACE = """
@@ -28,8 +29,7 @@ BASELINES = {"tiny": {"model": "mlp", "layers": [{"units": 32}], "learning_rate"
 
 
 def trials(results: Path, name: str) -> list[optuna.trial.FrozenTrial]:
-    study = optuna.load_study(study_name=name, storage=f"sqlite:///{results / name / 'study.db'}")
-    return study.get_trials(deepcopy=False)
+    return load_study(name, results).get_trials(deepcopy=False)
 
 
 def test_search_then_resume_adds_exactly_the_missing_trials(write_space, tmp_path: Path, small_mnist) -> None:
@@ -151,7 +151,10 @@ BAD_RUNS = [
     (["--trials", "0"], "--trials 0: must be > 0"),
     (["--sampler", "bogus"], "--sampler 'bogus': expected one of tpe, random, cmaes, gp"),
     (["--pruner", "bogus"], "--pruner 'bogus': expected one of median, hyperband, none"),
-    (["--storage", "not a url"], "--storage 'not a url': expected a database URL"),
+    (["--storage", "not a url"], "--storage 'not a url': expected a journal file path ending in .log"),
+    (["--storage", "postgresql://ann:s3cret@127.0.0.1:1/none"], "--storage postgresql://ann:***@127.0.0.1:1/none: cannot open"),
+    (["--workers", "0"], "--workers 0: must be > 0"),
+    (["--trial-timeout", "-5"], "--trial-timeout -5.0: must be > 0"),
     (["--study", "../escape"], "--study '../escape': use letters, digits"),
     (["--dataset", "cifar"], "cifar"),
     (["--data", "/nonexistent/mnist.npz"], "/nonexistent/mnist.npz"),
@@ -168,6 +171,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(write_space, tmp_pat
     assert main(["run", str(space), "--results", str(results), *extra]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ") and message in err, err
+    assert "s3cret" not in err  # passwords never reach the terminal
     assert not results.exists()
 
 

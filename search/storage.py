@@ -1,0 +1,142 @@
+"""Where studies live, and what happens to trials whose worker is gone.
+
+Beside the study driver: `open_storage` turns `--storage` into an Optuna storage. The default is
+a journal file, `results/<study>/journal.log`: Optuna's JournalFileBackend appends one record per
+change under a file lock, so several worker processes on one machine can share it (SQLite's single
+writer lock is what gives parallel Optuna users "database is locked"). `postgresql://...` (or any
+SQLAlchemy URL) is an RDBStorage with a heartbeat, so a worker that dies on another machine has its
+trial failed and retried by the others. Trials lost with their process, stopped by Ctrl-C, or
+started after the budget was already met are flagged and do not count toward `--trials`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from pathlib import Path
+
+import optuna
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+from optuna.trial import FrozenTrial, TrialState
+
+from search.errors import InputError
+
+JOURNAL = "journal.log"
+HEARTBEAT_SECONDS = 10
+GRACE_SECONDS = 60  # a trial with no heartbeat for this long belongs to a dead worker
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+EXCLUDED = ("interrupted", "surplus")  # flags of trials that do not use up the budget
+LOST_REASON = "its worker died during the trial (queued once more)"
+HOST = socket.gethostname()
+
+
+def default_location(results: Path, name: str) -> str:
+    return str(results / name / JOURNAL)
+
+
+def redact(url: str) -> str:
+    """A storage URL safe to print: any password replaced by ***."""
+    return re.sub(r"(://[^:/@\s]+:)[^@\s]+@", r"\1***@", url)
+
+
+def check_location(location: str) -> None:
+    """Reject a malformed --storage before anything is written."""
+    if re.match(r"^[a-z][a-z0-9+]*://", location):
+        if location.startswith("sqlite://") and not location.startswith("sqlite:///"):
+            raise InputError(f"--storage {location!r}: a SQLite URL is sqlite:///path/to/file.db")
+        return
+    if not location.endswith(".log"):
+        raise InputError(f"--storage {redact(location)!r}: expected a journal file path ending in .log, or a "
+                         "database URL such as postgresql://user:password@host/db or sqlite:///path/study.db")
+
+
+def open_storage(location: str) -> BaseStorage:
+    """The Optuna storage for a journal file path or a database URL."""
+    check_location(location)
+    if "://" not in location:
+        Path(location).parent.mkdir(parents=True, exist_ok=True)
+        # The open-lock works on every filesystem, NFS included (a symlink lock does not).
+        return JournalStorage(JournalFileBackend(location, lock_obj=JournalFileOpenLock(location)))
+    if location.startswith("sqlite:///"):
+        Path(location.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return RDBStorage(
+            location,
+            engine_kwargs={"pool_pre_ping": True},  # reconnect after a database restart
+            heartbeat_interval=HEARTBEAT_SECONDS,
+            grace_period=GRACE_SECONDS,
+            heartbeat_stale_trial_callback=_heartbeat_lost,
+        )
+    except Exception as err:  # bad driver, host down, wrong password: one line, password hidden
+        raise InputError(f"--storage {redact(location)}: cannot open: {redact(_first_line(err))}") from err
+
+
+def _heartbeat_lost(study: optuna.Study, trial: FrozenTrial) -> None:
+    retry_lost(study, trial)  # Optuna failed it: its worker sent no heartbeat for GRACE_SECONDS
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def exists(location: str) -> bool:
+    """Whether a study storage is there to read (database URLs are assumed to exist)."""
+    if location.startswith("sqlite:///"):
+        return Path(location.removeprefix("sqlite:///")).is_file()
+    return "://" in location or Path(location).is_file()
+
+
+def lost(trial: FrozenTrial) -> bool:
+    """Failed from outside: every failure the trial itself sees records a reason; a dead worker's cannot."""
+    return trial.state == TrialState.FAIL and "reason" not in trial.user_attrs
+
+
+def counted(trial: FrozenTrial) -> bool:
+    """Finished trials count toward the budget, except lost ones and those flagged in EXCLUDED."""
+    return trial.state in FINISHED and not lost(trial) and not any(trial.user_attrs.get(f) for f in EXCLUDED)
+
+
+def pending(trial: FrozenTrial) -> bool:
+    """Trials that will count once they finish: queued, or running and not flagged."""
+    return trial.state in (TrialState.WAITING, TrialState.RUNNING) and not trial.user_attrs.get("surplus")
+
+
+def retry_lost(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Queue the configuration of a trial lost with its worker once more (not a retry's)."""
+    if trial.user_attrs.get("retry_of") is None:
+        attrs = {"retry_of": trial.number}
+        if trial.user_attrs.get("baseline"):
+            attrs["baseline"] = trial.user_attrs["baseline"]
+        study.enqueue_trial(trial.params, user_attrs=attrs)
+
+
+def reap_dead(study: optuna.Study, mine: bool = False) -> list[int]:
+    """Fail and retry this host's RUNNING trials whose process is gone; returns their numbers.
+
+    With `mine`, this process's own RUNNING trials are reaped too: a worker calls it when it has
+    reconnected after losing its database, when none of its trials can still be running.
+    """
+    reaped = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        pid = trial.user_attrs.get("pid")
+        if trial.user_attrs.get("host") != HOST or pid is None:
+            continue
+        if _pid_alive(pid) and not (mine and pid == os.getpid()):
+            continue
+        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        retry_lost(study, trial)
+        reaped.append(trial.number)
+    return reaped
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

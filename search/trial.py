@@ -1,0 +1,193 @@
+"""One trial, start to finish: the stage between the study and the trainer.
+
+`Objective` is what Optuna calls: it takes the trial's config (its baseline's, or one sampled from
+the space), builds and trains the model, reports validation accuracy every epoch so the pruner can
+stop it, measures test accuracy once, keeps the weights of the best trials, and records everything
+on the trial: config, seed, worker, parameter count, epochs, seconds, learning curve, and the
+reason whenever a trial does not complete. It also enforces the study-wide trial budget, so that
+any number of workers together run exactly `--trials` trials.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from search import artifacts
+from search.data import Dataset
+from search.errors import TrialFailed
+from search.space import Space, sample
+from search.storage import EXCLUDED, HOST, counted, pending
+
+# After this many failures in a row the space (or the machine) is broken, not one trial.
+MAX_CONSECUTIVE_FAILURES = 10
+
+
+@dataclass
+class Objective:
+    """Config -> model -> fit -> test accuracy, everything recorded on the trial."""
+
+    space: Space
+    data: Dataset
+    epochs: int | None
+    base_seed: int
+    on_epoch: Callable[[int, int, int, float], None] | None = None  # trial, epoch, epochs, val_accuracy
+    study_dir: Path | None = None  # where finished trials keep their weights; None keeps nothing
+    keep: int = 10
+    command: str = ""  # the command line that runs this search, recorded with each kept trial
+    budget: int | None = None  # the study's total trial budget, shared by all workers
+    trial_timeout: float | None = None
+    worker: int = 0
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        # TensorFlow loads only when a trial runs, so `show` and input errors stay instant.
+        from search import models, train
+
+        trial.set_user_attr("host", HOST)
+        trial.set_user_attr("pid", os.getpid())
+        trial.set_user_attr("worker", self.worker)
+        self._check_budget(trial)
+        label = trial.user_attrs.get("baseline")
+        config = dict(self.space.baselines[label]) if label in self.space.baselines else sample(self.space.space, trial)
+        if self.epochs:
+            config["epochs"] = self.epochs
+        seed = self.base_seed + trial.number
+        trial.set_user_attr("config", config)
+        trial.set_user_attr("seed", seed)
+        train.reset(seed)
+        log = train.EpochLog()
+        deadline = Deadline(self.trial_timeout)
+        try:
+            model = models.build(config)
+            trial.set_user_attr("n_params", int(model.count_params()))
+            result = train.fit(model, config, self.data, callbacks=self._callbacks(trial, config, deadline), log=log)
+            deadline.check()
+            trial.set_user_attr("best_epoch", result.best_epoch)
+            test_accuracy = train.evaluate(result.model, self.data.test_images, self.data.test_labels)
+            trial.set_user_attr("test_accuracy", test_accuracy)
+            self._keep(trial, result, config, seed, test_accuracy)
+            return result.val_accuracy
+        except optuna.TrialPruned:
+            trial.set_user_attr("reason", f"pruned after epoch {len(log.val_history)}: "
+                                          f"val_accuracy {log.val_history[-1]:.4f} below the pruner's bar")
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("interrupted", True)
+            trial.set_user_attr("reason", "interrupted")
+            raise
+        except TrialFailed as err:
+            trial.set_user_attr("reason", str(err))
+            raise
+        except Exception as err:  # out of memory, a Keras error on an odd config: fail this trial only
+            text = str(err).strip()
+            reason = f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"[:300]
+            trial.set_user_attr("reason", reason)
+            raise TrialFailed(reason) from err
+        finally:
+            trial.set_user_attr("epochs", len(log.val_history))
+            trial.set_user_attr("train_seconds", round(log.seconds, 2))
+            trial.set_user_attr("val_history", log.val_history)
+
+    def _check_budget(self, trial: optuna.Trial) -> None:
+        """Trial numbers are handed out atomically, so the budget goes to the lowest numbers."""
+        if self.budget is None:
+            return
+        ahead = sum(1 for t in trial.study.get_trials(deepcopy=False)
+                    if t.number < trial.number and (counted(t) or pending(t)))
+        if ahead >= self.budget:
+            trial.set_user_attr("surplus", True)
+            trial.set_user_attr("reason", f"not run: the budget of {self.budget} trials is taken")
+            trial.study.stop()
+            raise TrialFailed("budget reached")
+
+    def _callbacks(self, trial: optuna.Trial, config: dict[str, Any], deadline: Deadline) -> list[Any]:
+        import keras
+
+        from search import schema
+
+        callbacks: list[Any] = [pruning_callback(trial), deadline.callback()]
+        if self.on_epoch is not None:
+            hook, epochs = self.on_epoch, schema.resolve(config)["epochs"]
+            callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: hook(
+                trial.number, epoch + 1, epochs, float((logs or {}).get("val_accuracy", float("nan"))))))
+        return callbacks
+
+    def _keep(self, trial: optuna.Trial, result: Any, config: dict[str, Any], seed: int,
+              test_accuracy: float) -> None:
+        if self.study_dir is None or self.keep <= 0:
+            return
+        record = {"trial": trial.number, "study": trial.study.study_name, "config": config, "seed": seed,
+                  "val_accuracy": result.val_accuracy, "test_accuracy": test_accuracy,
+                  "best_epoch": result.best_epoch, "epochs": result.epochs_run,
+                  "n_params": int(result.model.count_params()), "baseline": trial.user_attrs.get("baseline"),
+                  "dataset": self.data.name, "data_checksum": self.data.checksum, "run_command": self.command}
+        artifacts.save(self.study_dir, trial.number, result.model, record)
+        artifacts.prune(self.study_dir, self.keep)
+
+
+class Deadline:
+    """--trial-timeout: stop training once the trial has run this long, and fail it."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.started = time.monotonic()
+        self.expired = False
+
+    def callback(self) -> Any:
+        import keras
+
+        deadline = self
+
+        class StopAtDeadline(keras.callbacks.Callback):  # type: ignore[misc]
+            def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+                if deadline.seconds is not None and time.monotonic() - deadline.started > deadline.seconds:
+                    deadline.expired = True
+                    self.model.stop_training = True
+
+        return StopAtDeadline()
+
+    def check(self) -> None:
+        if self.expired:
+            raise TrialFailed(f"exceeded --trial-timeout of {self.seconds:g} s")
+
+
+def pruning_callback(trial: optuna.Trial) -> Any:
+    """optuna-integration's Keras callback, except that the last epoch is reported, never pruned:
+    by then the trial's training is paid for, and pruning it would only throw the model away."""
+    from optuna_integration.keras import KerasPruningCallback
+
+    class KeepLastEpoch(KerasPruningCallback):  # type: ignore[misc]
+        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+            if epoch + 1 < self.params.get("epochs", 0):
+                super().on_epoch_end(epoch, logs)
+            elif logs and "val_accuracy" in logs:
+                trial.report(float(logs["val_accuracy"]), step=epoch)
+
+    return KeepLastEpoch(trial, "val_accuracy")
+
+
+class FailureGuard:
+    """A study callback that stops the run after too many failed trials in a row."""
+
+    def __init__(self, limit: int = MAX_CONSECUTIVE_FAILURES) -> None:
+        self.limit = limit
+        self.streak = 0
+        self.tripped: str | None = None
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if any(trial.user_attrs.get(flag) for flag in EXCLUDED):
+            return
+        if trial.state != TrialState.FAIL:
+            self.streak = 0
+            return
+        self.streak += 1
+        if self.streak >= self.limit:
+            self.tripped = f"{self.limit} trials failed in a row; last: {trial.user_attrs.get('reason', '?')}"
+            study.stop()

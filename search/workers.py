@@ -1,0 +1,210 @@
+"""Worker processes: how one search runs in several processes, and survives losing some of them.
+
+`work` is one worker: it loads the space and the data, joins the study and runs trials until the
+study-wide budget is met; `search worker` runs it on any machine that reaches the storage, and
+`search run --workers N` starts N of them here (`run_local`), each on its share of the cores. The
+parent watches them: a worker that dies (SIGKILL, out of memory) has its running trial failed and
+queued once more, and is replaced; a worker that finished its `--recycle-after` trials is replaced
+by a fresh process, which bounds any memory TensorFlow holds on to; Ctrl-C or SIGTERM reaches
+every worker, each marks its running trial interrupted, and the study can be resumed.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import FrameType
+
+import optuna
+from optuna.trial import FrozenTrial
+
+from search import storage
+
+STORAGE_RETRY_SECONDS = 120  # how long a worker waits for its database to come back
+EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything one worker process needs; plain values, so it can be sent to a new process."""
+
+    space_file: str
+    study: str
+    location: str
+    dataset: str = "mnist"
+    data_path: str | None = None
+    train_size: int | None = None
+    epochs: int | None = None
+    budget: int = 50
+    sampler: str = "tpe"
+    pruner: str = "median"
+    timeout: float | None = None
+    trial_timeout: float | None = None
+    results: str = "results"
+    keep: int = 10
+    command: str = ""
+    worker: int = 0
+    threads: int | None = None
+    max_trials: int | None = None  # leave after this many trials (the parent starts a fresh one)
+    debug: bool = False
+
+
+def work(spec: WorkerSpec, callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] | None = None,
+         on_epoch: Callable[[int, int, int, float], None] | None = None) -> int:
+    """Run trials for the study until its budget is met; returns an exit code."""
+    from search import data as datasets
+    from search import study as studies
+    from search.runtime import start_tensorflow
+    from search.space import load_space
+    from search.trial import Objective
+
+    start_tensorflow(verbose=spec.debug, threads=spec.threads)
+    space = load_space(spec.space_file)
+    data = datasets.load(spec.dataset, spec.data_path, spec.train_size)
+    waited = 0.0
+    while True:
+        try:
+            opened = studies.open_study(spec.study, spec.location, spec.sampler, spec.pruner, worker=spec.worker)
+            if waited:  # back after losing the database: the trial we were running is lost
+                lost = storage.reap_dead(opened, mine=True)
+                print(f"worker {spec.worker}: storage reachable again; trial(s) {lost} queued again",
+                      file=sys.stderr, flush=True)
+            objective = Objective(space, data, spec.epochs, int(opened.user_attrs["seed"]), on_epoch=on_epoch,
+                                  study_dir=Path(spec.results) / spec.study, keep=spec.keep, command=spec.command,
+                                  budget=spec.budget, trial_timeout=spec.trial_timeout, worker=spec.worker)
+            guard = studies.optimize(opened, objective, spec.timeout, callbacks or [], spec.max_trials)
+        except KeyboardInterrupt:
+            return EXIT_INTERRUPTED
+        except Exception as err:
+            if not _storage_error(err) or waited >= STORAGE_RETRY_SECONDS:
+                raise
+            pause = min(10.0, STORAGE_RETRY_SECONDS - waited)
+            print(f"worker {spec.worker}: storage unreachable ({storage.redact(str(err).splitlines()[0])[:120]}); "
+                  f"retrying in {pause:.0f} s", file=sys.stderr, flush=True)
+            time.sleep(pause)
+            waited += pause
+            continue
+        if guard.tripped:
+            print(f"worker {spec.worker}: stopped: {guard.tripped}", file=sys.stderr, flush=True)
+            return EXIT_FAILED
+        return EXIT_OK
+
+
+def _storage_error(err: BaseException) -> bool:
+    """A lost database connection (PostgreSQL restarting), as opposed to a bug."""
+    names = {type(e).__name__ for e in (err, err.__cause__, err.__context__) if e is not None}
+    return bool(names & {"OperationalError", "InterfaceError", "StorageInternalError", "DisconnectionError"})
+
+
+def _child(spec: WorkerSpec) -> None:
+    """Entry point of a local worker process."""
+    from search.errors import InputError
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        code = work(spec)
+    except KeyboardInterrupt:
+        code = EXIT_INTERRUPTED
+    except InputError as err:
+        print(f"worker {spec.worker}: error: {err}", file=sys.stderr, flush=True)
+        code = EXIT_INPUT
+    sys.stdout.flush()
+    sys.exit(code)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@dataclass
+class LocalRun:
+    """What happened to a run of local workers."""
+
+    interrupted: bool = False
+    failed: str | None = None
+    restarted: int = 0
+    lost: list[int] | None = None
+
+
+def run_local(spec: WorkerSpec, workers: int, on_trial: Callable[[optuna.Study, FrozenTrial], None],
+              say: Callable[[str], None]) -> LocalRun:
+    """Run `workers` processes on the study and watch them until the budget is met or Ctrl-C."""
+    from search import study as studies
+
+    context = multiprocessing.get_context("spawn")  # TensorFlow is not fork-safe
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    processes: dict[int, multiprocessing.process.BaseProcess] = {}
+    outcome = LocalRun(lost=[])
+    restarts_left = 3 * workers  # a worker that keeps dying is a bug, not bad luck
+
+    def start(index: int) -> None:
+        process = context.Process(target=_child, args=(replace(spec, worker=index, threads=threads),),
+                                  name=f"search-worker-{index}")
+        process.start()
+        processes[index] = process
+
+    opened = studies.load_study(spec.study, Path(spec.results), spec.location)
+    seen = {t.number for t in opened.get_trials(deepcopy=False) if storage.counted(t)}
+    for index in range(workers):
+        start(index)
+    try:
+        while processes:
+            time.sleep(1.0)
+            _report_new(opened, seen, on_trial)
+            for index, process in list(processes.items()):
+                if process.is_alive():
+                    continue
+                process.join()
+                del processes[index]
+                code = process.exitcode
+                lost = storage.reap_dead(opened)
+                outcome.lost = (outcome.lost or []) + lost
+                if code == EXIT_FAILED:
+                    outcome.failed = "too many trials failed in a row (see the leaderboard's reasons)"
+                if code == EXIT_INPUT:
+                    outcome.failed = f"worker {index} could not start (its error is above)"
+                if code not in (EXIT_OK, EXIT_INTERRUPTED, EXIT_FAILED, EXIT_INPUT):
+                    say(f"worker {index} exited with {_describe(code)}"
+                        + (f"; trial(s) {', '.join(map(str, lost))} failed and queued again" if lost else ""))
+                    restarts_left -= 1
+                if outcome.failed is None and restarts_left > 0 and studies.remaining(opened, spec.budget) + \
+                        _waiting(opened) > 0 and (spec.timeout is None):
+                    outcome.restarted += 1
+                    start(index)
+    except KeyboardInterrupt:
+        outcome.interrupted = True
+        for process in processes.values():  # each worker marks its trial interrupted and leaves
+            if process.pid is not None and process.is_alive():
+                os.kill(process.pid, signal.SIGINT)
+        deadline = time.monotonic() + 60
+        for process in processes.values():
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join()
+        storage.reap_dead(opened)
+    _report_new(opened, seen, on_trial)
+    return outcome
+
+
+def _waiting(study: optuna.Study) -> int:
+    return sum(t.state.name == "WAITING" for t in study.get_trials(deepcopy=False))
+
+
+def _report_new(study: optuna.Study, seen: set[int], on_trial: Callable[[optuna.Study, FrozenTrial], None]) -> None:
+    for trial in study.get_trials(deepcopy=False):
+        if trial.number not in seen and storage.counted(trial):
+            seen.add(trial.number)
+            on_trial(study, trial)
+
+
+def _describe(code: int | None) -> str:
+    if code is not None and code < 0:
+        return f"signal {signal.Signals(-code).name}"
+    return f"exit code {code}"

@@ -1,0 +1,164 @@
+"""Several workers on one study, on a real PostgreSQL and on the local journal file, with faults:
+a global trial budget, SIGKILL mid-trial, Ctrl-C, a database restart, a per-trial time limit."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+
+from search import storage
+from search.cli import main
+from search.storage import counted, open_storage
+
+SPACE = """
+SPACE = {
+    "model": "mlp",
+    "layers": Repeat(Int(1, 2), {"units": Int(16, 64, log=True)}),
+    "learning_rate": Float(1e-3, 1e-2, log=True),
+    "batch_size": 128,
+}
+BASELINES = {"tiny": {"model": "mlp", "layers": [{"units": 16}], "learning_rate": 3e-3}}
+"""
+QUICK = ["--train-size", "1000", "--seed", "0"]
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+pytestmark = pytest.mark.slow
+
+
+def trials(name: str, location: str) -> list[optuna.trial.FrozenTrial]:
+    try:
+        return optuna.load_study(study_name=name, storage=open_storage(location)).get_trials(deepcopy=False)
+    except KeyError:  # not created yet by the process under test
+        return []
+
+
+def search(*argv: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "search", *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=ENV)
+
+
+def wait_for(condition, timeout: float = 180.0, every: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("timed out waiting")
+
+
+def test_three_workers_run_exactly_the_budget_on_postgresql(postgres, write_space, tmp_path: Path, capsys) -> None:
+    space = write_space(SPACE, "budget.py")
+    results = tmp_path / "results"
+    code = main(["run", str(space), "--trials", "12", "--workers", "3", "--epochs", "1", "--storage", postgres.url,
+                 "--results", str(results), *QUICK])
+    captured = capsys.readouterr()
+    out = captured.out
+    assert code == 0, out + captured.err
+    done = trials("budget", postgres.url)
+    assert sum(counted(t) for t in done) == 12
+    assert [t.user_attrs.get("baseline") for t in done if counted(t)].count("tiny") == 1
+    assert not [t for t in done if t.state.name in ("RUNNING", "WAITING")]
+    assert len({t.user_attrs["pid"] for t in done if counted(t)}) >= 2  # the work was shared
+    assert len({(t.user_attrs["seed"]) for t in done if counted(t)}) == 12
+    # The password in the storage URL is nowhere: not on screen, not in any file written.
+    assert "s3cret" not in out and "***" in out
+    for path in results.rglob("*"):
+        if path.is_file() and path.suffix in (".json", ".md", ".csv", ".py", ".log"):
+            assert "s3cret" not in path.read_text(errors="ignore"), path
+
+
+def test_worker_killed_mid_trial_is_retried_and_the_study_completes(postgres, write_space, tmp_path: Path) -> None:
+    space = write_space(SPACE, "killed.py")
+    process = search("run", str(space), "--trials", "6", "--workers", "2", "--epochs", "4", "--storage",
+                     postgres.url, "--results", str(tmp_path / "results"), "--pruner", "none", *QUICK)
+
+    def running_worker_trial():
+        running = [t for t in trials("killed", postgres.url)
+                   if t.state.name == "RUNNING" and "config" in t.user_attrs and t.user_attrs["pid"] != process.pid]
+        return running[0] if running else None
+
+    victim = wait_for(running_worker_trial)
+    os.kill(victim.user_attrs["pid"], signal.SIGKILL)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, output
+    assert f"worker {victim.user_attrs['worker']} exited with signal SIGKILL" in output
+    done = trials("killed", postgres.url)
+    assert not [t for t in done if t.state.name == "RUNNING"]
+    assert sum(counted(t) for t in done) == 6
+    lost = next(t for t in done if t.number == victim.number)
+    assert lost.state.name == "FAIL" and storage.lost(lost) and not counted(lost)
+    retry = next(t for t in done if t.user_attrs.get("retry_of") == victim.number)
+    assert retry.params == victim.params and counted(retry)
+
+
+def test_ctrl_c_stops_all_workers_and_the_study_resumes(write_space, tmp_path: Path) -> None:
+    space = write_space(SPACE, "stopped.py")
+    results = tmp_path / "results"
+    process = search("run", str(space), "--trials", "40", "--workers", "2", "--epochs", "3", "--results",
+                     str(results), *QUICK)
+    location = str(results / "stopped" / "journal.log")
+    wait_for(lambda: Path(location).exists() and sum(counted(t) for t in trials("stopped", location)) >= 2)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 130, output
+    assert "run the same command to resume" in output
+    done = trials("stopped", location)
+    assert not [t for t in done if t.state.name == "RUNNING"]
+    kept = sum(counted(t) for t in done)
+    assert kept >= 2 and (results / "stopped" / "leaderboard.csv").exists()
+    assert main(["run", str(space), "--trials", str(kept + 2), "--workers", "2", "--epochs", "1",
+                 "--results", str(results), *QUICK]) == 0
+    assert sum(counted(t) for t in trials("stopped", location)) == kept + 2
+
+
+def test_database_restart_mid_search_loses_no_finished_trial(postgres, write_space, tmp_path: Path) -> None:
+    space = write_space(SPACE, "restart.py")
+    process = search("run", str(space), "--trials", "5", "--epochs", "3", "--storage", postgres.url,
+                     "--results", str(tmp_path / "results"), "--pruner", "none", *QUICK)
+    before = wait_for(lambda: [t.number for t in trials("restart", postgres.url) if counted(t)])
+    postgres.restart()
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, output
+    done = trials("restart", postgres.url)
+    assert sum(counted(t) for t in done) == 5
+    assert set(before) <= {t.number for t in done if counted(t)}
+    assert not [t for t in done if t.state.name == "RUNNING"]
+
+
+def test_worker_command_joins_a_stored_study_and_finishes_its_budget(postgres, write_space, tmp_path: Path) -> None:
+    space = write_space(SPACE, "joined.py")
+    results = tmp_path / "results"
+    # `run` stops starting trials after its --timeout; a worker started elsewhere finishes the job
+    # from the settings stored on the study (space, data, epochs, budget).
+    assert main(["run", str(space), "--trials", "4", "--timeout", "1", "--epochs", "1", "--storage", postgres.url,
+                 "--results", str(results), *QUICK]) == 0
+    first = sum(counted(t) for t in trials("joined", postgres.url))
+    assert first < 4
+    remote = tmp_path / "elsewhere"
+    assert main(["worker", "--study", "joined", "--storage", postgres.url, "--results", str(remote)]) == 0
+    done = trials("joined", postgres.url)
+    assert sum(counted(t) for t in done) == 4
+    assert (remote / "joined" / "space.py").read_text() == space.read_text()
+    assert Counter(t.user_attrs["config"]["epochs"] for t in done if counted(t)) == Counter({1: 4})
+
+
+def test_trial_timeout_fails_long_trials_with_the_reason(write_space, tmp_path: Path) -> None:
+    space = write_space('SPACE = {"model": "mlp", "layers": [{"units": 512}, {"units": 512}], "batch_size": 32}\n',
+                        "slow.py")
+    results = tmp_path / "results"
+    code = main(["run", str(space), "--trials", "2", "--epochs", "50", "--trial-timeout", "1", "--train-size",
+                 "5000", "--results", str(results)])
+    assert code == 0
+    done = trials("slow", str(results / "slow" / "journal.log"))
+    assert [t.state.name for t in done] == ["FAIL", "FAIL"]
+    assert all(t.user_attrs["reason"] == "exceeded --trial-timeout of 1 s" for t in done)
+    assert all(t.user_attrs["train_seconds"] < 10 for t in done)
