@@ -64,8 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--top", type=int, default=20, help="rows of the leaderboard to print (20)")
     run.add_argument("--workers", type=int, default=1, help="worker processes on this machine (1)")
     run.add_argument("--trial-timeout", type=float, help="fail a trial that trains longer than this (seconds)")
-    run.add_argument("--recycle-after", type=int,
-                     help="replace each worker process after this many trials (bounds memory; with --workers)")
+    run.add_argument("--recycle-after", type=int, default=25,
+                     help="replace each worker process after this many trials: TensorFlow's memory grows "
+                          "with every trial in one process (25)")
     run.add_argument("--keep-top", type=int, default=10,
                      help="keep the weights of this many best trials in results/<study>/trials (10; 0: none)")
     run.set_defaults(handler=cmd_run)
@@ -73,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="join a stored study as one more worker (any machine)")
     worker.add_argument("--study", required=True, help="the study's name")
     worker.add_argument("--trial-timeout", type=float, help="fail a trial that trains longer than this (seconds)")
-    worker.add_argument("--recycle-after", type=int, help="leave after this many trials")
+    worker.add_argument("--recycle-after", type=int, default=25,
+                        help="replace the worker process after this many trials (25)")
     _add_location(worker)
     worker.set_defaults(handler=cmd_worker)
 
@@ -103,6 +105,18 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("study", help="study name or its space file")
     _add_location(report)
     report.set_defaults(handler=cmd_report)
+
+    samples = commands.add_parser("samples", help="write real MNIST test digits as PNG files to try predict on")
+    samples.add_argument("--out", required=True, help="folder to write the PNGs (and labels.json) into")
+    samples.add_argument("--n", type=int, default=20, help="how many digits (20)")
+    samples.add_argument("--seed", type=int, default=0, help="which digits: a seed for the draw (0)")
+    samples.set_defaults(handler=cmd_samples)
+
+    predict = commands.add_parser("predict", help="recognize digits in your own image files")
+    predict.add_argument("model", help="an export folder (with model.keras) or a .keras file")
+    predict.add_argument("images", nargs="+", help="PNG, JPEG or BMP files, any size or colour mode")
+    predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    predict.set_defaults(handler=cmd_predict)
 
     show = commands.add_parser("show", help="print a space file as a tree, with its dimensions")
     show.add_argument("space")
@@ -184,6 +198,32 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     path = write_report(opened, folder)
     console.print(f"wrote {path} (open it in a browser; no network needed) and its figures in {path.parent / 'report'}")
     return EXIT_OK
+
+
+def cmd_samples(args: argparse.Namespace, console: Console) -> int:
+    from search.predict import write_samples
+
+    written = write_samples(Path(args.out), args.n, args.seed)
+    console.print(f"wrote {len(written)} real MNIST test digits to {args.out} (true labels in labels.json); try:\n"
+                  f"  python -m search predict results/<study>/export/trial-N {args.out}/*.png")
+    return EXIT_OK
+
+
+def cmd_predict(args: argparse.Namespace, console: Console) -> int:
+    from search.runtime import start_tensorflow
+
+    start_tensorflow(verbose=args.debug)
+    from search.predict import format_table, load_model, predict, to_json
+
+    predictions = predict(load_model(args.model), args.images)
+    if args.json:
+        sys.stdout.write(to_json(predictions) + "\n")
+    else:
+        console.print(format_table(predictions))
+    failed = sum(p.error is not None for p in predictions)
+    if failed:
+        print(f"{failed} of {len(predictions)} files could not be read", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def _command_line(args: argparse.Namespace) -> str:
@@ -275,12 +315,9 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     try:
         with Progress(console, args.trials, done) as progress:
             progress.seed_bests(opened)
-            if args.workers == 1 and not args.recycle_after:  # in this process: live per-epoch progress
-                code = workers.work(spec, callbacks=[progress], on_epoch=progress.epoch)
-            else:
-                outcome = workers.run_local(spec, args.workers, on_trial=progress, say=console.print)
-                code = workers.EXIT_INTERRUPTED if outcome.interrupted else (
-                    workers.EXIT_FAILED if outcome.failed else workers.EXIT_OK)
+            outcome = workers.run_local(spec, args.workers, on_trial=progress, say=console.print,
+                                        on_epoch=progress.epoch)
+            code = outcome.exit_code()
     except KeyboardInterrupt:
         code = workers.EXIT_INTERRUPTED
     finally:
@@ -341,7 +378,9 @@ def cmd_worker(args: argparse.Namespace, console: Console) -> int:
     started = time.monotonic()
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        code = workers.work(spec)
+        code = workers.run_local(spec, 1, on_trial=lambda study, trial: None, say=console.print).exit_code()
+    except KeyboardInterrupt:
+        code = workers.EXIT_INTERRUPTED
     finally:
         signal.signal(signal.SIGTERM, previous)
     return _finish(opened, folder, argparse.Namespace(**{**vars(args), "top": 10}), console, code, started)
