@@ -1,18 +1,20 @@
 """Worker processes: how one search runs in several processes, and survives losing some of them.
 
 `work` is one worker: it loads the space and the data, joins the study and runs trials until the
-study-wide budget is met; `search worker` runs it on any machine that reaches the storage, and
-`search run --workers N` starts N of them here (`run_local`), each on its share of the cores. The
-parent watches them: a worker that dies (SIGKILL, out of memory) has its running trial failed and
-queued once more, and is replaced; a worker that finished its `--recycle-after` trials is replaced
-by a fresh process, which bounds any memory TensorFlow holds on to; Ctrl-C or SIGTERM reaches
-every worker, each marks its running trial interrupted, and the study can be resumed.
+study-wide budget is met. `search run --workers N` starts N of them as child processes here
+(`run_local`, N = 1 by default), each on its share of the cores, and `search worker` does the same
+on any machine that reaches the storage. The parent watches them: a worker that dies (SIGKILL, out
+of memory) has its running trial failed and queued once more, and is replaced; a worker that has
+run its `--recycle-after` trials is replaced by a fresh process, which bounds the memory TensorFlow
+holds on to; Ctrl-C or SIGTERM reaches every worker, each marks its running trial interrupted, and
+the study can be resumed.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import queue
 import signal
 import sys
 import time
@@ -20,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial
@@ -102,13 +105,13 @@ def _storage_error(err: BaseException) -> bool:
     return bool(names & {"OperationalError", "InterfaceError", "StorageInternalError", "DisconnectionError"})
 
 
-def _child(spec: WorkerSpec) -> None:
-    """Entry point of a local worker process."""
+def _child(spec: WorkerSpec, events: Any) -> None:
+    """Entry point of a local worker process; `events` carries epoch progress to the parent."""
     from search.errors import InputError
 
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        code = work(spec)
+        code = work(spec, on_epoch=lambda *event: events.put(event))
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED
     except InputError as err:
@@ -131,20 +134,29 @@ class LocalRun:
     restarted: int = 0
     lost: list[int] | None = None
 
+    def exit_code(self) -> int:
+        return EXIT_INTERRUPTED if self.interrupted else EXIT_FAILED if self.failed else EXIT_OK
+
 
 def run_local(spec: WorkerSpec, workers: int, on_trial: Callable[[optuna.Study, FrozenTrial], None],
-              say: Callable[[str], None]) -> LocalRun:
-    """Run `workers` processes on the study and watch them until the budget is met or Ctrl-C."""
+              say: Callable[[str], None], on_epoch: Callable[..., None] | None = None) -> LocalRun:
+    """Run `workers` processes on the study and watch them until the budget is met or Ctrl-C.
+
+    Even one worker runs in a child process: the parent stays small and never imports TensorFlow,
+    and a child can be replaced after `spec.max_trials` trials, which keeps memory flat.
+    """
     from search import study as studies
 
     context = multiprocessing.get_context("spawn")  # TensorFlow is not fork-safe
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    events = context.Queue()
+    # One worker uses TensorFlow's own default (every core); several split the cores between them.
+    threads = None if workers == 1 else max(1, (os.cpu_count() or 1) // workers)
     processes: dict[int, multiprocessing.process.BaseProcess] = {}
     outcome = LocalRun(lost=[])
     restarts_left = 3 * workers  # a worker that keeps dying is a bug, not bad luck
 
     def start(index: int) -> None:
-        process = context.Process(target=_child, args=(replace(spec, worker=index, threads=threads),),
+        process = context.Process(target=_child, args=(replace(spec, worker=index, threads=threads), events),
                                   name=f"search-worker-{index}")
         process.start()
         processes[index] = process
@@ -155,7 +167,7 @@ def run_local(spec: WorkerSpec, workers: int, on_trial: Callable[[optuna.Study, 
         start(index)
     try:
         while processes:
-            time.sleep(1.0)
+            _drain(events, on_epoch, wait=1.0)
             _report_new(opened, seen, on_trial)
             for index, process in list(processes.items()):
                 if process.is_alive():
@@ -191,6 +203,18 @@ def run_local(spec: WorkerSpec, workers: int, on_trial: Callable[[optuna.Study, 
         storage.reap_dead(opened)
     _report_new(opened, seen, on_trial)
     return outcome
+
+
+def _drain(events: Any, on_epoch: Callable[..., None] | None, wait: float) -> None:
+    """Pass on the epoch events that arrive within `wait` seconds."""
+    deadline = time.monotonic() + wait
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            event = events.get(timeout=left)
+        except queue.Empty:
+            return
+        if on_epoch is not None:
+            on_epoch(*event)
 
 
 def _waiting(study: optuna.Study) -> int:
