@@ -76,7 +76,8 @@ def work(spec: WorkerSpec, callbacks: list[Callable[[optuna.Study, FrozenTrial],
             opened = studies.open_study(spec.study, spec.location, spec.sampler, spec.pruner, worker=spec.worker)
             if waited:  # back after losing the database: the trial we were running is lost
                 lost = storage.reap_dead(opened, mine=True)
-                print(f"worker {spec.worker}: storage reachable again; trial(s) {lost} queued again",
+                print(f"worker {spec.worker}: storage reachable again"
+                      + (f"; trial(s) {', '.join(map(str, lost))} queued again" if lost else ""),
                       file=sys.stderr, flush=True)
             objective = Objective(space, data, spec.epochs, int(opened.user_attrs["seed"]), on_epoch=on_epoch,
                                   study_dir=Path(spec.results) / spec.study, keep=spec.keep, command=spec.command,
@@ -88,8 +89,8 @@ def work(spec: WorkerSpec, callbacks: list[Callable[[optuna.Study, FrozenTrial],
             if not _storage_error(err) or waited >= STORAGE_RETRY_SECONDS:
                 raise
             pause = min(10.0, STORAGE_RETRY_SECONDS - waited)
-            print(f"worker {spec.worker}: storage unreachable ({storage.redact(str(err).splitlines()[0])[:120]}); "
-                  f"retrying in {pause:.0f} s", file=sys.stderr, flush=True)
+            print(f"worker {spec.worker}: storage unreachable ({type(err).__name__}); retrying in {pause:.0f} s",
+                  file=sys.stderr, flush=True)
             time.sleep(pause)
             waited += pause
             continue
@@ -168,14 +169,14 @@ def run_local(spec: WorkerSpec, workers: int, on_trial: Callable[[optuna.Study, 
     try:
         while processes:
             _drain(events, on_epoch, wait=1.0)
-            _report_new(opened, seen, on_trial)
+            _tolerant(lambda: _report_new(opened, seen, on_trial))
             for index, process in list(processes.items()):
                 if process.is_alive():
                     continue
                 process.join()
                 del processes[index]
                 code = process.exitcode
-                lost = storage.reap_dead(opened)
+                lost = _tolerant(lambda: storage.reap_dead(opened)) or []
                 outcome.lost = (outcome.lost or []) + lost
                 if code == EXIT_FAILED:
                     outcome.failed = "too many trials failed in a row (see the leaderboard's reasons)"
@@ -185,8 +186,8 @@ def run_local(spec: WorkerSpec, workers: int, on_trial: Callable[[optuna.Study, 
                     say(f"worker {index} exited with {_describe(code)}"
                         + (f"; trial(s) {', '.join(map(str, lost))} failed and queued again" if lost else ""))
                     restarts_left -= 1
-                if outcome.failed is None and restarts_left > 0 and studies.remaining(opened, spec.budget) + \
-                        _waiting(opened) > 0 and (spec.timeout is None):
+                if outcome.failed is None and restarts_left > 0 and spec.timeout is None and _tolerant(
+                        lambda: studies.remaining(opened, spec.budget) + _waiting(opened), default=1) > 0:
                     outcome.restarted += 1
                     start(index)
     except KeyboardInterrupt:
@@ -200,9 +201,19 @@ def run_local(spec: WorkerSpec, workers: int, on_trial: Callable[[optuna.Study, 
             if process.is_alive():
                 process.kill()
                 process.join()
-        storage.reap_dead(opened)
-    _report_new(opened, seen, on_trial)
+        _tolerant(lambda: storage.reap_dead(opened))
+    _tolerant(lambda: _report_new(opened, seen, on_trial))
     return outcome
+
+
+def _tolerant(action: Callable[[], Any], default: Any = None) -> Any:
+    """Run a parent-side storage read; while the database is unreachable, skip it (workers retry)."""
+    try:
+        return action()
+    except Exception as err:
+        if _storage_error(err):
+            return default
+        raise
 
 
 def _drain(events: Any, on_epoch: Callable[..., None] | None, wait: float) -> None:

@@ -14,6 +14,8 @@ from search import artifacts
 from search.cli import main
 from search.errors import InputError
 from search.report import write_report
+from search.storage import open_storage
+from search.study import load_study
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -40,7 +42,7 @@ def searched(tmp_path_factory: pytest.TempPathFactory) -> tuple[optuna.Study, Pa
     space.write_text("from search.space import Choice, Float, Int, Repeat\n" + SPACE)
     assert main(["run", str(space), "--trials", "6", "--epochs", "3", "--train-size", "2000", "--seed", "0",
                  "--results", str(results), "--pruner", "median"]) == 0
-    study = optuna.load_study(study_name="reported", storage=f"sqlite:///{results / 'reported' / 'study.db'}")
+    study = load_study("reported", results)
     return study, results / "reported"
 
 
@@ -73,12 +75,12 @@ def test_report_holds_leaderboard_and_every_figure_as_png(searched: tuple[optuna
 
 def test_report_of_a_running_study_without_kept_weights(searched: tuple[optuna.Study, Path], tmp_path: Path) -> None:
     _, study_dir = searched
-    shutil.copy(study_dir / "study.db", tmp_path / "study.db")
-    study = optuna.load_study(study_name="reported", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    shutil.copy(study_dir / "journal.log", tmp_path / "journal.log")
+    study = optuna.load_study(study_name="reported", storage=open_storage(str(tmp_path / "journal.log")))
     study.ask()  # a trial still running, as while a search goes on
-    before = (tmp_path / "study.db").read_bytes()
+    before = (tmp_path / "journal.log").read_bytes()
     page = write_report(study, tmp_path / "elsewhere").read_text()
-    assert (tmp_path / "study.db").read_bytes() == before  # the report only reads the study
+    assert (tmp_path / "journal.log").read_bytes() == before  # the report only reads the study
     assert re.search(r"<tbody>(.*?)</tbody>", page, re.S).group(1).count("<tr>") == 6  # type: ignore[union-attr]
     assert "No kept trial weights in" in page and page.count("data:image/png;base64,") == len(FIGURES) - 2
     assert sorted(p.stem for p in (tmp_path / "elsewhere" / "report").glob("*.png")) == sorted(FIGURES[:-2])
