@@ -118,6 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
     predict.set_defaults(handler=cmd_predict)
 
+    seeds = commands.add_parser("baselines", help="train the five tutorials once each and compare with their papers")
+    seeds.add_argument("--only", action="append", metavar="NAME", help="S1, S2, S3, S4, S4-aug or S5 (repeatable)")
+    seeds.add_argument("--scale", type=float, default=1.0, help="multiply every tutorial's epochs/steps (quick runs)")
+    seeds.add_argument("--train-size", type=int, help="train on the first N of the 55,000 training images")
+    seeds.add_argument("--seed", type=int, default=0)
+    seeds.set_defaults(handler=cmd_baselines)
+
     show = commands.add_parser("show", help="print a space file as a tree, with its dimensions")
     show.add_argument("space")
     show.set_defaults(handler=cmd_show)
@@ -197,6 +204,23 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
 
     path = write_report(opened, folder)
     console.print(f"wrote {path} (open it in a browser; no network needed) and its figures in {path.parent / 'report'}")
+    return EXIT_OK
+
+
+def cmd_baselines(args: argparse.Namespace, console: Console) -> int:
+    from search import baselines
+    from search import data as datasets
+    from search.runtime import start_tensorflow
+
+    _positive(args.scale, "--scale")
+    unknown = [name for name in args.only or [] if name not in baselines.SEEDS]
+    if unknown:
+        raise InputError(f"--only {', '.join(unknown)}: expected one of {', '.join(baselines.SEEDS)}")
+    data = datasets.load("mnist", None, args.train_size)
+    start_tensorflow(verbose=args.debug)
+    table = baselines.run_baselines(data, args.only, args.scale, args.seed,
+                                    progress=lambda line: console.print(line, highlight=False))
+    console.print(baselines.format_table(table))
     return EXIT_OK
 
 

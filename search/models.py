@@ -2,9 +2,10 @@
 
 Takes the plain dict that `space.sample` produced (or a baseline, a replay, a test's literal),
 never an Optuna trial, so one builder serves every engine. Every model takes a batch of raw
-28x28 uint8 images and returns ten class probabilities: scaling to [0, 1] is the model's first
-layer, so an exported model needs no preprocessing code beside it. A config that cannot be built
-(say, more pooling than a 28x28 image allows) raises `TrialFailed` with the reason.
+28x28 uint8 images and returns ten class probabilities: input scaling (/255, or S5's
+`keras.utils.normalize(x, axis=1)` as a built-in `UnitNormalization` layer) is part of the model,
+so an exported model needs neither preprocessing code nor `search` beside it. A config that cannot
+be built (say, more pooling than a 28x28 image allows) raises `TrialFailed` with the reason.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from search.errors import SpaceError, TrialFailed
 
 IMAGE_SIZE = 28
 NUM_CLASSES = 10
+INITIALIZERS = {"glorot": "glorot_uniform", "he": "he_uniform", "lecun": "lecun_normal", "zeros": "zeros"}
 
 
 def build(config: dict[str, Any]) -> keras.Model:
@@ -27,52 +29,84 @@ def build(config: dict[str, Any]) -> keras.Model:
         resolved = schema.resolve(config)
     except SpaceError as err:
         raise TrialFailed(f"config cannot be built: {err.path}: {err.problem}") from err
-    regularizer = keras.regularizers.L2(resolved["l2"]) if resolved["l2"] > 0 else None
     inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE), dtype="uint8", name="image")
     x = layers.Rescaling(1.0 / 255, name="scale")(inputs)
+    if resolved["input_scaling"] == "l2_axis1":
+        x = _l2_axis1(x)
     if resolved["model"] == "cnn":
-        x = _conv_blocks(x, resolved, regularizer)
+        x = _conv_blocks(x, resolved)
     x = layers.Flatten(name="flatten")(x)
     for index, block in enumerate(resolved["layers"]):
-        x = _dense(x, block["units"], resolved, regularizer, f"dense_{index}")
-    outputs = layers.Dense(NUM_CLASSES, activation="softmax", kernel_regularizer=regularizer, name="digits")(x)
+        x = _dense(x, block["units"], resolved, f"dense_{index}")
+    outputs = layers.Dense(NUM_CLASSES, activation="softmax", name="digits", **_weights(resolved))(x)
     return keras.Model(inputs, outputs, name=resolved["model"])
 
 
-def _dense(x: Any, units: int, config: dict[str, Any], regularizer: Any, name: str) -> Any:
+def _l2_axis1(x: Any) -> Any:
+    """keras.utils.normalize(x, axis=1) of (N, 28, 28) images: each column divided by its L2 norm down
+    the 28 rows, an all-zero column left at zero (scale-free, so the /255 before it changes nothing).
+
+    UnitNormalization alone computes that, but TFLite's XNNPACK delegate turns its rsqrt(0) on the
+    blank border columns into NaN. A row of 1e-6 stacked on top keeps every norm positive (changing
+    the others' by under 1e-7 relative) and is cropped off again; built-in layers only, so an
+    exported model still loads without `search`.
+    """
+    first_row = layers.Cropping1D((0, IMAGE_SIZE - 1), name="l2_axis1_first_row")(x)
+    floor_row = layers.Rescaling(0.0, offset=1e-6, name="l2_axis1_floor")(first_row)
+    x = layers.Concatenate(axis=1, name="l2_axis1_stack")([floor_row, x])
+    x = layers.UnitNormalization(axis=1, name="l2_axis1_unit")(x)
+    return layers.Cropping1D((1, 0), name="l2_axis1")(x)
+
+
+def _weights(config: dict[str, Any], bias: bool = True) -> dict[str, Any]:
+    """Initializers and the L2 penalty of one layer's kernel (and bias)."""
+    if config["init"] == "truncated_normal":  # TF's tf.truncated_normal: redrawn beyond 2 stddev
+        kernel: Any = keras.initializers.TruncatedNormal(stddev=config["init_stddev"])
+    else:
+        kernel = INITIALIZERS[config["init"]]
+    arguments: dict[str, Any] = {"kernel_initializer": kernel, "use_bias": bias}
+    if bias:
+        arguments["bias_initializer"] = keras.initializers.Constant(config["bias_init"])
+    if config["l2"] > 0:
+        arguments["kernel_regularizer"] = keras.regularizers.L2(config["l2"])
+    return arguments
+
+
+def _dense(x: Any, units: int, config: dict[str, Any], name: str) -> Any:
     batch_norm = config["batch_norm"]
     # With batch norm right after it, the layer's bias is redundant (BN has its own shift).
-    x = layers.Dense(units, use_bias=not batch_norm, kernel_regularizer=regularizer, name=name)(x)
+    x = layers.Dense(units, name=name, **_weights(config, bias=not batch_norm))(x)
     if batch_norm:
-        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+        x = layers.BatchNormalization(momentum=config["batch_norm_momentum"], name=f"{name}_bn")(x)
     x = layers.Activation(config["activation"], name=f"{name}_act")(x)
     if config["dropout"] > 0:
         x = layers.Dropout(config["dropout"], name=f"{name}_dropout")(x)
     return x
 
 
-def _conv_blocks(x: Any, config: dict[str, Any], regularizer: Any) -> Any:
+def _conv_blocks(x: Any, config: dict[str, Any]) -> Any:
     x = layers.Reshape((IMAGE_SIZE, IMAGE_SIZE, 1), name="channels")(x)
     size = IMAGE_SIZE
+    batch_norm = config["batch_norm"]
+    activation = config["conv_activation"] or config["activation"]
     for index, block in enumerate(config["conv_blocks"]):
         name = f"conv_{index}"
-        batch_norm = config["batch_norm"]
-        x = layers.Conv2D(
-            block["filters"], block["kernel_size"], padding="same", use_bias=not batch_norm,
-            kernel_regularizer=regularizer, name=name,
-        )(x)
+        x = layers.Conv2D(block["filters"], block["kernel_size"], padding="same", name=name,
+                          **_weights(config, bias=not batch_norm))(x)
         if batch_norm:
-            x = layers.BatchNormalization(name=f"{name}_bn")(x)
-        x = layers.Activation(config["activation"], name=f"{name}_act")(x)
+            x = layers.BatchNormalization(momentum=config["batch_norm_momentum"], name=f"{name}_bn")(x)
+        x = layers.Activation(activation, name=f"{name}_act")(x)
         if block["pooling"] != "none":
-            size //= 2
-            if size < 1:
+            window, stride = block["pool_size"], block["pool_stride"]
+            if size < window:
+                poolings = sum(b["pooling"] != "none" for b in config["conv_blocks"])
                 raise TrialFailed(
                     f"config cannot be built: conv_blocks.{index}: pooling shrinks the 28x28 image below 1x1"
-                    f" ({sum(b['pooling'] != 'none' for b in config['conv_blocks'])} poolings of 2x2)"
+                    f" ({poolings} poolings; a {size}x{size} map cannot take a {window}x{window} window)"
                 )
+            size = (size - window) // stride + 1  # VALID padding: 28 -> 13 for S4's 3x3 stride-2 pool
             pool = layers.MaxPooling2D if block["pooling"] == "max" else layers.AveragePooling2D
-            x = pool(2, name=f"{name}_pool")(x)
+            x = pool(window, strides=stride, name=f"{name}_pool")(x)
     return x
 
 

@@ -17,6 +17,15 @@ MODELS = ("softmax", "mlp", "cnn")
 ACTIVATIONS = ("relu", "selu", "elu", "gelu", "swish", "tanh", "sigmoid", "linear")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 POOLINGS = ("max", "avg", "none")
+INITS = ("glorot", "he", "lecun", "zeros", "truncated_normal")
+# "l2_axis1" is S5's `keras.utils.normalize(x, axis=1)`: on (N, 28, 28) images axis 1 runs down the
+# image, so each pixel column is divided by its L2 norm (the tutorial's text says rows).
+SCALINGS = ("unit", "l2_axis1")
+SCHEDULES = ("constant", "exponential", "cosine")
+# shift: each epoch sees the originals and copies shifted by shift_pixels left, right, up and down
+# (x5); shift_flip adds horizontal flips (x6, S4's set); random: a fresh random shift of up to
+# shift_pixels and rotation of up to rotation_degrees for every image in every epoch (x1).
+AUGMENTS = ("none", "shift", "shift_flip", "random")
 
 
 @dataclass(frozen=True)
@@ -47,7 +56,9 @@ LAYER = {"units": Key("int", low=1, help="width of a dense layer")}
 CONV_BLOCK = {
     "filters": Key("int", low=1, help="feature maps of the block's convolution"),
     "kernel_size": Key("int", default=3, low=1, high=28),
-    "pooling": Key("choice", default="max", values=POOLINGS, help="2x2 pooling after the block"),
+    "pooling": Key("choice", default="max", values=POOLINGS, help="pooling after the block (VALID padding)"),
+    "pool_size": Key("int", default=2, low=1, high=28, help="pooling window"),
+    "pool_stride": Key("int", default=2, low=1, high=28, help="pooling stride"),
 }
 
 KEYS: dict[str, Key] = {
@@ -55,14 +66,33 @@ KEYS: dict[str, Key] = {
     "layers": Key("list", default=[], items=LAYER, help="hidden dense layers (the head, for a CNN)"),
     "conv_blocks": Key("list", default=[], items=CONV_BLOCK, help="convolution blocks (CNN only)"),
     "activation": Key("choice", default="relu", values=ACTIVATIONS),
+    "conv_activation": Key("choice", default=None, values=(None, *ACTIVATIONS),
+                           help="of the conv blocks; None: the same as activation"),
     "dropout": Key("float", default=0.0, low=0.0, high=1.0, help="after each hidden dense layer"),
     "batch_norm": Key("bool", default=False, help="after each hidden layer and conv block"),
-    "l2": Key("float", default=0.0, low=0.0, help="L2 penalty on kernel weights"),
+    "batch_norm_momentum": Key("float", default=0.99, low=0.0, high=1.0, help="of the moving mean and variance"),
+    "init": Key("choice", default="glorot", values=INITS,
+                help="kernel initializer (glorot and he uniform, lecun normal, truncated_normal at init_stddev)"),
+    "init_stddev": Key("float", default=0.1, low=1e-12, help="for init truncated_normal (cut at 2 stddev)"),
+    "bias_init": Key("float", default=0.0, help="constant every bias starts at"),
+    "input_scaling": Key("choice", default="unit", values=SCALINGS, help="unit: /255; l2_axis1: as S5"),
+    "l2": Key("float", default=0.0, low=0.0, help="L2 penalty l2 * sum(w**2) on kernel weights"),
     "optimizer": Key("choice", default="adam", values=OPTIMIZERS),
-    "learning_rate": Key("float", default=1e-3, low=1e-12),
+    "learning_rate": Key("float", default=1e-3, low=1e-12, help="the initial one when a schedule decays it"),
     "momentum": Key("float", default=0.0, low=0.0, high=1.0, help="for sgd and rmsprop"),
+    "schedule": Key("choice", default="constant", values=SCHEDULES, help="of the learning rate, per step"),
+    "decay_rate": Key("float", default=0.96, low=1e-12, help="exponential: factor per decay_steps"),
+    "decay_steps": Key("int", default=0, low=0,
+                       help="0: one epoch's steps (exponential), the whole run's (cosine)"),
+    "staircase": Key("bool", default=False, help="exponential: decay in whole steps of decay_steps"),
+    "ema": Key("float", default=0.0, low=0.0, high=1.0,
+               help="0: off; else evaluate a moving average of the weights, decay min(ema, (1+t)/(10+t))"),
+    "augment": Key("choice", default="none", values=AUGMENTS, help="training images only, in the input pipeline"),
+    "shift_pixels": Key("int", default=1, low=0, high=14, help="for shift, shift_flip and random"),
+    "rotation_degrees": Key("float", default=0.0, low=0.0, high=180.0, help="for random: up to +- this"),
     "batch_size": Key("int", default=128, low=1),
-    "epochs": Key("int", default=10, low=1),
+    "epochs": Key("int", default=10, low=1, help="passes over the (augmented) training set"),
+    "steps": Key("int", default=0, low=0, help="0: train by epochs; else exactly this many batches"),
 }
 
 

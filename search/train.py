@@ -1,11 +1,18 @@
 """Training one model on in-memory data: the fit stage (model + config -> best-epoch model).
 
-`fit` compiles the model with the config's optimizer, learning rate and batch size, trains it for
-the config's epochs and hands every epoch's validation accuracy to the callbacks it is given (the
-study passes optuna-integration's `KerasPruningCallback`, so this module knows nothing of Optuna).
-`EpochLog` keeps the learning curve and the best epoch's weights, which are restored before
-returning; a NaN loss stops training and fails the trial. Test accuracy is measured by `evaluate`,
-once, after training: the search itself only ever sees validation accuracy.
+`fit` compiles the model with the config's optimizer, learning-rate schedule and batch size
+(`search/optimizers.py`), trains it for the config's epochs or steps and hands every epoch's
+validation accuracy to the callbacks it is given (the study passes optuna-integration's
+`KerasPruningCallback`, so this module knows nothing of Optuna). `EpochLog` keeps the learning
+curve and the best epoch's weights, which are restored before returning; a NaN loss stops training
+and fails the trial. With `ema` the validation, the kept weights and the returned model are the
+averaged weights. Test accuracy is measured by `evaluate`, once, after training: the search itself
+only ever sees validation accuracy.
+
+Training by `steps` (S1-S3 count batches, not epochs) still validates, reports and may be pruned in
+rounds of about one epoch: `plan` splits the steps into equal rounds, each as close to one pass
+over the training set as a divisor of `steps` allows (S3's 30,000 steps of 100 -> 50 rounds of
+600), so exactly `steps` batches run and the pruner sees a round where it would see an epoch.
 """
 
 from __future__ import annotations
@@ -18,9 +25,10 @@ from typing import Any
 import keras
 import numpy as np
 
-from search import schema
+from search import augment, schema
 from search.data import Dataset
 from search.errors import TrialFailed
+from search.optimizers import AveragedWeights, make_optimizer
 
 # Run this many batches per call into the compiled train step: on small MNIST models most of the
 # time of plain fit() is Python overhead per step, and batching steps removes most of it
@@ -81,22 +89,42 @@ class FitResult:
     val_history: list[float]
 
 
+@dataclass(frozen=True)
+class Plan:
+    """How a config's training is cut up: `rounds` validations (what Keras and the pruner call
+    epochs) of `steps_per_round` batches each (None: one pass over the data)."""
+
+    rounds: int
+    steps_per_round: int | None
+    steps_per_epoch: int  # batches in one pass over the (augmented) training set
+    total_steps: int
+    steps_per_execution: int
+    pipeline: bool  # tf.data input (steps or augmentation) rather than the arrays themselves
+
+
+def plan(config: dict[str, Any], train_size: int) -> Plan:
+    """The training plan of a resolved config on `train_size` training images."""
+    steps_per_epoch = math.ceil(train_size * augment.copies(config) / config["batch_size"])
+    pipeline = config["augment"] != "none" or config["steps"] > 0
+    if not config["steps"]:
+        return Plan(config["epochs"], None, steps_per_epoch, config["epochs"] * steps_per_epoch,
+                    STEPS_PER_EXECUTION, pipeline)
+    total = config["steps"]
+    per_round = min(_divisors(total), key=lambda d: abs(math.log(d / steps_per_epoch)))
+    # Keras runs whole executions: one that divides the round keeps the step count exact.
+    per_execution = max(d for d in range(1, STEPS_PER_EXECUTION + 1) if per_round % d == 0)
+    return Plan(total // per_round, per_round, steps_per_epoch, total, per_execution, pipeline)
+
+
+def _divisors(number: int) -> list[int]:
+    small = [d for d in range(1, math.isqrt(number) + 1) if number % d == 0]
+    return sorted({*small, *(number // d for d in small)})
+
+
 def reset(seed: int) -> None:
     """Free the previous trial's graph (so memory does not grow with trials) and seed everything."""
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
-
-
-def make_optimizer(config: dict[str, Any]) -> keras.optimizers.Optimizer:
-    """The config's optimizer at its learning rate (momentum for sgd and rmsprop)."""
-    name, rate, momentum = config["optimizer"], config["learning_rate"], config["momentum"]
-    if name == "adam":
-        return keras.optimizers.Adam(rate)
-    if name == "sgd":
-        return keras.optimizers.SGD(rate, momentum=momentum)
-    if name == "rmsprop":
-        return keras.optimizers.RMSprop(rate, momentum=momentum)
-    raise TrialFailed(f"unknown optimizer {name!r}")  # schema validation makes this unreachable
 
 
 def fit(
@@ -112,23 +140,30 @@ def fit(
     """
     config = schema.resolve(config)
     log = log if log is not None else EpochLog()
+    steps = plan(config, len(data.train_images))
+    optimizer = make_optimizer(config, steps.steps_per_epoch, steps.total_steps)
     model.compile(
-        optimizer=make_optimizer(config),
+        optimizer=optimizer,
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
-        steps_per_execution=STEPS_PER_EXECUTION,
+        steps_per_execution=steps.steps_per_execution,
         jit_compile=JIT_COMPILE,
     )
+    averaging = [AveragedWeights(optimizer)] if config["ema"] > 0 else []
+    if steps.pipeline:
+        inputs: dict[str, Any] = {"x": augment.train_dataset(
+            data.train_images, data.train_labels, config, repeat=steps.steps_per_round is not None),
+            "shuffle": False}  # the pipeline shuffles
+    else:  # the arrays themselves: Keras's own shuffling and batching is the fastest path here
+        inputs = {"x": data.train_images, "y": data.train_labels, "batch_size": config["batch_size"], "shuffle": True}
     model.fit(
-        data.train_images,
-        data.train_labels,
-        batch_size=config["batch_size"],
-        epochs=config["epochs"],
+        **inputs,
+        epochs=steps.rounds,
+        steps_per_epoch=steps.steps_per_round,
         validation_data=(data.val_images, data.val_labels),
         validation_batch_size=EVAL_BATCH_SIZE,
-        shuffle=True,
         verbose=0,
-        callbacks=[log, *(callbacks or [])],
+        callbacks=[log, *averaging, *(callbacks or [])],
     )
     if log.nan_epoch is not None:
         raise TrialFailed(f"loss became NaN at epoch {log.nan_epoch}")

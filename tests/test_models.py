@@ -50,3 +50,67 @@ def test_too_much_pooling_fails_the_trial_with_the_reason() -> None:
 def test_invalid_concrete_config_fails_the_trial() -> None:
     with pytest.raises(TrialFailed, match="conv_blocks: a cnn needs at least one conv block"):
         models.build({"model": "cnn", "conv_blocks": []})
+
+
+def test_zeros_init_starts_every_weight_at_zero() -> None:
+    model = models.build({"model": "softmax", "init": "zeros"})
+    assert all(not np.any(weights) for weights in model.get_weights())
+
+
+def test_truncated_normal_init_and_constant_bias() -> None:
+    model = models.build({**S2, "init": "truncated_normal", "init_stddev": 0.1, "bias_init": 0.1})
+    kernel, bias = model.get_layer("dense_0").get_weights()
+    assert np.abs(kernel).max() <= 0.2 + 1e-6  # redrawn beyond two standard deviations, as TF's
+    assert 0.08 < kernel.std() < 0.1  # a normal cut at 2 sigma has std 0.88 sigma
+    assert np.all(bias == np.float32(0.1))
+
+
+def test_l2_axis1_scaling_equals_keras_normalize_on_real_images(small_mnist) -> None:
+    import keras
+
+    images = small_mnist.train_images[:64]
+    model = models.build({"model": "mlp", "layers": [{"units": 8}], "input_scaling": "l2_axis1"})
+    scaled = keras.Model(model.input, model.get_layer("l2_axis1").output)(images)
+    np.testing.assert_allclose(np.asarray(scaled), keras.utils.normalize(images, axis=1), atol=1e-6)
+
+
+def test_conv_activation_and_batch_norm_momentum() -> None:
+    model = models.build({**CNN, "conv_activation": "relu", "activation": "selu", "layers": [{"units": 8}],
+                          "batch_norm": True, "batch_norm_momentum": 0.9})
+    assert model.get_layer("conv_0_act").get_config()["activation"] == "relu"
+    assert model.get_layer("dense_0_act").get_config()["activation"] == "selu"
+    assert {layer.momentum for layer in model.layers if layer.name.endswith("_bn")} == {0.9}
+
+
+def test_pool_size_and_stride_give_s4_shapes() -> None:
+    block = {"pooling": "max", "pool_size": 3, "pool_stride": 2}
+    model = models.build({"model": "cnn", "conv_blocks": [{"filters": 12, **block}, {"filters": 16, **block}]})
+    assert model.get_layer("conv_0_pool").output.shape[1:] == (13, 13, 12)
+    assert model.get_layer("conv_1_pool").output.shape[1:] == (6, 6, 16)
+
+
+def test_l2_penalty_is_in_the_loss(small_mnist) -> None:
+    images, labels = small_mnist.train_images[:500], small_mnist.train_labels[:500]
+    plain = models.build(S2)
+    penalised = models.build({**S2, "l2": 1e-3})
+    penalised.set_weights(plain.get_weights())
+    assert len(penalised.losses) == 4 and not plain.losses  # one per kernel, output layer included
+    losses = []
+    for model in (plain, penalised):
+        model.compile(loss="sparse_categorical_crossentropy")
+        losses.append(model.evaluate(images, labels, batch_size=500, verbose=0))
+    kernels = sum(float(np.sum(np.square(layer.kernel))) for layer in plain.layers if hasattr(layer, "kernel"))
+    assert losses[1] - losses[0] == pytest.approx(1e-3 * kernels, rel=1e-4)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # tf.lite.Interpreter announces its move to LiteRT
+def test_l2_axis1_survives_tflite_on_blank_columns(small_mnist) -> None:
+    import tensorflow as tf
+
+    # MNIST's border columns are all zero: a plain UnitNormalization gives NaN there under TFLite's XNNPACK.
+    model = models.build({"model": "mlp", "layers": [{"units": 8}], "input_scaling": "l2_axis1"})
+    interpreter = tf.lite.Interpreter(model_content=tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    runner = interpreter.get_signature_runner()
+    images = small_mnist.test_images[:16]
+    (output,) = runner(image=images).values()
+    np.testing.assert_allclose(output, np.asarray(model(images)), atol=1e-6)

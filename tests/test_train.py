@@ -1,11 +1,15 @@
-"""Training on a real MNIST slice: it learns, keeps the best epoch's weights, and stops on NaN."""
+"""Training on a real MNIST slice: it learns, keeps the best epoch's weights, stops on NaN, trains by
+steps, averages weights as TF does, decays the learning rate at the right step, and augments."""
 
 from __future__ import annotations
 
+import math
+
+import keras
 import numpy as np
 import pytest
 
-from search import models, train
+from search import models, optimizers, schema, train
 from search.errors import TrialFailed
 
 MLP = {"model": "mlp", "layers": [{"units": 64}], "learning_rate": 3e-3, "batch_size": 64, "epochs": 2}
@@ -56,3 +60,99 @@ def test_each_optimizer_trains(small_mnist, optimizer: str) -> None:
               "momentum": 0.9 if optimizer == "sgd" else 0.0, "epochs": 1}
     train.reset(0)
     assert train.fit(models.build(config), config, small_mnist).val_accuracy > 0.7
+
+
+class Recorder(keras.callbacks.Callback):
+    """Per step (with one step per execution): the learning rate a step uses and the raw weights after it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rates: list[float] = []
+        self.weights: list[list[np.ndarray]] = []
+
+    def on_train_begin(self, logs=None) -> None:
+        self.weights.append([np.array(w) for w in self.model.trainable_weights])
+
+    def on_train_batch_begin(self, batch, logs=None) -> None:
+        self.rates.append(float(self.model.optimizer.learning_rate))
+
+    def on_train_batch_end(self, batch, logs=None) -> None:
+        self.weights.append([np.array(w) for w in self.model.trainable_weights])
+
+
+def fit_recorded(config: dict, data, monkeypatch) -> tuple[train.FitResult, Recorder]:
+    monkeypatch.setattr(train, "STEPS_PER_EXECUTION", 1)  # so batch callbacks see every step
+    recorder = Recorder()
+    train.reset(0)
+    return train.fit(models.build(config), config, data, callbacks=[recorder]), recorder
+
+
+def test_plan_splits_steps_into_rounds_of_about_an_epoch() -> None:
+    s3 = schema.resolve({"model": "mlp", "batch_size": 100, "steps": 30_000})
+    assert train.plan(s3, 55_000) == train.Plan(rounds=50, steps_per_round=600, steps_per_epoch=550,
+                                                total_steps=30_000, steps_per_execution=30, pipeline=True)
+    s1 = train.plan(schema.resolve({"model": "softmax", "batch_size": 100, "steps": 1000}), 55_000)
+    assert (s1.rounds, s1.steps_per_round, s1.steps_per_execution) == (2, 500, 25)
+    by_epochs = train.plan(schema.resolve({"model": "mlp", "epochs": 3}), 55_000)
+    assert (by_epochs.rounds, by_epochs.steps_per_round, by_epochs.pipeline) == (3, None, False)
+    shifted = train.plan(schema.resolve({"model": "mlp", "batch_size": 100, "augment": "shift_flip"}), 55_000)
+    assert shifted.steps_per_epoch == 3300  # six versions of each image
+
+
+def test_training_by_steps_runs_exactly_that_many(small_mnist) -> None:
+    config = {**MLP, "batch_size": 50, "steps": 70}  # 40 steps an epoch: 2 rounds of 35, 7 per execution
+    train.reset(0)
+    result = train.fit(models.build(config), config, small_mnist)
+    assert int(result.model.optimizer.iterations) == 70
+    assert result.epochs_run == 2 and result.val_accuracy > 0.7
+
+
+def test_ema_evaluates_the_step_dependent_average(small_mnist, monkeypatch) -> None:
+    config = {**MLP, "optimizer": "sgd", "learning_rate": 0.1, "batch_size": 100, "steps": 20, "ema": 0.9}
+    result, recorder = fit_recorded(config, small_mnist, monkeypatch)
+    # TF's ExponentialMovingAverage(0.9, num_updates): shadow starts at the initial weights and after
+    # update t (0-based) moves with decay min(0.9, (1 + t) / (10 + t)).
+    shadow = [w.astype(np.float64) for w in recorder.weights[0]]
+    for step, weights in enumerate(recorder.weights[1:]):
+        decay = min(0.9, (1 + step) / (10 + step))
+        shadow = [decay * s + (1 - decay) * w for s, w in zip(shadow, weights, strict=True)]
+    assert len(recorder.weights) == 21
+    evaluated = [np.array(w) for w in result.model.trainable_weights]
+    for got, want, raw in zip(evaluated, shadow, recorder.weights[-1], strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+        assert not np.allclose(got, raw, atol=1e-4)  # the averaged weights, not the trained ones
+    # The validation accuracy that was reported (and kept) is the averaged model's.
+    assert train.evaluate(result.model, small_mnist.val_images, small_mnist.val_labels) == pytest.approx(
+        result.val_accuracy, abs=1e-6)
+
+
+def test_exponential_staircase_decay_steps_down_exactly_at_the_boundary(small_mnist, monkeypatch) -> None:
+    config = {**MLP, "optimizer": "sgd", "learning_rate": 0.5, "batch_size": 200, "steps": 12,
+              "schedule": "exponential", "decay_rate": 0.5, "decay_steps": 5, "staircase": True}
+    _, recorder = fit_recorded(config, small_mnist, monkeypatch)
+    assert recorder.rates == pytest.approx([0.5] * 5 + [0.25] * 5 + [0.125] * 2)
+    smooth = {**config, "staircase": False}
+    _, recorder = fit_recorded(smooth, small_mnist, monkeypatch)
+    assert recorder.rates == pytest.approx([0.5 * 0.5 ** (step / 5) for step in range(12)], rel=1e-5)
+
+
+def test_s3_schedule_decays_once_an_epoch() -> None:
+    from search.baselines import SEEDS
+
+    rate = optimizers.learning_rate(schema.resolve(SEEDS["S3"].config), steps_per_epoch=550, total_steps=30_000)
+    assert [float(rate(step)) for step in (0, 549, 550, 1099, 1100)] == pytest.approx(
+        [0.8, 0.8, 0.8 * 0.99, 0.8 * 0.99, 0.8 * 0.99**2])
+
+
+def test_cosine_schedule_runs_to_zero_over_the_whole_run(small_mnist, monkeypatch) -> None:
+    config = {**MLP, "optimizer": "sgd", "learning_rate": 0.2, "batch_size": 200, "steps": 10, "schedule": "cosine"}
+    _, recorder = fit_recorded(config, small_mnist, monkeypatch)
+    assert recorder.rates == pytest.approx([0.1 * (1 + math.cos(math.pi * step / 10)) for step in range(10)], abs=1e-6)
+
+
+@pytest.mark.parametrize("augment", ["shift", "shift_flip", "random"])
+def test_augmented_training_learns(small_mnist, augment: str) -> None:
+    config = {**MLP, "augment": augment, "shift_pixels": 1, "rotation_degrees": 10.0, "epochs": 1}
+    train.reset(0)
+    result = train.fit(models.build(config), config, small_mnist)
+    assert result.val_accuracy > 0.8

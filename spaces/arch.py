@@ -1,0 +1,33 @@
+"""Conv or dense, as one conditional space: which kind of network wins at a similar budget.
+
+    python -m search run spaces/arch.py --trials 30
+
+`model` is a branch: a dense network searches its hidden layers and dropout, a CNN its conv blocks
+and dense head; both share the activation, batch norm, learning rate and batch size, so TPE models
+each branch's own parameters apart and compares the branches on one leaderboard. The S5 tutorial
+network runs first as a labelled baseline. MEASURED
+"""
+
+from search.baselines import baselines
+from search.space import Choice, Float, Int, Repeat
+
+SPACE = {
+    "model": Choice({
+        "mlp": {
+            "layers": Repeat(Int(1, 3), {"units": Int(64, 1024, log=True)}),
+            "dropout": Float(0.0, 0.5),
+        },
+        "cnn": {
+            "conv_blocks": Repeat(Int(1, 2), {"filters": Int(8, 64, log=True), "kernel_size": Choice([3, 5])}),
+            "layers": Repeat(Int(0, 1), {"units": Int(32, 256, log=True)}),
+            "conv_activation": "relu",
+        },
+    }),
+    "activation": Choice(["relu", "selu"]),
+    "batch_norm": Choice([False, True]),
+    "learning_rate": Float(3e-4, 3e-3, log=True),
+    "batch_size": Choice([64, 128, 256]),
+    "epochs": 6,
+}
+
+BASELINES = baselines("S5")

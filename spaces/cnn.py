@@ -1,0 +1,38 @@
+"""Convolutional networks for MNIST: conv blocks, filters, kernel, pooling, dense head, augmentation.
+
+    python -m search run spaces/cnn.py --trials 30
+
+Two versions of the S4 tutorial run first as labelled baselines: the plain LeNet-style CNN (conv
+12 -> 3x3/2 pool -> conv 16 -> 3x3/2 pool -> SELU 288 -> SELU 144, Adam, 19 epochs) and the same
+with batch norm, dropout and S4's augmentation (1-pixel shifts in four directions plus horizontal
+mirror images, x6 per epoch, 29 epochs; mirroring digits is dubious, and its label says so). The
+second is by far the longest trial. The search then tries random shifts and small rotations instead.
+MEASURED
+"""
+
+from search.baselines import baselines
+from search.space import Choice, Float, Int, Repeat
+
+SPACE = {
+    "model": "cnn",
+    # Each block: conv (SAME) -> [batch norm] -> ReLU -> 2x2 pooling; three poolings leave 3x3.
+    "conv_blocks": Repeat(Int(1, 3), {
+        "filters": Int(8, 64, log=True),
+        "kernel_size": Choice([3, 5]),
+        "pooling": Choice(["max", "avg"]),
+    }),
+    "conv_activation": "relu",
+    "layers": Repeat(Int(0, 2), {"units": Int(32, 512, log=True)}),  # the dense head
+    "activation": Choice(["relu", "selu"]),
+    "dropout": Float(0.0, 0.5),
+    "batch_norm": Choice([False, True]),
+    "augment": Choice({
+        "none": {},
+        "random": {"shift_pixels": Int(1, 3), "rotation_degrees": Float(0.0, 15.0)},
+    }),
+    "learning_rate": Float(3e-4, 3e-3, log=True),
+    "batch_size": Choice([64, 128, 256]),
+    "epochs": 6,
+}
+
+BASELINES = baselines("S4", "S4-aug")

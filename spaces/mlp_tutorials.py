@@ -1,0 +1,43 @@
+"""Dense networks for MNIST: depth, width, activation, dropout, L2, optimizer, schedule, averaging.
+
+    python -m search run spaces/mlp_tutorials.py --trials 50
+
+Three tutorials run first as labelled baselines: S2 (784-512-256-128 without activations, Adam
+1e-4, 1,000 steps), S3 (784-500 ReLU, SGD 0.8 decayed by 0.99 an epoch, L2, a moving average of
+the weights, 30,000 steps) and S5 (two Dense-128 ReLU layers on `keras.utils.normalize`d images,
+Adam, 3 epochs of batch 32). The search then looks for a better network around them.
+
+Measured as `spaces/mlp.py` (`--trials 20 --seed 0`, 2 CPU cores shared with another training job): 19 min 1 s, peak
+memory 1.31 GB, 9 trials complete and 11 pruned. Baselines: S2 91.59% test (published 92.06%), S3
+98.48% (98.5%; 201 s, its 30,000 steps reported as 50 rounds), S5 97.01% (97%). Best: 98.62%, a
+435-766 GELU network with RMSprop (trial 8). Plain MLPs without augmentation top out around
+98.4-99.0%, so more trials buy tenths of a percent.
+"""
+
+from search.baselines import baselines
+from search.space import Choice, Float, Int, Repeat
+
+SPACE = {
+    "model": "mlp",
+    "layers": Repeat(Int(1, 4), {"units": Int(64, 1024, log=True)}),
+    "activation": Choice(["relu", "selu", "gelu"]),
+    "dropout": Float(0.0, 0.5),
+    "batch_norm": Choice([False, True]),
+    "l2": Choice([0.0, 1e-5, 1e-4]),  # 0 is no penalty, so a Choice rather than a log-scale Float
+    # Each optimizer searches the learning rates it works at: plain SGD (S1, S3) wants far larger ones.
+    "optimizer": Choice({
+        "adam": {"learning_rate": Float(1e-4, 1e-2, log=True)},
+        "rmsprop": {"learning_rate": Float(1e-4, 1e-2, log=True), "momentum": 0.9},
+        "sgd": {"learning_rate": Float(1e-2, 1.0, log=True), "momentum": Choice([0.0, 0.9])},
+    }),
+    "schedule": Choice({
+        "constant": {},
+        "exponential": {"decay_rate": Float(0.7, 0.99)},  # per epoch (decay_steps 0), smooth
+        "cosine": {},  # to zero over the whole run
+    }),
+    "ema": Choice([0.0, 0.99]),  # evaluate a moving average of the weights (S3), or the weights
+    "batch_size": Choice([64, 128, 256, 512]),
+    "epochs": 12,
+}
+
+BASELINES = baselines("S2", "S3", "S5")
