@@ -5,7 +5,7 @@
 `model` is a branch: a dense network searches its hidden layers and dropout, a CNN its conv blocks
 and dense head; both share the activation, batch norm, learning rate and batch size, so TPE models
 each branch's own parameters apart and compares the branches on one leaderboard. The S5 tutorial
-network runs first as a labelled baseline. MEASURED
+network runs first as a labelled baseline. Not measured yet.
 """
 
 from search.baselines import baselines
