@@ -56,8 +56,9 @@ class Objective:
         self._check_budget(trial)
         label = trial.user_attrs.get("baseline")
         config = dict(self.space.baselines[label]) if label in self.space.baselines else sample(self.space.space, trial)
-        if self.epochs:
+        if self.epochs:  # --epochs for quick runs: also for configs that count steps (S1-S3)
             config["epochs"] = self.epochs
+            config["steps"] = 0
         seed = self.base_seed + trial.number
         trial.set_user_attr("config", config)
         trial.set_user_attr("seed", seed)

@@ -187,3 +187,15 @@ def test_show_prints_tree_and_dimensions(capsys) -> None:
     assert main(["show", "spaces/mlp.py"]) == 0
     out = capsys.readouterr().out
     assert "units: Int(64, 1024, log=True)" in out and "searched dimensions" in out and "S5" in out
+
+
+def test_epochs_override_also_replaces_training_by_steps(write_space, tmp_path: Path) -> None:
+    space = write_space("""
+        from search.baselines import baselines
+        SPACE = {"model": "softmax", "learning_rate": Float(0.1, 0.5)}
+        BASELINES = baselines("S1")
+    """, "steps.py")
+    results = tmp_path / "results"
+    assert main(["run", str(space), "--trials", "1", "--results", str(results), *QUICK]) == 0
+    (trial,) = trials(results, "steps")
+    assert trial.user_attrs["config"]["steps"] == 0 and trial.user_attrs["epochs"] == 1
