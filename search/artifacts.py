@@ -8,10 +8,12 @@ the config with `models.build` and load the weights. Only the best `keep` trials
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,20 +27,27 @@ def trial_dir(study_dir: Path, number: int) -> Path:
     return study_dir / TRIALS / f"{number:05d}"
 
 
-def save(study_dir: Path, number: int, model: Any, record: dict[str, Any]) -> Path:
-    """Write one trial's weights and record atomically; returns its folder."""
-    final = trial_dir(study_dir, number)
+@contextlib.contextmanager
+def staged(final: Path) -> Iterator[Path]:
+    """A hidden sibling folder to write into; it replaces `final` whole on success, vanishes on error."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{number:05d}-", dir=final.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
     try:
-        model.save_weights(staging / WEIGHTS)
-        (staging / RECORD).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-        if final.exists():  # a retried trial number cannot happen in Optuna; a stale folder can
+        yield staging
+        if final.exists():
             shutil.rmtree(final)
         staging.rename(final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def save(study_dir: Path, number: int, model: Any, record: dict[str, Any]) -> Path:
+    """Write one trial's weights and record atomically; returns its folder."""
+    final = trial_dir(study_dir, number)
+    with staged(final) as staging:
+        model.save_weights(staging / WEIGHTS)
+        (staging / RECORD).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     return final
 
 

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import platform
-import shutil
-import tempfile
 import warnings
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,20 +61,13 @@ def export(study_dir: Path, trial: int | None = None, out: Path | None = None, c
         raise InputError(f"{folder}: the kept weights score test accuracy {test_accuracy} but the trial "
                          f"recorded {record['test_accuracy']}: weights and record do not match")
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+    # An earlier export there (or an empty folder; checked above) is replaced whole.
+    with artifacts.staged(out) as staging:
         write_formats(model, staging)
         tflite = tflite_accuracy(staging / TFLITE_FILE, dataset.test_images, dataset.test_labels)
         card = model_card(record, model, dataset, test_accuracy, tflite, staging, command)
         (staging / CARD_JSON).write_text(json.dumps(card, indent=2) + "\n")
         (staging / CARD_MARKDOWN).write_text(markdown(card))
-        if out.exists():  # checked above: an earlier export (or an empty folder) is replaced
-            shutil.rmtree(out)
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out
 
 

@@ -132,8 +132,6 @@ class LocalRun:
 
     interrupted: bool = False
     failed: str | None = None
-    restarted: int = 0
-    lost: list[int] | None = None
 
     def exit_code(self) -> int:
         return EXIT_INTERRUPTED if self.interrupted else EXIT_FAILED if self.failed else EXIT_OK
@@ -153,7 +151,7 @@ def run_local(spec: WorkerSpec, workers: int, on_trial: Callable[[optuna.Study, 
     # One worker uses TensorFlow's own default (every core); several split the cores between them.
     threads = None if workers == 1 else max(1, (os.cpu_count() or 1) // workers)
     processes: dict[int, multiprocessing.process.BaseProcess] = {}
-    outcome = LocalRun(lost=[])
+    outcome = LocalRun()
     restarts_left = 3 * workers  # a worker that keeps dying is a bug, not bad luck
 
     def start(index: int) -> None:
@@ -177,7 +175,6 @@ def run_local(spec: WorkerSpec, workers: int, on_trial: Callable[[optuna.Study, 
                 del processes[index]
                 code = process.exitcode
                 lost = _tolerant(lambda: storage.reap_dead(opened)) or []
-                outcome.lost = (outcome.lost or []) + lost
                 if code == EXIT_FAILED:
                     outcome.failed = "too many trials failed in a row (see the leaderboard's reasons)"
                 if code == EXIT_INPUT:
@@ -188,7 +185,6 @@ def run_local(spec: WorkerSpec, workers: int, on_trial: Callable[[optuna.Study, 
                     restarts_left -= 1
                 if outcome.failed is None and restarts_left > 0 and spec.timeout is None and _tolerant(
                         lambda: studies.remaining(opened, spec.budget) + _waiting(opened), default=1) > 0:
-                    outcome.restarted += 1
                     start(index)
     except KeyboardInterrupt:
         outcome.interrupted = True
