@@ -114,7 +114,7 @@ def run_baselines(data: Any, names: list[str] | None = None, scale: float = 1.0,
         train.reset(seed)
         callbacks = [_round_report(name, plan.rounds, progress)] if progress else []
         result = train.fit(models.build(config), config, data, callbacks=callbacks)
-        test_accuracy = train.evaluate(result.model, data.test_images, data.test_labels)
+        test_accuracy = result.accuracy(data.test_images, data.test_labels)
         row = {"name": name, "tutorial": seed_.label, "published": seed_.published, "ours": test_accuracy,
                "delta": test_accuracy - seed_.published, "val_accuracy": result.val_accuracy,
                "epochs": round(plan.total_steps / plan.steps_per_epoch, 2),

@@ -38,6 +38,9 @@ STEPS_PER_EXECUTION = 32
 # compile time is paid again for every trial's new model.
 JIT_COMPILE = False
 EVAL_BATCH_SIZE = 1000
+# The compiled loop returns to Python after this many batches: often enough for the trial timeout
+# and Ctrl-C to act within a second or two, rarely enough that the call costs nothing measurable.
+BATCHES_PER_CALL = 64
 
 
 class EpochLog(keras.callbacks.Callback):
@@ -87,6 +90,7 @@ class FitResult:
     epochs_run: int
     train_seconds: float
     val_history: list[float]
+    accuracy: Any = None  # accuracy(images, labels) of `model`, compiled and already traced
 
 
 @dataclass(frozen=True)
@@ -134,10 +138,159 @@ def fit(
     callbacks: list[keras.callbacks.Callback] | None = None,
     log: EpochLog | None = None,
 ) -> FitResult:
-    """Train `model` as `config` says; callbacks see `val_accuracy` after every epoch.
+    """Train `model` as `config` says with the compiled loop; callbacks see `val_accuracy` after
+    every epoch (round), and `on_train_batch_end` after every call of `BATCHES_PER_CALL` batches.
 
     Pass your own `log` to read the learning curve even when a callback (a pruner) raises.
     """
+    config = schema.resolve(config)
+    log = log if log is not None else EpochLog()
+    steps = plan(config, len(data.train_images))
+    optimizer = make_optimizer(config, steps.steps_per_epoch, steps.total_steps)
+    # Nothing is traced here: compiling only records the optimizer and loss on the model, as
+    # model.fit would leave them, for code that reads `model.optimizer` afterwards.
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", jit_compile=JIT_COMPILE)
+    loop = CompiledLoop(model, optimizer, config, data)
+    averaging = [AveragedWeights(optimizer)] if config["ema"] > 0 else []
+    batches = steps.steps_per_round or steps.steps_per_epoch
+    hooks = keras.callbacks.CallbackList([*averaging, log, *(callbacks or [])], model=model,
+                                         epochs=steps.rounds, steps=batches, verbose=0)
+    order = IndexStream(len(data.train_images) * augment.copies(config), config["batch_size"],
+                        by_steps=steps.steps_per_round is not None)
+    model.stop_training = False
+    hooks.on_train_begin()
+    for epoch in range(steps.rounds):
+        hooks.on_epoch_begin(epoch)
+        indices = order.next_round(batches)
+        total_loss, seen = 0.0, 0
+        for first in range(0, batches, BATCHES_PER_CALL):
+            hooks.on_train_batch_begin(first)
+            chunk = indices[first * config["batch_size"]:(first + BATCHES_PER_CALL) * config["batch_size"]]
+            total_loss += float(loop.train(chunk))
+            seen += len(chunk)
+            hooks.on_train_batch_end(min(first + BATCHES_PER_CALL, batches) - 1)
+            if model.stop_training:  # --trial-timeout: the trial fails, no need to validate
+                break
+        if model.stop_training:
+            break
+        hooks.on_test_begin()  # the averaged weights go in, when averaging
+        logs = {"loss": total_loss / seen, "val_accuracy": loop.accuracy(data.val_images, data.val_labels)}
+        hooks.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            break
+    hooks.on_train_end()
+    if log.nan_epoch is not None:
+        raise TrialFailed(f"loss became NaN at epoch {log.nan_epoch}")
+    if log.best_weights is not None:
+        model.set_weights(log.best_weights)
+    return FitResult(model, log.best_value, log.best_epoch, len(log.val_history), log.seconds, log.val_history,
+                     loop.accuracy)
+
+
+class IndexStream:
+    """The order the training examples are visited in: a fresh permutation each pass (numpy's global
+    generator, which `reset` seeds). Training by epochs takes one whole pass a round; training by
+    steps takes exactly `batches` full batches a round, running on into the next permutation."""
+
+    def __init__(self, count: int, batch_size: int, by_steps: bool) -> None:
+        self.count, self.batch_size, self.by_steps = count, batch_size, by_steps
+        self.left = np.empty(0, dtype=np.int32)
+
+    def next_round(self, batches: int) -> np.ndarray:
+        if not self.by_steps:
+            return np.random.permutation(self.count).astype(np.int32)
+        wanted = batches * self.batch_size
+        parts, have = [self.left], len(self.left)
+        while have < wanted:
+            parts.append(np.random.permutation(self.count).astype(np.int32))
+            have += self.count
+        joined = np.concatenate(parts)
+        self.left = joined[wanted:]
+        return joined[:wanted]
+
+
+class CompiledLoop:
+    """One model's training and evaluation as two TensorFlow functions, each traced once.
+
+    `train(indices)` runs every batch of `indices` (batch_size at a time; the last one may be short)
+    inside one `tf.function`: it gathers the batch from the training images, which live as one
+    uint8 tensor on the device, augments it when the config says so, and takes an optimizer step
+    (loss plus the layers' L2 penalties; batch norm and dropout in training mode; the optimizer's
+    schedule and weight averaging as in `model.fit`). It returns the summed loss of the examples.
+    `accuracy(images, labels)` counts correct predictions in batches of `EVAL_BATCH_SIZE`, also in
+    one call. Python runs once per call, not once per batch: that per-step overhead is most of what
+    plain `model.fit` spends on models this small.
+    """
+
+    def __init__(self, model: keras.Model, optimizer: Any, config: dict[str, Any], data: Dataset) -> None:
+        import tensorflow as tf
+
+        self.model, self.optimizer = model, optimizer
+        images, labels = tf.constant(data.train_images), tf.constant(data.train_labels.astype(np.int32))
+        count, versions, batch_size = len(data.train_images), augment.copies(config), config["batch_size"]
+        flip, pixels = config["augment"] == "shift_flip", config["shift_pixels"]
+        randomly, degrees = config["augment"] == "random", config["rotation_degrees"]
+        variables = model.trainable_variables
+        optimizer.build(variables)
+
+        def step(index: Any) -> Any:
+            source = index % count
+            x, y = tf.gather(images, source), tf.gather(labels, source)
+            if versions > 1:
+                x = augment.fixed_variants(x, index // count, pixels, flip)
+            if randomly:
+                x = augment.random_shift_rotate(x, pixels, degrees)
+            with tf.GradientTape() as tape:
+                probabilities = model(x, training=True)
+                loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, probabilities))
+                penalty = tf.add_n([tf.cast(term, loss.dtype) for term in model.losses]) if model.losses else 0.0
+                total = loss + penalty
+            optimizer.apply(tape.gradient(total, variables), variables)
+            return total * tf.cast(tf.shape(index)[0], total.dtype)
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.int32)], jit_compile=JIT_COMPILE)
+        def train(indices: Any) -> Any:
+            size = tf.shape(indices)[0]
+            summed = tf.constant(0.0)
+            for first in tf.range(0, size, batch_size):
+                summed += step(indices[first:first + batch_size])
+            return summed
+
+        self.train = train
+        self.accuracy = compiled_accuracy(model)
+
+
+def compiled_accuracy(model: keras.Model) -> Any:
+    """`accuracy(images, labels)`: the top-1 accuracy of `model` (inference mode), computed in
+    batches of `EVAL_BATCH_SIZE` inside one traced TensorFlow function; a Python float."""
+    import tensorflow as tf
+
+    shape = [None, *model.inputs[0].shape[1:]]
+
+    @tf.function(input_signature=[tf.TensorSpec(shape, model.inputs[0].dtype), tf.TensorSpec([None], tf.int32)])
+    def correct(images: Any, labels: Any) -> Any:
+        hits = tf.constant(0, tf.int64)
+        for first in tf.range(0, tf.shape(images)[0], EVAL_BATCH_SIZE):
+            predicted = tf.argmax(model(images[first:first + EVAL_BATCH_SIZE], training=False), axis=1,
+                                  output_type=tf.int32)
+            hits += tf.reduce_sum(tf.cast(predicted == labels[first:first + EVAL_BATCH_SIZE], tf.int64))
+        return hits
+
+    def accuracy(images: np.ndarray, labels: np.ndarray) -> float:
+        return int(correct(images, np.asarray(labels, dtype=np.int32))) / len(labels)
+
+    return accuracy
+
+
+def fit_keras(
+    model: keras.Model,
+    config: dict[str, Any],
+    data: Dataset,
+    callbacks: list[keras.callbacks.Callback] | None = None,
+    log: EpochLog | None = None,
+) -> FitResult:
+    """The same training through `model.fit` (Keras's own loop, `STEPS_PER_EXECUTION` steps per
+    call): what `fit` is measured against in `benchmarks/throughput.py` and in the tests."""
     config = schema.resolve(config)
     log = log if log is not None else EpochLog()
     steps = plan(config, len(data.train_images))
@@ -169,10 +322,11 @@ def fit(
         raise TrialFailed(f"loss became NaN at epoch {log.nan_epoch}")
     if log.best_weights is not None:
         model.set_weights(log.best_weights)
-    return FitResult(model, log.best_value, log.best_epoch, len(log.val_history), log.seconds, log.val_history)
+    return FitResult(model, log.best_value, log.best_epoch, len(log.val_history), log.seconds, log.val_history,
+                     compiled_accuracy(model))
 
 
 def evaluate(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> float:
-    """Top-1 accuracy of `model` on the given images."""
-    probabilities = model.predict(images, batch_size=EVAL_BATCH_SIZE, verbose=0)
-    return float(np.mean(np.argmax(probabilities, axis=1) == labels))
+    """Top-1 accuracy of `model` on the given images (traces a function: a `FitResult` has its own
+    `accuracy`, already traced, for the model it trained)."""
+    return float(compiled_accuracy(model)(images, labels))

@@ -71,7 +71,7 @@ class Objective:
             result = train.fit(model, config, self.data, callbacks=self._callbacks(trial, config, deadline), log=log)
             deadline.check()
             trial.set_user_attr("best_epoch", result.best_epoch)
-            test_accuracy = train.evaluate(result.model, self.data.test_images, self.data.test_labels)
+            test_accuracy = result.accuracy(self.data.test_images, self.data.test_labels)
             trial.set_user_attr("test_accuracy", test_accuracy)
             self._keep(trial, result, config, seed, test_accuracy)
             return result.val_accuracy
@@ -111,11 +111,11 @@ class Objective:
     def _callbacks(self, trial: optuna.Trial, config: dict[str, Any], deadline: Deadline) -> list[Any]:
         import keras
 
-        from search import schema
+        from search import schema, train
 
         callbacks: list[Any] = [pruning_callback(trial), deadline.callback()]
-        if self.on_epoch is not None:
-            hook, epochs = self.on_epoch, schema.resolve(config)["epochs"]
+        if self.on_epoch is not None:  # rounds, not epochs: a config that trains by steps has its own count
+            hook, epochs = self.on_epoch, train.plan(schema.resolve(config), len(self.data.train_images)).rounds
             callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: hook(
                 trial.number, epoch + 1, epochs, float((logs or {}).get("val_accuracy", float("nan"))))))
         return callbacks

@@ -81,7 +81,7 @@ class Recorder(keras.callbacks.Callback):
 
 
 def fit_recorded(config: dict, data, monkeypatch) -> tuple[train.FitResult, Recorder]:
-    monkeypatch.setattr(train, "STEPS_PER_EXECUTION", 1)  # so batch callbacks see every step
+    monkeypatch.setattr(train, "BATCHES_PER_CALL", 1)  # so batch callbacks see every step
     recorder = Recorder()
     train.reset(0)
     return train.fit(models.build(config), config, data, callbacks=[recorder]), recorder
@@ -156,3 +156,62 @@ def test_augmented_training_learns(small_mnist, augment: str) -> None:
     train.reset(0)
     result = train.fit(models.build(config), config, small_mnist)
     assert result.val_accuracy > 0.8
+
+
+@pytest.mark.parametrize("name", ["adam", "sgd", "rmsprop"])
+def test_fused_optimizers_take_exactly_keras_steps(name: str) -> None:
+    # The fused kernels must be Keras's own arithmetic: same weights after the same gradients.
+    rng = np.random.default_rng(0)
+    start = [rng.normal(size=(30, 20)).astype("float32"), rng.normal(size=(20,)).astype("float32")]
+    grads = [[rng.normal(size=w.shape).astype("float32") for w in start] for _ in range(6)]
+    options = {} if name == "adam" else {"momentum": 0.9}
+    stock_class = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}[name]
+    fused, stock = optimizers.OPTIMIZERS[name](0.01, **options), stock_class(0.01, **options)
+    assert type(fused) is not type(stock)
+    results = []
+    for optimizer in (fused, stock):
+        variables = [keras.Variable(w) for w in start]
+        for step in grads:
+            optimizer.apply([keras.ops.convert_to_tensor(g) for g in step], variables)
+        results.append([np.array(v) for v in variables])
+    for got, want, first in zip(*results, start, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+        assert not np.allclose(got, first)
+
+
+def test_compiled_loop_runs_every_batch_including_the_short_last_one(small_mnist, monkeypatch) -> None:
+    monkeypatch.setattr(train, "BATCHES_PER_CALL", 5)  # 32 batches an epoch: calls of 5, 5, ..., 2
+    config = {**MLP, "batch_size": 64, "epochs": 2}  # 2,000 images: 31 full batches and one of 16
+    train.reset(0)
+    result = train.fit(models.build(config), config, small_mnist)
+    assert int(result.model.optimizer.iterations) == 64
+
+
+def test_batch_norm_and_dropout_train_in_the_compiled_loop(small_mnist) -> None:
+    config = {**MLP, "batch_norm": True, "dropout": 0.3, "epochs": 2}
+    train.reset(0)
+    result = train.fit(models.build(config), config, small_mnist)
+    moving_mean = result.model.get_layer("dense_0_bn").moving_mean
+    assert np.abs(np.array(moving_mean)).max() > 0  # updated in training mode; starts at zeros
+    assert result.val_accuracy > 0.85
+    # Inference is deterministic (dropout off, moving statistics used): two evaluations agree.
+    first = train.evaluate(result.model, small_mnist.val_images, small_mnist.val_labels)
+    assert first == train.evaluate(result.model, small_mnist.val_images, small_mnist.val_labels)
+    assert first == pytest.approx(result.val_accuracy, abs=1e-9)
+
+
+def test_compiled_loop_and_model_fit_reach_the_same_accuracy() -> None:
+    from search import data
+
+    # Long enough to converge, so that the two trainers' different shuffles matter little (measured
+    # over seeds 0-2: 96.13/96.14, 96.14/96.13, 95.97/95.86% test).
+    mnist = data.load("mnist", train_size=20_000)
+    config = {"model": "mlp", "layers": [{"units": 256}], "learning_rate": 1e-3, "batch_size": 128, "epochs": 6}
+    accuracies = {}
+    for name, trainer in (("compiled", train.fit), ("model.fit", train.fit_keras)):
+        train.reset(0)
+        result = trainer(models.build(config), config, mnist)
+        accuracies[name] = result.accuracy(mnist.test_images, mnist.test_labels)
+        assert result.epochs_run == 6
+    assert accuracies["compiled"] > 0.955, accuracies
+    assert abs(accuracies["compiled"] - accuracies["model.fit"]) <= 0.005, accuracies

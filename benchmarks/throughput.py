@@ -1,0 +1,289 @@
+"""How fast the harness trains, against plain `model.fit` and KerasTuner, and against the machine.
+
+    .venv/bin/python benchmarks/throughput.py [--epochs 4] [--cnn-images 16000] [--skip-search]
+
+Prints, from one run on one machine, and writes to results/benchmarks/throughput.md:
+- the roofline: TensorFlow's float32 matrix-multiply rate here (chained square matmuls, best size);
+- for the S2 MLP (784-512-256-128-10) at batch 128 and 512 and a small CNN (3x3 convolutions of 32
+  and 64 filters, each with 2x2 max pooling, Dense 128) at batch 128: training samples per second
+  of the harness's compiled loop (`search.train.CompiledLoop`), of plain `model.fit` on NumPy arrays
+  as the tutorials call it (`x / 255.0`, a float64 array; Adam; accuracy metric; validation data),
+  and of KerasTuner running the same model for one trial (RandomSearch, `tuner.search`); each is the
+  median over `--epochs` epochs after a warm-up epoch, training time only (validation excluded for
+  all three); the ratios; and the harness's FLOP rate as a share of the roofline, with FLOPs per
+  training sample counted from the model's layers (forward, weight gradients, input gradients
+  except the first layer's);
+- the fixed cost of one trial: a real trial through Optuna and the journal storage (build, trace,
+  epochs, test evaluation, keeping the weights) minus its epochs at the steady epoch time;
+- the wall time and best test accuracy of `python -m search run spaces/mlp.py --trials 50`
+  (default settings; `--skip-search` leaves it out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from search.runtime import start_tensorflow  # noqa: E402
+
+start_tensorflow()
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from search import data, models, schema, train  # noqa: E402
+from search.optimizers import make_optimizer  # noqa: E402
+
+MLP = {"model": "mlp", "layers": [{"units": 512}, {"units": 256}, {"units": 128}], "learning_rate": 1e-3}
+CNN = {"model": "cnn", "conv_blocks": [{"filters": 32, "kernel_size": 3, "pooling": "max"},
+                                       {"filters": 64, "kernel_size": 3, "pooling": "max"}],
+       "layers": [{"units": 128}], "learning_rate": 1e-3}
+WORKLOADS = [("S2 MLP 784-512-256-128-10", MLP, 128), ("S2 MLP 784-512-256-128-10", MLP, 512),
+             ("CNN conv32-conv64-dense128", CNN, 128)]
+
+
+def roofline() -> tuple[float, int]:
+    """Best float32 GFLOP/s of chained n x n matmuls (chained, so no two are the same and none
+    can be folded away), and the n it was reached at."""
+    best = (0.0, 0)
+    for n in (512, 1024, 2048):
+        a = tf.random.normal([n, n]) / n**0.5
+
+        @tf.function
+        def chain(c: Any, a: Any = a) -> Any:
+            for _ in range(8):
+                c = tf.matmul(c, a)
+            return c
+
+        chain(a).numpy()
+        rates = []
+        for _ in range(3):
+            started = time.perf_counter()
+            chain(a).numpy()
+            rates.append(2 * n**3 * 8 / (time.perf_counter() - started) / 1e9)
+        best = max(best, (statistics.median(rates), n))
+    return best
+
+
+def training_flops(model: keras.Model) -> float:
+    """FLOPs to train on one sample: 2 per multiply-add forward, as many again for the weight
+    gradients, and as many again for the input gradients of every weight layer but the first."""
+    total, first = 0.0, True
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Dense):
+            forward = 2.0 * layer.kernel.shape[0] * layer.kernel.shape[1]
+        elif isinstance(layer, keras.layers.Conv2D):
+            height, width = layer.output.shape[1], layer.output.shape[2]
+            forward = 2.0 * height * width * int(np.prod(layer.kernel.shape))
+        else:
+            continue
+        total += forward * (2 if first else 3)
+        first = False
+    return total
+
+
+def harness_rate(config: dict[str, Any], dataset: data.Dataset, images: int, epochs: int) -> list[float]:
+    """Samples per second of the compiled loop, per epoch of `images` training images."""
+    config = schema.resolve(config)
+    train.reset(0)
+    model = models.build(config)
+    loop = train.CompiledLoop(model, make_optimizer(config), config, dataset)
+    batch = config["batch_size"] * train.BATCHES_PER_CALL
+    rates = []
+    for _ in range(epochs + 1):  # the first is warm-up
+        order = np.random.permutation(len(dataset.train_images)).astype(np.int32)[:images]
+        started = time.perf_counter()
+        for first in range(0, images, batch):
+            float(loop.train(order[first:first + batch]))
+        rates.append(images / (time.perf_counter() - started))
+    return rates[1:]
+
+
+CLOCKS: dict[str, list[float]] = {}  # KerasTuner deep-copies callbacks: the times live out here
+
+
+class TrainClock(keras.callbacks.Callback):
+    """Training time of each epoch: from its start to the start of its validation pass."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+        CLOCKS[name] = []
+        self.started: float | None = None
+
+    @property
+    def seconds(self) -> list[float]:
+        return CLOCKS[self.name]
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.started = time.perf_counter()
+
+    def on_test_begin(self, logs: dict[str, Any] | None = None) -> None:
+        if self.started is not None:  # the first validation pass of the epoch
+            self.seconds.append(time.perf_counter() - self.started)
+            self.started = None
+
+
+def tutorial_model(config: dict[str, Any]) -> keras.Model:
+    """The same layers as the harness's model, written the way the tutorials write them: float
+    input already scaled, Sequential, Adam with its defaults."""
+    stack: list[Any] = [keras.Input((28, 28))]
+    if config["model"] == "cnn":
+        stack.append(keras.layers.Reshape((28, 28, 1)))
+        for block in config["conv_blocks"]:
+            stack += [keras.layers.Conv2D(block["filters"], block["kernel_size"], padding="same", activation="relu"),
+                      keras.layers.MaxPooling2D(2)]
+    stack.append(keras.layers.Flatten())
+    stack += [keras.layers.Dense(layer["units"], activation="relu") for layer in config["layers"]]
+    stack.append(keras.layers.Dense(10, activation="softmax"))
+    model = keras.Sequential(stack)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def fit_rate(config: dict[str, Any], dataset: data.Dataset, images: int, epochs: int, batch_size: int) -> list[float]:
+    """Samples per second of plain model.fit, as the tutorials call it."""
+    x = dataset.train_images[:images] / 255.0  # float64, as `x_train / 255.0` gives
+    y = dataset.train_labels[:images]
+    clock = TrainClock("fit")
+    keras.utils.set_random_seed(0)
+    tutorial_model(config).fit(x, y, batch_size=batch_size, epochs=epochs + 1, verbose=0, callbacks=[clock],
+                               validation_data=(dataset.val_images / 255.0, dataset.val_labels))
+    return [images / seconds for seconds in clock.seconds[1:]]
+
+
+def keras_tuner_rate(config: dict[str, Any], dataset: data.Dataset, images: int, epochs: int,
+                     batch_size: int, folder: Path) -> list[float]:
+    """Samples per second of one KerasTuner trial training the same tutorial-style model."""
+    import keras_tuner
+
+    x = dataset.train_images[:images] / 255.0
+    y = dataset.train_labels[:images]
+    clock = TrainClock("keras-tuner")
+    keras.utils.set_random_seed(0)
+    tuner = keras_tuner.RandomSearch(lambda hp: tutorial_model(config), objective="val_accuracy", max_trials=1,
+                                     directory=str(folder), project_name="throughput", overwrite=True)
+    tuner.search(x, y, batch_size=batch_size, epochs=epochs + 1, verbose=0, callbacks=[clock],
+                 validation_data=(dataset.val_images / 255.0, dataset.val_labels))
+    return [images / seconds for seconds in clock.seconds[1:]]
+
+
+def fixed_cost(dataset: data.Dataset, folder: Path, epochs: int = 3) -> dict[str, float]:
+    """One real trial of the S2 MLP at batch 128: its wall time minus `epochs` steady epochs."""
+    from search import trial as trial_stage
+    from search.space import Space
+    from search.storage import default_location, open_storage
+
+    config = {**MLP, "batch_size": 128, "epochs": epochs}
+    space = Space(source="fixed.py", space=config, baselines={}, doc="")
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name="fixed", direction="maximize", sampler=optuna.samplers.RandomSampler(0),
+                                storage=open_storage(default_location(folder, "fixed")))
+    epoch_times: list[float] = []
+    marks = {"start": 0.0}
+
+    def on_epoch(number: int, epoch: int, total: int, value: float) -> None:
+        now = time.perf_counter()
+        epoch_times.append(now - marks["start"])
+        marks["start"] = now
+
+    objective = trial_stage.Objective(space, dataset, epochs=None, base_seed=0, on_epoch=on_epoch,
+                                      study_dir=folder / "fixed", keep=1)
+    started = time.perf_counter()
+    marks["start"] = started
+    study.optimize(objective, n_trials=1)
+    wall = time.perf_counter() - started
+    steady = statistics.median(epoch_times[1:])
+    return {"wall": wall, "steady_epoch": steady, "first_epoch": epoch_times[0], "fixed": wall - epochs * steady}
+
+
+def fifty_trials() -> dict[str, Any]:
+    """`python -m search run spaces/mlp.py --trials 50` in a fresh results folder."""
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "search", "run", "spaces/mlp.py", "--trials", "50", "--results", tmp],
+                       check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+        wall = time.perf_counter() - started
+        board = subprocess.run([sys.executable, "-m", "search", "leaderboard", "mlp", "--results", tmp,
+                                "--format", "csv"], check=True, cwd=ROOT, capture_output=True, text=True).stdout
+    import io
+
+    import pandas as pd
+
+    frame = pd.read_csv(io.StringIO(board))
+    return {"wall": wall, "best_test": float(frame["test_accuracy"].max()),
+            "complete": int((frame["state"] == "COMPLETE").sum()), "pruned": int((frame["state"] == "PRUNED").sum())}
+
+
+def machine() -> str:
+    cpu = platform.processor() or "?"
+    try:
+        cpu = re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text()).group(1)  # type: ignore[union-attr]
+    except (OSError, AttributeError):
+        pass
+    gpus = tf.config.list_physical_devices("GPU")
+    return (f"{cpu}, {os.cpu_count()} cores, TensorFlow {tf.__version__}, Keras {keras.__version__}"
+            + (f", GPU: {len(gpus)}" if gpus else ", no GPU"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=4, help="measured epochs per trainer (after one warm-up)")
+    parser.add_argument("--mlp-images", type=int, default=55_000, help="training images per MLP epoch")
+    parser.add_argument("--cnn-images", type=int, default=16_000, help="training images per CNN epoch")
+    parser.add_argument("--skip-search", action="store_true", help="leave out the 50-trial search")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "benchmarks")
+    args = parser.parse_args()
+    dataset = data.load("mnist")
+    lines = [f"Machine: {machine()}", ""]
+    peak, size = roofline()
+    lines += [f"Roofline: float32 matmul {peak:.1f} GFLOP/s (chained {size}x{size} matmuls)", ""]
+    print(*lines, sep="\n", flush=True)
+    table = ["| model | batch | harness samples/s | model.fit samples/s | KerasTuner samples/s | harness/fit | "
+             "harness/KerasTuner | MFLOP/sample | harness GFLOP/s | of roofline |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, base, batch_size in WORKLOADS:
+            config = {**base, "batch_size": batch_size}
+            images = args.cnn_images if base["model"] == "cnn" else args.mlp_images
+            harness = statistics.median(harness_rate(config, dataset, images, args.epochs))
+            plain = statistics.median(fit_rate(config, dataset, images, args.epochs, batch_size))
+            tuner = statistics.median(keras_tuner_rate(config, dataset, images, args.epochs, batch_size, Path(tmp)))
+            flops = training_flops(models.build(config))
+            achieved = harness * flops / 1e9
+            row = (f"| {name} | {batch_size} | {harness:,.0f} | {plain:,.0f} | {tuner:,.0f} | {harness / plain:.2f}x | "
+                   f"{harness / tuner:.2f}x | {flops / 1e6:.2f} | {achieved:.1f} | {achieved / peak:.0%} |")
+            table.append(row)
+            print(row, flush=True)
+        cost = fixed_cost(dataset, Path(tmp))
+    lines += table + ["", f"Fixed cost of one trial (S2 MLP, batch 128, 3 epochs on 55,000 images): "
+                          f"{cost['fixed']:.2f} s (trial wall {cost['wall']:.2f} s, steady epoch "
+                          f"{cost['steady_epoch']:.2f} s, first epoch {cost['first_epoch']:.2f} s)"]
+    print(lines[-1], flush=True)
+    if not args.skip_search:
+        search = fifty_trials()
+        lines.append(f"`python -m search run spaces/mlp.py --trials 50`: {search['wall'] / 60:.1f} min wall, best test "
+                     f"accuracy {search['best_test']:.2%} ({search['complete']} complete, {search['pruned']} pruned)")
+        print(lines[-1], flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "throughput.md").write_text("\n".join(lines) + "\n")
+    print(f"written: {args.out / 'throughput.md'}")
+
+
+if __name__ == "__main__":
+    main()
