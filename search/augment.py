@@ -1,9 +1,9 @@
-"""The training input pipeline: batches of (augmented) training images, built lazily in tf.data.
+"""Augmented training batches: transformations applied to each batch as it is gathered.
 
-Used by `train.fit` when a config trains by steps or augments its images; plain epoch training
-keeps handing Keras the arrays (its fastest path). Nothing copies the data set: an epoch is a
-shuffled sequence of indices into the original uint8 images, and a batch is gathered and
-transformed when it is needed. The fixed sets multiply the epoch: with `shift` an index picks an
+`train.CompiledLoop` calls `fixed_variants` and `random_shift_rotate` inside its traced step;
+`train_dataset` builds the same batches as a tf.data pipeline for `train.fit_keras`. Nothing copies
+the data set: an epoch is a shuffled sequence of indices into the original uint8 images, and a
+batch is gathered and transformed when it is needed. The fixed sets multiply the epoch: with `shift` an index picks an
 original or one of its four copies moved by `shift_pixels` left, right, up or down (zeros moved in,
 as scipy's `ndimage.shift(..., cval=0)` that S4 used); `shift_flip` adds the horizontal mirror
 image (S4's `cv2.flip(image, 1)`, faithful to the tutorial although a mirrored 2, 3 or 7 is no

@@ -1,13 +1,18 @@
 """Training one model on in-memory data: the fit stage (model + config -> best-epoch model).
 
-`fit` compiles the model with the config's optimizer, learning-rate schedule and batch size
-(`search/optimizers.py`), trains it for the config's epochs or steps and hands every epoch's
-validation accuracy to the callbacks it is given (the study passes optuna-integration's
-`KerasPruningCallback`, so this module knows nothing of Optuna). `EpochLog` keeps the learning
-curve and the best epoch's weights, which are restored before returning; a NaN loss stops training
-and fails the trial. With `ema` the validation, the kept weights and the returned model are the
-averaged weights. Test accuracy is measured by `evaluate`, once, after training: the search itself
-only ever sees validation accuracy.
+`fit` trains with `CompiledLoop`: the training images sit on the device as one uint8 tensor, and
+one traced TensorFlow function runs up to `BATCHES_PER_CALL` batches per call (gather, augment,
+forward, loss with L2 penalties, gradients, optimizer step), so Python runs once per 64 batches
+instead of once per batch; validation is one traced call too. Optimizer, learning-rate schedule
+and weight averaging come from `search/optimizers.py` (Keras optimizers whose Adam, SGD-momentum
+and RMSprop updates use TensorFlow's fused kernels). Between calls and after every epoch the Keras
+callbacks it is given run as under `model.fit`: the study passes optuna-integration's
+`KerasPruningCallback` (so this module knows nothing of Optuna) and the trial timeout.
+`EpochLog` keeps the learning curve and the best epoch's weights, restored before returning; a NaN
+loss stops training and fails the trial. With `ema` the validation, the kept weights and the
+returned model are the averaged weights. Test accuracy is measured once, after training, by the
+result's own `accuracy` (already traced): the search itself only ever sees validation accuracy.
+`fit_keras` is the same training through `model.fit`, kept to measure the loop against.
 
 Training by `steps` (S1-S3 count batches, not epochs) still validates, reports and may be pruned in
 rounds of about one epoch: `plan` splits the steps into equal rounds, each as close to one pass
@@ -174,7 +179,7 @@ def fit(
         if model.stop_training:
             break
         hooks.on_test_begin()  # the averaged weights go in, when averaging
-        logs = {"loss": total_loss / seen, "val_accuracy": loop.accuracy(data.val_images, data.val_labels)}
+        logs = {"loss": total_loss / seen, "val_accuracy": loop.accuracy(*loop.validation)}
         hooks.on_epoch_end(epoch, logs)
         if model.stop_training:
             break
@@ -258,6 +263,8 @@ class CompiledLoop:
 
         self.train = train
         self.accuracy = compiled_accuracy(model)
+        # Validation data goes to the device once, as the training data does, not every epoch.
+        self.validation = (tf.constant(data.val_images), tf.constant(data.val_labels.astype(np.int32)))
 
 
 def compiled_accuracy(model: keras.Model) -> Any:
@@ -276,8 +283,11 @@ def compiled_accuracy(model: keras.Model) -> Any:
             hits += tf.reduce_sum(tf.cast(predicted == labels[first:first + EVAL_BATCH_SIZE], tf.int64))
         return hits
 
-    def accuracy(images: np.ndarray, labels: np.ndarray) -> float:
-        return int(correct(images, np.asarray(labels, dtype=np.int32))) / len(labels)
+    def accuracy(images: Any, labels: Any) -> float:
+        """`images` and `labels`: NumPy arrays, or tensors already on the device."""
+        if isinstance(labels, np.ndarray):
+            labels = labels.astype(np.int32, copy=False)
+        return int(correct(images, labels)) / len(labels)
 
     return accuracy
 
