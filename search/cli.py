@@ -19,6 +19,7 @@ from types import FrameType
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.tree import Tree
 
 from search import space as spaces
@@ -52,8 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--trials", type=int, default=50, help="total finished trials the study should hold (50)")
     run.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     run.add_argument("--study", help="study name (default: the space file's name)")
-    run.add_argument("--sampler", default="tpe", help="tpe (default), random, cmaes or gp")
-    run.add_argument("--pruner", default="median", help="median (default), hyperband or none")
+    run.add_argument("--sampler", help="tpe (default), random, cmaes or gp")
+    run.add_argument("--pruner", help="median (default), hyperband or none")
+    run.add_argument("--engine", default="optuna",
+                     help="optuna (default) or keras-tuner: the same space file searched by KerasTuner 1.4")
+    run.add_argument("--tuner", help="with --engine keras-tuner: hyperband (default), bayesian or random. Hyperband "
+                                     "takes --epochs (else the space's epochs) as max_epochs, factor 3; a model it "
+                                     "promotes trains on from its weights as a new trial, and --trials counts those")
     run.add_argument("--seed", type=int, help="base seed; trial N uses seed+N (default: random, kept in the study)")
     run.add_argument("--storage", help="Optuna storage URL (default: sqlite file in results/<study>/)")
     run.add_argument("--epochs", type=int, help="override every config's epochs (quick runs)")
@@ -160,18 +166,20 @@ def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
         _positive(args.top, "--top")
     opened = study.load_study(args.study, Path(args.results), args.storage)
     table = leaderboard.select(leaderboard.frame(opened), args.sort, args.state, args.top)
-    _emit(table, args.format, console, f"{opened.study_name}: {len(table)} trials, sorted by {args.sort}")
+    _emit(table, args.format, console, f"{opened.study_name} ({leaderboard.engine(opened)}): {len(table)} trials, "
+                                       f"sorted by {args.sort}")
     return EXIT_OK
 
 
 def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     from search import leaderboard, study
 
-    tables = {}
+    tables, engines = {}, {}
     for name in args.studies:  # load all first: one bad name fails before anything is printed
         opened = study.load_study(name, Path(args.results), args.storage)
         tables[opened.study_name] = leaderboard.frame(opened)
-    _emit(leaderboard.compare(tables), args.format, console, "best trial of each study, by test accuracy")
+        engines[opened.study_name] = leaderboard.engine(opened)
+    _emit(leaderboard.compare(tables, engines), args.format, console, "best trial of each study, by test accuracy")
     return EXIT_OK
 
 
@@ -264,9 +272,25 @@ def cmd_show(args: argparse.Namespace, console: Console) -> int:
     console.print(tree)
     console.print(f"{spaces.count_dimensions(space.space)} searched dimensions at most "
                   "(each Repeat at its largest count, every branch)")
+    console.print(f"engines: optuna; keras-tuner {_keras_tuner_support(space)}")
     for label, config in space.baselines.items():
         console.print(f"baseline [cyan]{label}[/]: {config}")
     return EXIT_OK
+
+
+def _keras_tuner_support(space: spaces.Space) -> str:
+    """Which KerasTuner tuners can run the space, or what it cannot express (checked without loading it)."""
+    from search import tuner, tuner_space
+    from search.errors import SpaceError
+
+    usable, refused = [], ""
+    for kind in tuner.TUNERS:
+        try:
+            tuner_space.check_space(space, kind, None)
+            usable.append(kind)
+        except SpaceError as err:
+            refused = refused or f"{err.path}: {err.problem}"
+    return (f"({', '.join(usable)})" if usable else "(none)") + (f"; refused: {escape(refused)}" if refused else "")
 
 
 def _add_branch(tree: Tree, node: dict[str, object]) -> None:
@@ -294,7 +318,8 @@ def _positive(value: int | float | None, flag: str) -> None:
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from search import data as datasets
-    from search import study, workers
+    from search import study, tuner_space, workers
+    from search import tuner as engines
     from search.progress import Progress
     from search.storage import redact
 
@@ -305,7 +330,12 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         _positive(value, flag)
     if args.keep_top < 0:
         raise InputError(f"--keep-top {args.keep_top}: must be >= 0")
+    engines.check_options(args.engine, args.tuner, args.sampler, args.pruner, args.workers, args.storage)
+    args.sampler, args.pruner, args.tuner = args.sampler or "tpe", args.pruner or "median", args.tuner or "hyperband"
+    label = engines.engine_label(args.tuner) if args.engine == "keras-tuner" else f"optuna/{args.sampler}+{args.pruner}"
     space = spaces.load_space(args.space)
+    if args.engine == "keras-tuner":
+        tuner_space.check_space(space, args.tuner, args.epochs)
     options = study.RunOptions(trials=args.trials, timeout=args.timeout, study_name=args.study,
                                sampler=args.sampler, pruner=args.pruner, seed=args.seed, storage=args.storage,
                                epochs=args.epochs, results=Path(args.results))
@@ -314,9 +344,13 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     study.make_sampler(options.sampler, 0)  # reject a bad --sampler/--pruner before writing anything
     study.make_pruner(options.pruner)
     data = datasets.load(args.dataset, args.data, args.train_size)
+    engines.check_engine(location, name, label)
+    if args.engine == "keras-tuner":
+        return _run_keras_tuner(args, console, space, name, location, data, label, started)
 
     opened = study.open_study(name, location, options.sampler, options.pruner, options.seed)
     study.check_dataset(opened, data)
+    engines.note_engine(opened, label)
     folder = options.results / name
     spec = workers.WorkerSpec(
         space_file=str(_copy_space(space, folder)), study=name, location=location, dataset=args.dataset,
@@ -349,6 +383,43 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     return _finish(opened, folder, args, console, code, started)
 
 
+def _run_keras_tuner(args: argparse.Namespace, console: Console, space: spaces.Space, name: str, location: str,
+                     data: Any, label: str, started: float) -> int:
+    """`run --engine keras-tuner`: the same study folder and storage, trials run by KerasTuner here."""
+    from search import study
+    from search import tuner as engines
+    from search.progress import Progress
+    from search.runtime import start_tensorflow
+    from search.storage import redact
+
+    opened = study.open_study(name, location, "random", "none", args.seed)  # baselines only: nothing sampled
+    study.check_dataset(opened, data)
+    engines.note_engine(opened, label)
+    folder = Path(args.results) / name
+    _copy_space(space, folder)
+    lost = study.storage.reap_dead(opened)
+    if lost:
+        console.print(f"trial(s) {', '.join(map(str, lost))} were left running by a process that died: failed")
+    done = sum(study.counted(t) for t in opened.get_trials(deepcopy=False))
+    console.print(f"study [bold]{name}[/] ({label}) in {redact(location)}: {done} of {args.trials} trials done; "
+                  f"{data.name} {len(data.train_labels):,} train / {len(data.val_labels):,} val / "
+                  f"{len(data.test_labels):,} test")
+    start_tensorflow(verbose=args.debug)
+    settings = engines.Settings(tuner=args.tuner, trials=args.trials, epochs=args.epochs, timeout=args.timeout,
+                                trial_timeout=args.trial_timeout, keep=args.keep_top, command=_command_line(args),
+                                debug=args.debug)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        with Progress(console, args.trials, done) as progress:
+            progress.seed_bests(opened)
+            code = engines.run(space, data, opened, folder, settings, progress)
+    except KeyboardInterrupt:
+        code = EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return _finish(opened, folder, args, console, code, started)
+
+
 def _copy_space(space: spaces.Space, folder: Path) -> Path:
     """The results folder keeps the space file it was searched with (workers elsewhere get it too)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -366,7 +437,8 @@ def _finish(opened: Any, folder: Path, args: argparse.Namespace, console: Consol
 
     table = leaderboard.frame(opened)
     written = leaderboard.write(table, folder)
-    console.print(leaderboard.render(table, f"{opened.study_name}: ranked by test accuracy", top=args.top))
+    console.print(leaderboard.render(table, f"{opened.study_name} ({leaderboard.engine(opened)}): ranked by test "
+                                            "accuracy", top=args.top))
     console.print(f"wrote {', '.join(map(str, written))} in {time.monotonic() - started:.0f} s")
     if code == EXIT_INTERRUPTED:
         kept = sum(study.counted(t) for t in opened.get_trials(deepcopy=False))

@@ -94,14 +94,21 @@ def select(table: pd.DataFrame, sort: str = "test", state: str = "all", top: int
     return chosen.head(top) if top else chosen
 
 
-def compare(studies: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """The best trial of each study, side by side, with how many trials each ran."""
+def engine(study: optuna.Study) -> str:
+    """Which search engine produced the study: `optuna/tpe+median`, `keras-tuner/hyperband`, ... (studies
+    from before engines were recorded are Optuna's)."""
+    return str(study.user_attrs.get("engine") or "optuna")
+
+
+def compare(studies: dict[str, pd.DataFrame], engines: dict[str, str] | None = None) -> pd.DataFrame:
+    """The best trial of each study, side by side, with the engine that ran it and how many trials each ran."""
     rows = []
     for name, table in studies.items():
         best = table.iloc[0] if len(table) else None
         counts = table["state"].value_counts()
         rows.append({
-            "study": name, "trials": len(table), "complete": int(counts.get("complete", 0)),
+            "study": name, "engine": (engines or {}).get(name, ""), "trials": len(table),
+            "complete": int(counts.get("complete", 0)),
             "pruned": int(counts.get("pruned", 0)), "failed": int(counts.get("fail", 0)),
             "best_trial": None if best is None else int(best["trial"]),
             "val_accuracy": math.nan if best is None else best["val_accuracy"],
