@@ -174,8 +174,12 @@ def keras_tuner_rate(config: dict[str, Any], dataset: data.Dataset, images: int,
     y = dataset.train_labels[:images]
     clock = TrainClock("keras-tuner")
     keras.utils.set_random_seed(0)
-    tuner = keras_tuner.RandomSearch(lambda hp: tutorial_model(config), objective="val_accuracy", max_trials=1,
-                                     directory=str(folder), project_name="throughput", overwrite=True)
+    class RandomSearch(keras_tuner.RandomSearch):  # type: ignore[misc]
+        def _configure_tensorboard_dir(self, *args: Any, **kwargs: Any) -> None:
+            pass  # stock KerasTuner imports tensorboard here for every trial; nothing uses it
+
+    tuner = RandomSearch(lambda hp: tutorial_model(config), objective="val_accuracy", max_trials=1,
+                         directory=str(folder), project_name="throughput", overwrite=True)
     tuner.search(x, y, batch_size=batch_size, epochs=epochs + 1, verbose=0, callbacks=[clock],
                  validation_data=(dataset.val_images / 255.0, dataset.val_labels))
     return [images / seconds for seconds in clock.seconds[1:]]
@@ -212,22 +216,30 @@ def fixed_cost(dataset: data.Dataset, folder: Path, epochs: int = 3) -> dict[str
     return {"wall": wall, "steady_epoch": steady, "first_epoch": epoch_times[0], "fixed": wall - epochs * steady}
 
 
-def fifty_trials() -> dict[str, Any]:
-    """`python -m search run spaces/mlp.py --trials 50` in a fresh results folder."""
-    with tempfile.TemporaryDirectory() as tmp:
-        started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "search", "run", "spaces/mlp.py", "--trials", "50", "--results", tmp],
-                       check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
-        wall = time.perf_counter() - started
-        board = subprocess.run([sys.executable, "-m", "search", "leaderboard", "mlp", "--results", tmp,
-                                "--format", "csv"], check=True, cwd=ROOT, capture_output=True, text=True).stdout
+def fifty_trials(out: Path) -> dict[str, Any]:
+    """`python -m search run spaces/mlp.py --trials 50` into a fresh `out/mlp-50/` (its output in
+    `out/mlp-50.log`), under GNU time when it is there for the peak resident memory."""
     import io
+    import shutil
 
     import pandas as pd
 
+    results = out / "mlp-50"
+    shutil.rmtree(results, ignore_errors=True)
+    command = [sys.executable, "-m", "search", "run", "spaces/mlp.py", "--trials", "50", "--results", str(results)]
+    timer = ["/usr/bin/time", "-v"] if Path("/usr/bin/time").exists() else []
+    started = time.perf_counter()
+    finished = subprocess.run(timer + command, cwd=ROOT, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    (out / "mlp-50.log").write_text(finished.stdout + finished.stderr)
+    finished.check_returncode()
+    peak = re.search(r"Maximum resident set size \(kbytes\): (\d+)", finished.stderr)
+    board = subprocess.run([sys.executable, "-m", "search", "leaderboard", "mlp", "--results", str(results),
+                            "--format", "csv"], check=True, cwd=ROOT, capture_output=True, text=True).stdout
     frame = pd.read_csv(io.StringIO(board))
     return {"wall": wall, "best_test": float(frame["test_accuracy"].max()),
-            "complete": int((frame["state"] == "COMPLETE").sum()), "pruned": int((frame["state"] == "PRUNED").sum())}
+            "complete": int((frame["state"] == "complete").sum()), "pruned": int((frame["state"] == "pruned").sum()),
+            "peak_gb": int(peak.group(1)) / 1e6 if peak else float("nan")}
 
 
 def machine() -> str:
@@ -276,9 +288,10 @@ def main() -> None:
                           f"{cost['steady_epoch']:.2f} s, first epoch {cost['first_epoch']:.2f} s)"]
     print(lines[-1], flush=True)
     if not args.skip_search:
-        search = fifty_trials()
+        search = fifty_trials(args.out)
         lines.append(f"`python -m search run spaces/mlp.py --trials 50`: {search['wall'] / 60:.1f} min wall, best test "
-                     f"accuracy {search['best_test']:.2%} ({search['complete']} complete, {search['pruned']} pruned)")
+                     f"accuracy {search['best_test']:.2%} ({search['complete']} complete, {search['pruned']} pruned; "
+                     f"peak memory of one process {search['peak_gb']:.2f} GB)")
         print(lines[-1], flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "throughput.md").write_text("\n".join(lines) + "\n")
