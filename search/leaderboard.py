@@ -33,19 +33,28 @@ def describe(config: dict[str, Any]) -> str:
         parts.append("conv " + "-".join(blocks))
     if config.get("layers"):
         parts.append("-".join(str(layer.get("units")) for layer in config["layers"]))
-    for key, short in (("activation", ""), ("dropout", "drop="), ("batch_norm", "bn="), ("l2", "l2="),
-                       ("optimizer", ""), ("learning_rate", "lr="), ("momentum", "mom="),
-                       ("batch_size", "bs="), ("epochs", "ep=")):
+    for key, short in (("activation", ""), ("conv_activation", "conv="), ("dropout", "drop="), ("batch_norm", "bn="),
+                       ("l2", "l2="), ("init", "init="), ("input_scaling", "in="), ("optimizer", ""),
+                       ("learning_rate", "lr="), ("momentum", "mom="), ("schedule", ""), ("ema", "ema="),
+                       ("augment", "aug="), ("batch_size", "bs="), ("epochs", "ep="), ("steps", "steps=")):
         value = config.get(key)
         if value is None or value is False or (value == 0 and key != "learning_rate"):
             continue  # defaults that change nothing would only make the line longer
+        if value == QUIET_DEFAULTS.get(key):
+            continue
         if key == "momentum" and config.get("optimizer", "adam") == "adam":
             continue  # adam has no momentum setting; showing it would suggest it mattered
+        if key == "epochs" and config.get("steps"):
+            continue  # training by steps: the epochs setting is not used
         if key in ("learning_rate", "l2"):
             parts.append(f"{short}{value:.2e}")
         else:
             parts.append(f"{short}{value:.2f}" if isinstance(value, float) else f"{short}{value}")
     return " ".join(parts)
+
+
+# Defaults of the keys the line shows only when a config changes them.
+QUIET_DEFAULTS = {"init": "glorot", "input_scaling": "unit", "schedule": "constant", "augment": "none"}
 
 
 def frame(study: optuna.Study) -> pd.DataFrame:
