@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "takes --epochs (else the space's epochs) as max_epochs, factor 3; a model it "
                                      "promotes trains on from its weights as a new trial, and --trials counts those")
     run.add_argument("--seed", type=int, help="base seed; trial N uses seed+N (default: random, kept in the study)")
-    run.add_argument("--storage", help="Optuna storage URL (default: sqlite file in results/<study>/)")
+    run.add_argument("--storage", help="Optuna storage URL (default: the journal file results/<study>/journal.log)")
     run.add_argument("--epochs", type=int, help="override every config's epochs (quick runs)")
     run.add_argument("--train-size", type=int, help="train on the first N of the 55,000 training images")
     run.add_argument("--dataset", default="mnist", help="mnist (default) or fashion-mnist")
@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_location(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", default="results", help="results folder (default: results)")
-    parser.add_argument("--storage", help="Optuna storage URL, if not the study's own sqlite file")
+    parser.add_argument("--storage", help="Optuna storage URL, if not the study's own journal file")
 
 
 def _emit(table: Any, fmt: str, console: Console, title: str) -> None:
