@@ -184,12 +184,17 @@ def fit(
         if model.stop_training:
             break
     hooks.on_train_end()
+    return _result(model, log, loop.accuracy)
+
+
+def _result(model: keras.Model, log: EpochLog, accuracy: Any) -> FitResult:
+    """Fail on a NaN loss, else put the best epoch's weights back and describe the run."""
     if log.nan_epoch is not None:
         raise TrialFailed(f"loss became NaN at epoch {log.nan_epoch}")
     if log.best_weights is not None:
         model.set_weights(log.best_weights)
     return FitResult(model, log.best_value, log.best_epoch, len(log.val_history), log.seconds, log.val_history,
-                     loop.accuracy)
+                     accuracy)
 
 
 class IndexStream:
@@ -328,12 +333,7 @@ def fit_keras(
         verbose=0,
         callbacks=[log, *averaging, *(callbacks or [])],
     )
-    if log.nan_epoch is not None:
-        raise TrialFailed(f"loss became NaN at epoch {log.nan_epoch}")
-    if log.best_weights is not None:
-        model.set_weights(log.best_weights)
-    return FitResult(model, log.best_value, log.best_epoch, len(log.val_history), log.seconds, log.val_history,
-                     compiled_accuracy(model))
+    return _result(model, log, compiled_accuracy(model))
 
 
 def evaluate(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> float:
