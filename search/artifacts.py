@@ -51,6 +51,19 @@ def save(study_dir: Path, number: int, model: Any, record: dict[str, Any]) -> Pa
     return final
 
 
+def keep_trial(study_dir: Path, keep: int, number: int, study: str, result: Any, config: dict[str, Any],
+               seed: int, test_accuracy: float | None, data: Any, command: str, **extra: Any) -> None:
+    """Keep a finished trial (its `train.FitResult`) with the record `export` and `predict` read, then
+    drop all but the best `keep`. Both engines keep trials through here."""
+    record = {"trial": number, "study": study, "config": config, "seed": seed,
+              "val_accuracy": result.val_accuracy, "test_accuracy": test_accuracy,
+              "best_epoch": result.best_epoch, "epochs": result.epochs_run,
+              "n_params": int(result.model.count_params()), "dataset": data.name,
+              "data_checksum": data.checksum, "run_command": command, **extra}
+    save(study_dir, number, result.model, record)
+    prune(study_dir, keep)
+
+
 def kept(study_dir: Path) -> list[dict[str, Any]]:
     """Records of the kept trials, best test accuracy first."""
     records = []

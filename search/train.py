@@ -253,7 +253,8 @@ class CompiledLoop:
             with tf.GradientTape() as tape:
                 probabilities = model(x, training=True)
                 loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, probabilities))
-                penalty = tf.add_n([tf.cast(term, loss.dtype) for term in model.losses]) if model.losses else 0.0
+                penalties = model.losses  # computed from the weights on each access: once per step
+                penalty = tf.add_n([tf.cast(term, loss.dtype) for term in penalties]) if penalties else 0.0
                 total = loss + penalty
             optimizer.apply(tape.gradient(total, variables), variables)
             return total * tf.cast(tf.shape(index)[0], total.dtype)

@@ -124,13 +124,8 @@ class Objective:
               test_accuracy: float) -> None:
         if self.study_dir is None or self.keep <= 0:
             return
-        record = {"trial": trial.number, "study": trial.study.study_name, "config": config, "seed": seed,
-                  "val_accuracy": result.val_accuracy, "test_accuracy": test_accuracy,
-                  "best_epoch": result.best_epoch, "epochs": result.epochs_run,
-                  "n_params": int(result.model.count_params()), "baseline": trial.user_attrs.get("baseline"),
-                  "dataset": self.data.name, "data_checksum": self.data.checksum, "run_command": self.command}
-        artifacts.save(self.study_dir, trial.number, result.model, record)
-        artifacts.prune(self.study_dir, self.keep)
+        artifacts.keep_trial(self.study_dir, self.keep, trial.number, trial.study.study_name, result, config, seed,
+                             test_accuracy, self.data, self.command, baseline=trial.user_attrs.get("baseline"))
 
 
 class Deadline:

@@ -353,14 +353,9 @@ class _Runner:
             self.on_trial(self.study, trial)
 
     def _keep(self, number: int, current: _Current) -> None:
-        result = current.result
-        record = {"trial": number, "study": self.study.study_name, "config": current.config, "seed": current.seed,
-                  "val_accuracy": result.val_accuracy, "test_accuracy": current.test_accuracy,
-                  "best_epoch": result.best_epoch, "epochs": result.epochs_run,
-                  "n_params": int(result.model.count_params()), "baseline": None, "dataset": self.data.name,
-                  "data_checksum": self.data.checksum, "run_command": self.settings.command, "engine": self.engine}
-        artifacts.save(self.folder, number, result.model, record)
-        artifacts.prune(self.folder, self.settings.keep)
+        artifacts.keep_trial(self.folder, self.settings.keep, number, self.study.study_name, current.result,
+                             current.config, current.seed, current.test_accuracy, self.data, self.settings.command,
+                             baseline=None, engine=self.engine)
 
 
 def _make_tuner(runner: _Runner) -> Any:
