@@ -113,7 +113,8 @@ class Objective:
 
         from search import schema, train
 
-        callbacks: list[Any] = [pruning_callback(trial), deadline.callback()]
+        baseline = trial.user_attrs.get("baseline") in self.space.baselines
+        callbacks: list[Any] = [pruning_callback(trial, prune=not baseline), deadline.callback()]
         if self.on_epoch is not None:  # rounds, not epochs: a config that trains by steps has its own count
             hook, epochs = self.on_epoch, train.plan(schema.resolve(config), len(self.data.train_images)).rounds
             callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: hook(
@@ -154,14 +155,15 @@ class Deadline:
             raise TrialFailed(f"exceeded --trial-timeout of {self.seconds:g} s")
 
 
-def pruning_callback(trial: optuna.Trial) -> Any:
+def pruning_callback(trial: optuna.Trial, prune: bool = True) -> Any:
     """optuna-integration's Keras callback, except that the last epoch is reported, never pruned:
-    by then the trial's training is paid for, and pruning it would only throw the model away."""
+    by then the trial's training is paid for, and pruning it would only throw the model away.
+    With `prune` False (a baseline: the reference a search must beat) every epoch is only reported."""
     from optuna_integration.keras import KerasPruningCallback
 
     class KeepLastEpoch(KerasPruningCallback):  # type: ignore[misc]
         def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-            if epoch + 1 < self.params.get("epochs", 0):
+            if prune and epoch + 1 < self.params.get("epochs", 0):
                 super().on_epoch_end(epoch, logs)
             elif logs and "val_accuracy" in logs:
                 trial.report(float(logs["val_accuracy"]), step=epoch)

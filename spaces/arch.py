@@ -18,7 +18,7 @@ SPACE = {
             "dropout": Float(0.0, 0.5),
         },
         "cnn": {
-            "conv_blocks": Repeat(Int(1, 2), {"filters": Int(8, 64, log=True), "kernel_size": Choice([3, 5])}),
+            "conv_blocks": Repeat(Int(1, 2), {"filters": Int(8, 32, log=True), "kernel_size": Choice([3, 5])}),
             "layers": Repeat(Int(0, 1), {"units": Int(32, 256, log=True)}),
             "conv_activation": "relu",
         },

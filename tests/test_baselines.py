@@ -45,7 +45,7 @@ def test_tutorial_oddities_are_kept() -> None:
     assert {SEEDS[name].config["steps"] for name in ("S1", "S2", "S3")} == {1000, 30_000}
 
 
-@pytest.mark.parametrize(("space", "names"), [("softmax", ["S1"]), ("mlp_tutorials", ["S2", "S3", "S5"]),
+@pytest.mark.parametrize(("space", "names"), [("softmax", ["S1"]), ("mlp", ["S2", "S3", "S5"]),
                                               ("cnn", ["S4", "S4-aug"]), ("arch", ["S5"])])
 def test_space_files_reuse_the_seed_configs(space: str, names: list[str]) -> None:
     loaded = load_space(Path(__file__).parent.parent / "spaces" / f"{space}.py")

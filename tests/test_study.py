@@ -204,3 +204,22 @@ def test_epochs_override_also_replaces_training_by_steps(write_space, tmp_path: 
     assert main(["run", str(space), "--trials", "1", "--results", str(results), *QUICK]) == 0
     (trial,) = trials(results, "steps")
     assert trial.user_attrs["config"]["steps"] == 0 and trial.user_attrs["epochs"] == 1
+
+
+@pytest.mark.parametrize("prune", [True, False])
+def test_baselines_are_reported_but_never_pruned(prune: bool) -> None:
+    from search.trial import pruning_callback
+
+    # ThresholdPruner(lower=0.99) prunes any epoch under 99%: a searched trial stops at its first
+    # epoch, a baseline (prune=False) is only reported, so the pruner still learns from it.
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=0.99))
+    trial = study.ask()
+    callback = pruning_callback(trial, prune=prune)
+    callback.set_params({"epochs": 3})
+    if prune:
+        with pytest.raises(optuna.TrialPruned):
+            callback.on_epoch_end(0, {"val_accuracy": 0.5})
+    else:
+        for epoch in range(3):
+            callback.on_epoch_end(epoch, {"val_accuracy": 0.5 + epoch / 10})
+        assert study.trials[0].intermediate_values == {0: 0.5, 1: 0.6, 2: 0.7}
