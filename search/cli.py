@@ -336,22 +336,19 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     space = spaces.load_space(args.space)
     if args.engine == "keras-tuner":
         tuner_space.check_space(space, args.tuner, args.epochs)
-    options = study.RunOptions(trials=args.trials, timeout=args.timeout, study_name=args.study,
-                               sampler=args.sampler, pruner=args.pruner, seed=args.seed, storage=args.storage,
-                               epochs=args.epochs, results=Path(args.results))
-    name = study.study_name(space, options)
-    location = study.storage_url(name, options)
-    study.make_sampler(options.sampler, 0)  # reject a bad --sampler/--pruner before writing anything
-    study.make_pruner(options.pruner)
+    name = study.study_name(space, args.study)
+    location = study.storage_url(name, args.storage, Path(args.results))
+    study.make_sampler(args.sampler, 0)  # reject a bad --sampler/--pruner before writing anything
+    study.make_pruner(args.pruner)
     data = datasets.load(args.dataset, args.data, args.train_size)
     engines.check_engine(location, name, label)
     if args.engine == "keras-tuner":
         return _run_keras_tuner(args, console, space, name, location, data, label, started)
 
-    opened = study.open_study(name, location, options.sampler, options.pruner, options.seed)
+    opened = study.open_study(name, location, args.sampler, args.pruner, args.seed)
     study.check_dataset(opened, data)
     engines.note_engine(opened, label)
-    folder = options.results / name
+    folder = Path(args.results) / name
     spec = workers.WorkerSpec(
         space_file=str(_copy_space(space, folder)), study=name, location=location, dataset=args.dataset,
         data_path=args.data, train_size=args.train_size, epochs=args.epochs, budget=args.trials,
@@ -462,14 +459,11 @@ def cmd_worker(args: argparse.Namespace, console: Console) -> int:
     space_file = folder / "space.py"
     space_file.write_text(settings["space_source"])
     spaces.load_space(space_file)  # the same validation as `run`, before any trial starts
-    spec = workers.WorkerSpec(**{**{k: v for k, v in settings.items() if k != "space_source"},
-                                 "space_file": str(space_file), "location": study.storage_url(
-                                     opened.study_name, study.RunOptions(storage=args.storage,
-                                                                         results=Path(args.results))),
-                                 "results": args.results, "data_path": None, "debug": args.debug,
-                                 "timeout": None,  # the run's --timeout was for that process only
-                                 "trial_timeout": args.trial_timeout or settings.get("trial_timeout"),
-                                 "max_trials": args.recycle_after, "command": _command_line(args)})
+    spec = workers.WorkerSpec.joining(
+        settings, space_file=str(space_file), results=args.results, debug=args.debug,
+        location=study.storage_url(opened.study_name, args.storage, Path(args.results)),
+        trial_timeout=args.trial_timeout or settings.get("trial_timeout"), max_trials=args.recycle_after,
+        command=_command_line(args))
     console.print(f"worker joining study {opened.study_name} ({spec.budget} trials in total)")
     started = time.monotonic()
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)

@@ -43,6 +43,11 @@ def start_tensorflow(verbose: bool = False, threads: int | None = None) -> list[
                 tf.config.threading.set_inter_op_parallelism_threads(1 if threads == 1 else 2)
             except RuntimeError:  # the runtime is already up (a second call in the same process)
                 pass
+        for gpu in tf.config.list_physical_devices("GPU"):
+            # TensorFlow maps all of a GPU's memory for the first process that touches it; growing on
+            # demand lets several local workers share one GPU.
+            with contextlib.suppress(RuntimeError):
+                tf.config.experimental.set_memory_growth(gpu, True)
         devices = [device.name for device in tf.config.list_logical_devices()]
     # Keras warns on every new trial that its train function was "retraced": expected here, since
     # each trial is a new model.

@@ -16,7 +16,6 @@ import random
 import re
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,42 +33,27 @@ SAMPLERS = ("tpe", "random", "cmaes", "gp")
 PRUNERS = ("median", "hyperband", "none")
 
 
-@dataclass
-class RunOptions:
-    """Everything `search run` was asked for."""
-
-    trials: int = 50
-    timeout: float | None = None
-    study_name: str | None = None
-    sampler: str = "tpe"
-    pruner: str = "median"
-    seed: int | None = None
-    storage: str | None = None
-    epochs: int | None = None
-    results: Path = Path("results")
-
-
-def study_name(space: Space, options: RunOptions) -> str:
-    name = options.study_name or space.name
+def study_name(space: Space, requested: str | None = None) -> str:
+    """--study, or the space file's name; letters, digits, '.', '_' and '-' only."""
+    name = requested or space.name
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
         raise InputError(f"--study {name!r}: use letters, digits, '.', '_' and '-' only")
     return name
 
 
-def storage_url(name: str, options: RunOptions) -> str:
+def storage_url(name: str, location: str | None = None, results: Path = Path("results")) -> str:
     """The study's storage: a journal file in its results folder unless --storage says otherwise."""
-    if options.storage:
-        storage.check_location(options.storage)
-        return options.storage
-    return storage.default_location(options.results, name)
+    if location:
+        storage.check_location(location)
+        return location
+    return storage.default_location(results, name)
 
 
 def locate(study_or_space: str, results: Path = Path("results"), location: str | None = None
            ) -> tuple[str, str, Path]:
     """(name, storage location, results folder) of a stored study, given its name or space file."""
     name = Path(study_or_space).stem if study_or_space.endswith(".py") else study_or_space
-    options = RunOptions(study_name=name, storage=location, results=results)
-    url = storage_url(name, options)
+    url = storage_url(name, location, results)
     if not storage.exists(url):
         raise InputError(f"{study_or_space}: no study found at {url.removeprefix('sqlite:///')} "
                          f"(run `python -m search run` first, or pass --results/--storage)")

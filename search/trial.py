@@ -109,16 +109,13 @@ class Objective:
             raise TrialFailed("budget reached")
 
     def _callbacks(self, trial: optuna.Trial, config: dict[str, Any], deadline: Deadline) -> list[Any]:
-        import keras
-
         from search import schema, train
 
         baseline = trial.user_attrs.get("baseline") in self.space.baselines
         callbacks: list[Any] = [pruning_callback(trial, prune=not baseline), deadline.callback()]
         if self.on_epoch is not None:  # rounds, not epochs: a config that trains by steps has its own count
-            hook, epochs = self.on_epoch, train.plan(schema.resolve(config), len(self.data.train_images)).rounds
-            callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: hook(
-                trial.number, epoch + 1, epochs, float((logs or {}).get("val_accuracy", float("nan"))))))
+            rounds = train.plan(schema.resolve(config), len(self.data.train_images)).rounds
+            callbacks.append(progress_callback(self.on_epoch, trial.number, rounds))
         return callbacks
 
     def _keep(self, trial: optuna.Trial, result: Any, config: dict[str, Any], seed: int,
@@ -153,6 +150,16 @@ class Deadline:
     def check(self) -> None:
         if self.expired:
             raise TrialFailed(f"exceeded --trial-timeout of {self.seconds:g} s")
+
+
+def progress_callback(hook: Callable[[int, int, int, float], None], number: int, rounds: int,
+                      done_before: int = 0) -> Any:
+    """A Keras callback calling `hook(trial number, rounds done, rounds in all, val accuracy)` after
+    every round; `done_before` counts rounds an earlier run of the same model trained (Hyperband)."""
+    import keras
+
+    return keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: hook(
+        number, done_before + epoch + 1, rounds, float((logs or {}).get("val_accuracy", float("nan")))))
 
 
 def pruning_callback(trial: optuna.Trial, prune: bool = True) -> Any:

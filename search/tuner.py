@@ -36,7 +36,7 @@ from search import artifacts, storage
 from search.data import Dataset
 from search.errors import InputError, TrialFailed
 from search.space import Space, sample
-from search.trial import MAX_CONSECUTIVE_FAILURES, Deadline, Objective
+from search.trial import MAX_CONSECUTIVE_FAILURES, Deadline, Objective, progress_callback
 from search.tuner_space import Fixed, declare, max_epochs
 
 ENGINES = ("optuna", "keras-tuner")
@@ -284,9 +284,7 @@ class _Runner:
         return model
 
     def fit(self, model: Any, kwargs: dict[str, Any]) -> float:
-        import keras
-
-        from search import train
+        from search import schema, train
 
         current = self.current
         assert current is not None
@@ -303,10 +301,9 @@ class _Runner:
         deadline = Deadline(limit)
         callbacks.append(deadline.callback())
         if self.on_epoch is not None:
-            hook, total = self.on_epoch, current.initial_epoch + config["epochs"]
-            callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: hook(
-                current.number, current.initial_epoch + epoch + 1, total,
-                float((logs or {}).get("val_accuracy", math.nan)))))
+            rounds = train.plan(schema.resolve(config), len(self.data.train_images)).rounds
+            callbacks.append(progress_callback(self.on_epoch, current.number, current.initial_epoch + rounds,
+                                               current.initial_epoch))
         result = train.fit(model, config, self.data, callbacks=callbacks, log=current.log)
         if deadline.expired:
             if limit == hard:

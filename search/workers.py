@@ -19,7 +19,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -56,6 +56,14 @@ class WorkerSpec:
     threads: int | None = None
     max_trials: int | None = None  # leave after this many trials (the parent starts a fresh one)
     debug: bool = False
+
+    @classmethod
+    def joining(cls, settings: dict[str, Any], **here: Any) -> WorkerSpec:
+        """A worker for a study `run` started: its stored settings, with what belongs to this machine
+        (`here`: space file, storage location, results folder, ...). The data is the named set as
+        loaded here, and the run's --timeout was for that process only."""
+        stored = {k: v for k, v in settings.items() if k in {f.name for f in fields(cls)}}
+        return cls(**{**stored, "data_path": None, "timeout": None, **here})
 
 
 def work(spec: WorkerSpec, callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] | None = None,

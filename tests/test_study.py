@@ -223,3 +223,21 @@ def test_baselines_are_reported_but_never_pruned(prune: bool) -> None:
         for epoch in range(3):
             callback.on_epoch_end(epoch, {"val_accuracy": 0.5 + epoch / 10})
         assert study.trials[0].intermediate_values == {0: 0.5, 1: 0.6, 2: 0.7}
+
+
+def test_progress_reports_every_round_against_the_plans_total(small_mnist) -> None:
+    from search import schema
+    from search.space import Space
+    from search.trial import Objective
+
+    # 45 steps of batch 100 on 2,000 images: 20 steps a round, so three rounds, the last one short.
+    config = {"model": "mlp", "layers": [{"units": 16}], "batch_size": 100, "steps": 45}
+    seen: list[tuple[int, int, int, float]] = []
+    objective = Objective(Space(source="steps.py", space=config, baselines={}, doc=""), small_mnist, epochs=None,
+                          base_seed=0, on_epoch=lambda *report: seen.append(report))
+    study = optuna.create_study(direction="maximize")
+    study.optimize(objective, n_trials=1)
+    rounds = train.plan(schema.resolve(config), len(small_mnist.train_images)).rounds
+    assert rounds == 3
+    assert [(number, done, total) for number, done, total, _ in seen] == [(0, 1, 3), (0, 2, 3), (0, 3, 3)]
+    assert all(0.0 < value <= 1.0 for *_, value in seen)
