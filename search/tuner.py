@@ -53,7 +53,7 @@ def engine_label(tuner: str) -> str:
 # ---- options and the study ------------------------------------------------------------------------
 
 
-def check_options(engine: str, tuner: str | None, sampler: str | None, pruner: str | None, workers: int,
+def check_options(engine: str, tuner: str | None, sampler: str | None, pruner: str | None, workers: int | None,
                   location: str | None) -> None:
     """What `run` refuses before anything is written: unknown engines or tuners, and options one engine
     cannot honour."""
@@ -72,7 +72,7 @@ def check_options(engine: str, tuner: str | None, sampler: str | None, pruner: s
         missing = [module for module in ("sklearn", "scipy") if importlib.util.find_spec(module) is None]
         if missing:  # KerasTuner would only fail when its oracle is made
             raise InputError(f"--tuner bayesian needs {' and '.join(missing)}: pip install scikit-learn")
-    if workers > 1:
+    if workers is not None and workers > 1:
         raise InputError(f"--workers {workers}: --engine keras-tuner runs one trial at a time in this process "
                          "(KerasTuner's parallel mode needs its own gRPC chief)")
     if location and "://" in location and not location.startswith("sqlite:///"):

@@ -145,6 +145,21 @@ class LocalRun:
         return EXIT_INTERRUPTED if self.interrupted else EXIT_FAILED if self.failed else EXIT_OK
 
 
+def cores() -> int:
+    """CPU cores this process may run on (a container's limit, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def default_count() -> int:
+    """Local workers when --workers is not given: one per core, at most 4. A trial of a small model
+    leaves cores idle between its steps (Python, evaluation, storage) and another trial fills them;
+    the README has the measured ratio."""
+    return max(1, min(4, cores()))
+
+
 def run_local(spec: WorkerSpec, workers: int, on_trial: Callable[[optuna.Study, FrozenTrial], None],
               say: Callable[[str], None], on_epoch: Callable[..., None] | None = None) -> LocalRun:
     """Run `workers` processes on the study and watch them until the budget is met or Ctrl-C.
@@ -157,7 +172,7 @@ def run_local(spec: WorkerSpec, workers: int, on_trial: Callable[[optuna.Study, 
     context = multiprocessing.get_context("spawn")  # TensorFlow is not fork-safe
     events = context.Queue()
     # One worker uses TensorFlow's own default (every core); several split the cores between them.
-    threads = None if workers == 1 else max(1, (os.cpu_count() or 1) // workers)
+    threads = None if workers == 1 else max(1, cores() // workers)
     processes: dict[int, multiprocessing.process.BaseProcess] = {}
     outcome = LocalRun()
     restarts_left = 3 * workers  # a worker that keeps dying is a bug, not bad luck

@@ -241,3 +241,15 @@ def test_progress_reports_every_round_against_the_plans_total(small_mnist) -> No
     assert rounds == 3
     assert [(number, done, total) for number, done, total, _ in seen] == [(0, 1, 3), (0, 2, 3), (0, 3, 3)]
     assert all(0.0 < value <= 1.0 for *_, value in seen)
+
+
+def test_workers_default_to_one_per_core_up_to_four(write_space, tmp_path: Path, capsys) -> None:
+    from search import workers
+
+    count = workers.default_count()
+    assert count == max(1, min(4, len(os.sched_getaffinity(0))))
+    space = write_space(SPACE, "small.py")
+    assert main(["run", str(space), "--trials", "3", "--results", str(tmp_path / "results"), *QUICK]) == 0
+    header = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("study small"))
+    assert header.endswith(f"; {count} workers") if count > 1 else "workers" not in header
+    assert len(trials(tmp_path / "results", "small")) == 3
