@@ -7,7 +7,14 @@ Three tutorials run first as labelled baselines: S2 (784-512-256-128 without act
 the weights, 30,000 steps) and S5 (two Dense-128 ReLU layers on `keras.utils.normalize`d images,
 Adam, 3 epochs of batch 32). The search then looks for a better network around them.
 
-Measured: see the end of this docstring once the 50-trial run is in.
+Measured (`--trials 50 --workers 2 --seed 0`, 2-core CPU machine, no GPU): 7 min 36 s, peak
+memory 2.21 GB (the largest process); 11 trials complete, 34 pruned, 5 failed (plain SGD at a rate
+of 0.17-0.57 with momentum 0.9 diverges: the loss turns NaN in the first epoch, the trial fails with
+that reason and the search goes on). Baselines: S2 91.67% test (published 92.06%), S3 98.32%
+(98.5%; 105 s), S5 96.97% (97%). Best searched: 98.55% test (trial 49: 265-807 GELU, dropout 0.11,
+batch norm, RMSprop 3.2e-4 with momentum 0.9, weight averaging 0.99, batch 64); the best by
+validation (trial 45, 98.94%) scored 98.51% test. Plain MLPs without augmentation top out around
+98.4-99.0%, so more trials buy tenths of a percent.
 """
 
 from search.baselines import baselines
