@@ -40,7 +40,7 @@ def finished_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     space = folder / "small.py"
     space.write_text(SMALL_SPACE)
     results = folder / "results"
-    code = main(["run", str(space), "--trials", "5", "--epochs", "2", "--train-size", "2000", "--seed", "0",
+    code = main(["run", str(space), "--trials", "5", "--epochs", "2", "--train-size", "2000", "--seed", "0", "--workers", "1",
                  "--results", str(results), "--keep-top", "3"])
     assert code == 0
     return results

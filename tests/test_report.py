@@ -40,7 +40,7 @@ def searched(tmp_path_factory: pytest.TempPathFactory) -> tuple[optuna.Study, Pa
     folder = tmp_path_factory.mktemp("report")
     space, results = folder / "reported.py", folder / "results"
     space.write_text("from search.space import Choice, Float, Int, Repeat\n" + SPACE)
-    assert main(["run", str(space), "--trials", "6", "--epochs", "3", "--train-size", "2000", "--seed", "0",
+    assert main(["run", str(space), "--trials", "6", "--epochs", "3", "--train-size", "2000", "--seed", "0", "--workers", "1",
                  "--results", str(results), "--pruner", "median"]) == 0
     study = load_study("reported", results)
     return study, results / "reported"

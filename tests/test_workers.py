@@ -156,7 +156,7 @@ def test_trial_timeout_fails_long_trials_with_the_reason(write_space, tmp_path: 
                         "slow.py")
     results = tmp_path / "results"
     code = main(["run", str(space), "--trials", "2", "--epochs", "50", "--trial-timeout", "1", "--train-size",
-                 "5000", "--results", str(results)])
+                 "5000", "--workers", "1", "--results", str(results)])
     assert code == 0
     done = trials("slow", str(results / "slow" / "journal.log"))
     assert [t.state.name for t in done] == ["FAIL", "FAIL"]
