@@ -51,7 +51,8 @@ def children(pid: int) -> list[int]:
 def recycled(folder: Path, args: argparse.Namespace) -> list[tuple[int, float, float]]:
     command = [sys.executable, "-m", "search", "run", str(folder / "memory.py"), "--trials", str(args.trials),
                "--train-size", str(args.train_size), "--sampler", "random", "--pruner", "none", "--seed", "0",
-               "--keep-top", "0", "--recycle-after", str(args.recycle_after), "--results", str(folder)]
+               "--keep-top", "0", "--recycle-after", str(args.recycle_after), "--workers", "1",
+               "--results", str(folder)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
     location = storage.default_location(folder, "memory")
     curve: list[tuple[int, float, float]] = []
