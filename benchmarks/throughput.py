@@ -1,6 +1,6 @@
 """How fast the harness trains, against plain `model.fit` and KerasTuner, and against the machine.
 
-    .venv/bin/python benchmarks/throughput.py [--epochs 4] [--cnn-images 16000] [--skip-search]
+    .venv/bin/python benchmarks/throughput.py [--epochs 3] [--rounds 2] [--cnn-images 16000] [--skip-search]
 
 Prints, from one run on one machine, and writes to results/benchmarks/throughput.md:
 - the roofline: TensorFlow's float32 matrix-multiply rate here (chained square matmuls, best size);
@@ -9,10 +9,10 @@ Prints, from one run on one machine, and writes to results/benchmarks/throughput
   of the harness's compiled loop (`search.train.CompiledLoop`), of plain `model.fit` on NumPy arrays
   as the tutorials call it (`x / 255.0`, a float64 array; Adam; accuracy metric; validation data),
   and of KerasTuner running the same model for one trial (RandomSearch, `tuner.search`); each is the
-  median over `--epochs` epochs after a warm-up epoch, training time only (validation excluded for
-  all three); the ratios; and the harness's FLOP rate as a share of the roofline, with FLOPs per
-  training sample counted from the model's layers (forward, weight gradients, input gradients
-  except the first layer's);
+  median over `--rounds` x `--epochs` epochs, the three trainers taking turns round by round, each
+  round after a warm-up epoch, training time only (validation excluded for all three); the ratios;
+  and the harness's FLOP rate as a share of the roofline, with FLOPs per training sample counted
+  from the model's layers (forward, weight gradients, input gradients except the first layer's);
 - the fixed cost of one trial: a real trial through Optuna and the journal storage (build, trace,
   epochs, test evaluation, keeping the weights) minus its epochs at the steady epoch time;
 - the wall time and best test accuracy of `python -m search run spaces/mlp.py --trials 50`
@@ -255,7 +255,8 @@ def machine() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=4, help="measured epochs per trainer (after one warm-up)")
+    parser.add_argument("--epochs", type=int, default=3, help="measured epochs per trainer and round (+1 warm-up)")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of harness, model.fit, KerasTuner in turn")
     parser.add_argument("--mlp-images", type=int, default=55_000, help="training images per MLP epoch")
     parser.add_argument("--cnn-images", type=int, default=16_000, help="training images per CNN epoch")
     parser.add_argument("--skip-search", action="store_true", help="leave out the 50-trial search")
@@ -273,9 +274,12 @@ def main() -> None:
         for name, base, batch_size in WORKLOADS:
             config = {**base, "batch_size": batch_size}
             images = args.cnn_images if base["model"] == "cnn" else args.mlp_images
-            harness = statistics.median(harness_rate(config, dataset, images, args.epochs))
-            plain = statistics.median(fit_rate(config, dataset, images, args.epochs, batch_size))
-            tuner = statistics.median(keras_tuner_rate(config, dataset, images, args.epochs, batch_size, Path(tmp)))
+            rates: dict[str, list[float]] = {"harness": [], "fit": [], "tuner": []}
+            for _ in range(args.rounds):  # interleaved, so a slow spell of the machine hits all three
+                rates["harness"] += harness_rate(config, dataset, images, args.epochs)
+                rates["fit"] += fit_rate(config, dataset, images, args.epochs, batch_size)
+                rates["tuner"] += keras_tuner_rate(config, dataset, images, args.epochs, batch_size, Path(tmp))
+            harness, plain, tuner = (statistics.median(rates[key]) for key in ("harness", "fit", "tuner"))
             flops = training_flops(models.build(config))
             achieved = harness * flops / 1e9
             row = (f"| {name} | {batch_size} | {harness:,.0f} | {plain:,.0f} | {tuner:,.0f} | {harness / plain:.2f}x | "
