@@ -55,7 +55,8 @@ class Objective:
         trial.set_user_attr("worker", self.worker)
         self._check_budget(trial)
         label = trial.user_attrs.get("baseline")
-        config = dict(self.space.baselines[label]) if label in self.space.baselines else sample(self.space.space, trial)
+        baseline = label in self.space.baselines
+        config = dict(self.space.baselines[str(label)]) if baseline else sample(self.space.space, trial)
         if self.epochs:  # --epochs for quick runs: also for configs that count steps (S1-S3)
             config["epochs"] = self.epochs
             config["steps"] = 0
@@ -68,7 +69,8 @@ class Objective:
         try:
             model = models.build(config)
             trial.set_user_attr("n_params", int(model.count_params()))
-            result = train.fit(model, config, self.data, callbacks=self._callbacks(trial, config, deadline), log=log)
+            callbacks = self._callbacks(trial, config, deadline, baseline)
+            result = train.fit(model, config, self.data, callbacks=callbacks, log=log)
             deadline.check()
             trial.set_user_attr("best_epoch", result.best_epoch)
             test_accuracy = result.accuracy(self.data.test_images, self.data.test_labels)
@@ -108,10 +110,10 @@ class Objective:
             trial.study.stop()
             raise TrialFailed("budget reached")
 
-    def _callbacks(self, trial: optuna.Trial, config: dict[str, Any], deadline: Deadline) -> list[Any]:
+    def _callbacks(self, trial: optuna.Trial, config: dict[str, Any], deadline: Deadline,
+                   baseline: bool) -> list[Any]:
         from search import schema, train
 
-        baseline = trial.user_attrs.get("baseline") in self.space.baselines
         callbacks: list[Any] = [pruning_callback(trial, prune=not baseline), deadline.callback()]
         if self.on_epoch is not None:  # rounds, not epochs: a config that trains by steps has its own count
             rounds = train.plan(schema.resolve(config), len(self.data.train_images)).rounds
@@ -155,11 +157,12 @@ class Deadline:
 def progress_callback(hook: Callable[[int, int, int, float], None], number: int, rounds: int,
                       done_before: int = 0) -> Any:
     """A Keras callback calling `hook(trial number, rounds done, rounds in all, val accuracy)` after
-    every round; `done_before` counts rounds an earlier run of the same model trained (Hyperband)."""
+    each of this fit's `rounds`; `done_before` counts rounds an earlier fit of the same model trained
+    (a Hyperband continuation), and both counts include them."""
     import keras
 
     return keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: hook(
-        number, done_before + epoch + 1, rounds, float((logs or {}).get("val_accuracy", float("nan")))))
+        number, done_before + epoch + 1, done_before + rounds, float((logs or {}).get("val_accuracy", float("nan")))))
 
 
 def pruning_callback(trial: optuna.Trial, prune: bool = True) -> Any:

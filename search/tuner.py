@@ -302,8 +302,7 @@ class _Runner:
         callbacks.append(deadline.callback())
         if self.on_epoch is not None:
             rounds = train.plan(schema.resolve(config), len(self.data.train_images)).rounds
-            callbacks.append(progress_callback(self.on_epoch, current.number, current.initial_epoch + rounds,
-                                               current.initial_epoch))
+            callbacks.append(progress_callback(self.on_epoch, current.number, rounds, current.initial_epoch))
         result = train.fit(model, config, self.data, callbacks=callbacks, log=current.log)
         if deadline.expired:
             if limit == hard:

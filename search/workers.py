@@ -62,7 +62,8 @@ class WorkerSpec:
         """A worker for a study `run` started: its stored settings, with what belongs to this machine
         (`here`: space file, storage location, results folder, ...). The data is the named set as
         loaded here, and the run's --timeout was for that process only."""
-        stored = {k: v for k, v in settings.items() if k in {f.name for f in fields(cls)}}
+        known = {f.name for f in fields(cls)}
+        stored = {k: v for k, v in settings.items() if k in known}
         return cls(**{**stored, "data_path": None, "timeout": None, **here})
 
 
