@@ -22,6 +22,7 @@ over the training set as a divisor of `steps` allows (S3's 30,000 steps of 100 -
 
 from __future__ import annotations
 
+import gc
 import math
 import time
 from dataclasses import dataclass
@@ -131,9 +132,20 @@ def _divisors(number: int) -> list[int]:
 
 
 def reset(seed: int) -> None:
-    """Free the previous trial's graph (so memory does not grow with trials) and seed everything."""
+    """Free the previous trial's graph (so memory does not grow with trials) and seed everything.
+
+    The first call also freezes what is alive then (TensorFlow's and Keras's modules, the data, the
+    study): Keras's `clear_session` runs a full garbage collection, which walked all of that again
+    for every trial (about 0.2 s of each trial's fixed cost); frozen, it walks only what trials made.
+    """
     keras.backend.clear_session()
+    if not _FROZEN:
+        gc.freeze()
+        _FROZEN.append(True)
     keras.utils.set_random_seed(seed)
+
+
+_FROZEN: list[bool] = []  # whether `reset` has frozen the process's long-lived objects
 
 
 def fit(
@@ -236,7 +248,7 @@ class CompiledLoop:
         import tensorflow as tf
 
         self.model, self.optimizer = model, optimizer
-        images, labels = tf.constant(data.train_images), tf.constant(data.train_labels.astype(np.int32))
+        images, labels, self.validation = on_device(data)
         count, versions, batch_size = len(data.train_images), augment.copies(config), config["batch_size"]
         flip, pixels = config["augment"] == "shift_flip", config["shift_pixels"]
         randomly, degrees = config["augment"] == "random", config["rotation_degrees"]
@@ -269,8 +281,24 @@ class CompiledLoop:
 
         self.train = train
         self.accuracy = compiled_accuracy(model)
-        # Validation data goes to the device once, as the training data does, not every epoch.
-        self.validation = (tf.constant(data.val_images), tf.constant(data.val_labels.astype(np.int32)))
+
+
+_ON_DEVICE: dict[int, tuple[Dataset, tuple[Any, ...]]] = {}
+
+
+def on_device(data: Dataset) -> tuple[Any, Any, tuple[Any, Any]]:
+    """Training images and labels, and the validation pair, as tensors on the device: copied once per
+    process for the data set in use (a worker trains every trial on the same one), not per trial.
+    Only the latest data set is held, so a process that switches data sets does not accumulate them."""
+    import tensorflow as tf
+
+    held = _ON_DEVICE.get(id(data))
+    if held is None or held[0] is not data:
+        tensors = (tf.constant(data.train_images), tf.constant(data.train_labels.astype(np.int32)),
+                   (tf.constant(data.val_images), tf.constant(data.val_labels.astype(np.int32))))
+        _ON_DEVICE.clear()
+        held = _ON_DEVICE[id(data)] = (data, tensors)
+    return held[1]  # type: ignore[return-value]
 
 
 def compiled_accuracy(model: keras.Model) -> Any:

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from search import models, optimizers, schema, train
+from search import data, models, optimizers, schema, train
 from search.errors import TrialFailed
 
 MLP = {"model": "mlp", "layers": [{"units": 64}], "learning_rate": 3e-3, "batch_size": 64, "epochs": 2}
@@ -52,6 +52,23 @@ def test_seed_makes_initial_weights_repeatable() -> None:
     third = models.build(MLP).get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
     assert not np.array_equal(first[0], third[0])
+
+
+def test_trials_share_the_data_on_the_device_and_skip_long_lived_objects_in_gc(small_mnist) -> None:
+    import gc
+
+    train.reset(0)
+    assert gc.get_freeze_count() > 0  # start-up objects frozen: clear_session's collection skips them
+    train.CompiledLoop(models.build(MLP), optimizers.make_optimizer(schema.resolve(MLP)),
+                               schema.resolve(MLP), small_mnist)
+    images = train.on_device(small_mnist)[0]
+    train.reset(1)
+    train.CompiledLoop(models.build(MLP), optimizers.make_optimizer(schema.resolve(MLP)), schema.resolve(MLP),
+                       small_mnist)
+    assert train.on_device(small_mnist)[0] is images  # copied to the device once, not per trial
+    other = data.load("mnist", train_size=500)
+    assert train.on_device(other)[0].shape[0] == 500  # another data set replaces it
+    assert train.on_device(small_mnist)[0] is not images
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd", "rmsprop"])
