@@ -1,6 +1,6 @@
 """How fast the harness trains, against plain `model.fit` and KerasTuner, and against the machine.
 
-    .venv/bin/python benchmarks/throughput.py [--epochs 3] [--rounds 2] [--cnn-images 16000] [--skip-search]
+    .venv/bin/python benchmarks/throughput.py [--epochs 3] [--rounds 2] [--fixed-trials 5] [--skip-search]
 
 Prints, from one run on one machine, and writes to results/benchmarks/throughput.md:
 - the roofline: TensorFlow's float32 matrix-multiply rate here (chained square matmuls, best size);
@@ -14,7 +14,9 @@ Prints, from one run on one machine, and writes to results/benchmarks/throughput
   and the harness's FLOP rate as a share of the roofline, with FLOPs per training sample counted
   from the model's layers (forward, weight gradients, input gradients except the first layer's);
 - the fixed cost of one trial: a real trial through Optuna and the journal storage (build, trace,
-  epochs, test evaluation, keeping the weights) minus its epochs at the steady epoch time;
+  epochs, test evaluation, keeping the weights) minus its epochs at the steady epoch time, the
+  median over `--fixed-trials` such trials in a row (a new worker's first trial also pays the
+  process's one-off set-up, which this leaves out: the search's wall time below includes it);
 - the wall time and best test accuracy of `python -m search run spaces/mlp.py --trials 50`
   (default settings; `--skip-search` leaves it out).
 """
@@ -185,8 +187,14 @@ def keras_tuner_rate(config: dict[str, Any], dataset: data.Dataset, images: int,
     return [images / seconds for seconds in clock.seconds[1:]]
 
 
-def fixed_cost(dataset: data.Dataset, folder: Path, epochs: int = 3) -> dict[str, float]:
-    """One real trial of the S2 MLP at batch 128: its wall time minus `epochs` steady epochs."""
+def fixed_cost(dataset: data.Dataset, folder: Path, trials: int, epochs: int = 4) -> dict[str, float]:
+    """Real trials of the S2 MLP at batch 128 through Optuna and the journal storage, one after
+    another in one study. A trial's fixed cost is what it spends beyond its epochs at the steady
+    epoch time: its first epoch (timed from the trial's start, so with the build and the tracing)
+    minus a steady epoch (the median of its later ones), plus everything after its last epoch
+    (test evaluation, keeping the weights, Optuna's bookkeeping). That is its wall time minus `epochs`
+    steady epochs, but without the later epochs' own noise. Medians over `trials` trials, as one
+    trial's figure moves with the machine's noise by more than the figure itself."""
     from search import trial as trial_stage
     from search.space import Space
     from search.storage import default_location, open_storage
@@ -198,22 +206,33 @@ def fixed_cost(dataset: data.Dataset, folder: Path, epochs: int = 3) -> dict[str
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name="fixed", direction="maximize", sampler=optuna.samplers.RandomSampler(0),
                                 storage=open_storage(default_location(folder, "fixed")))
-    epoch_times: list[float] = []
-    marks = {"start": 0.0}
+    epoch_times: dict[int, list[float]] = {}
+    walls: list[float] = []
+    marks = {"start": 0.0, "trial": 0.0}
 
     def on_epoch(number: int, epoch: int, total: int, value: float) -> None:
         now = time.perf_counter()
-        epoch_times.append(now - marks["start"])
+        epoch_times.setdefault(number, []).append(now - marks["start"])
         marks["start"] = now
+
+    def on_trial(study: Any, frozen: Any) -> None:
+        now = time.perf_counter()
+        walls.append(now - marks["trial"])
+        marks["trial"] = marks["start"] = now
 
     objective = trial_stage.Objective(space, dataset, epochs=None, base_seed=0, on_epoch=on_epoch,
                                       study_dir=folder / "fixed", keep=1)
-    started = time.perf_counter()
-    marks["start"] = started
-    study.optimize(objective, n_trials=1)
-    wall = time.perf_counter() - started
-    steady = statistics.median(epoch_times[1:])
-    return {"wall": wall, "steady_epoch": steady, "first_epoch": epoch_times[0], "fixed": wall - epochs * steady}
+    marks["trial"] = marks["start"] = time.perf_counter()
+    study.optimize(objective, n_trials=trials, callbacks=[on_trial])
+    rows = []
+    for number, wall in enumerate(walls):
+        times = epoch_times[number]
+        steady = statistics.median(times[1:])
+        rows.append({"wall": wall, "steady_epoch": steady, "first_epoch": times[0],
+                     "fixed": wall - sum(times[1:]) - steady})
+    median = {key: statistics.median(row[key] for row in rows) for key in rows[0]}
+    median["low"], median["high"] = min(row["fixed"] for row in rows), max(row["fixed"] for row in rows)
+    return median
 
 
 def fifty_trials(out: Path) -> dict[str, Any]:
@@ -259,6 +278,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="rounds of harness, model.fit, KerasTuner in turn")
     parser.add_argument("--mlp-images", type=int, default=55_000, help="training images per MLP epoch")
     parser.add_argument("--cnn-images", type=int, default=16_000, help="training images per CNN epoch")
+    parser.add_argument("--fixed-trials", type=int, default=5, help="trials the fixed cost is the median of")
     parser.add_argument("--skip-search", action="store_true", help="leave out the 50-trial search")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "benchmarks")
     args = parser.parse_args()
@@ -286,9 +306,10 @@ def main() -> None:
                    f"{harness / tuner:.2f}x | {flops / 1e6:.2f} | {achieved:.1f} | {achieved / peak:.0%} |")
             table.append(row)
             print(row, flush=True)
-        cost = fixed_cost(dataset, Path(tmp))
-    lines += table + ["", f"Fixed cost of one trial (S2 MLP, batch 128, 3 epochs on 55,000 images): "
-                          f"{cost['fixed']:.2f} s (trial wall {cost['wall']:.2f} s, steady epoch "
+        cost = fixed_cost(dataset, Path(tmp), args.fixed_trials)
+    lines += table + ["", f"Fixed cost of one trial (S2 MLP, batch 128, 4 epochs on 55,000 images; median of "
+                          f"{args.fixed_trials} trials): {cost['fixed']:.2f} s (range {cost['low']:.2f}-"
+                          f"{cost['high']:.2f} s; trial wall {cost['wall']:.2f} s, steady epoch "
                           f"{cost['steady_epoch']:.2f} s, first epoch {cost['first_epoch']:.2f} s)"]
     print(lines[-1], flush=True)
     if not args.skip_search:
