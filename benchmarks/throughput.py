@@ -9,8 +9,11 @@ Prints, from one run on one machine, and writes to results/benchmarks/throughput
   of the harness's compiled loop (`search.train.CompiledLoop`), of plain `model.fit` on NumPy arrays
   as the tutorials call it (`x / 255.0`, a float64 array; Adam; accuracy metric; validation data),
   and of KerasTuner running the same model for one trial (RandomSearch, `tuner.search`); each is the
-  median over `--rounds` x `--epochs` epochs, the three trainers taking turns round by round, each
-  round after a warm-up epoch, training time only (validation excluded for all three); the ratios;
+  median over `--rounds` x `--epochs` epochs, the trainers taking turns round by round, each round
+  after a warm-up epoch, training time only (validation excluded for all); the ratios. `model.fit`
+  and KerasTuner run as a tutorial runs them, in a process with TensorFlow's own defaults (which
+  on a CPU without AVX-512 leave oneDNN off); `model.fit` runs a second time in this process with
+  oneDNN on, as the harness runs, so that the kernels are the same and only the loop differs;
   and the harness's FLOP rate as a share of the roofline, with FLOPs per training sample counted
   from the model's layers (forward, weight gradients, input gradients except the first layer's);
 - the fixed cost of one trial: a real trial through Optuna and the journal storage (build, trace,
@@ -187,6 +190,37 @@ def keras_tuner_rate(config: dict[str, Any], dataset: data.Dataset, images: int,
     return [images / seconds for seconds in clock.seconds[1:]]
 
 
+def tensorflow_default_onednn() -> bool:
+    """Whether TensorFlow, left to its defaults, uses oneDNN on this machine (asked in a fresh
+    process, since this one has set TF_ENABLE_ONEDNN_OPTS before importing it)."""
+    probe = "from tensorflow.python.util import _pywrap_util_port as p; print(p.IsMklEnabled())"
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True).stdout
+    return out.strip().splitlines()[-1] == "True"
+
+
+def as_tutorials_run(trainer: str, workload: int, images: int, epochs: int, onednn: bool) -> list[float]:
+    """`trainer` ("fit" or "tuner") on `WORKLOADS[workload]` in a child process whose TensorFlow has
+    its own default oneDNN setting (`onednn`, from `tensorflow_default_onednn`)."""
+    command = [sys.executable, __file__, "--child", trainer, "--workload", str(workload), "--child-images",
+               str(images), "--epochs", str(epochs)]
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1" if onednn else "0"}
+    out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    return [float(rate) for rate in out.strip().splitlines()[-1].split()]
+
+
+def child(trainer: str, workload: int, images: int, epochs: int) -> None:
+    """The child side of `as_tutorials_run`: prints the per-epoch rates on one line."""
+    _, base, batch_size = WORKLOADS[workload]
+    dataset = data.load("mnist")
+    with tempfile.TemporaryDirectory() as tmp:
+        if trainer == "fit":
+            rates = fit_rate({**base, "batch_size": batch_size}, dataset, images, epochs, batch_size)
+        else:
+            rates = keras_tuner_rate({**base, "batch_size": batch_size}, dataset, images, epochs, batch_size, Path(tmp))
+    print(" ".join(f"{rate:.1f}" for rate in rates))
+
+
 def fixed_cost(dataset: data.Dataset, folder: Path, trials: int, epochs: int = 4) -> dict[str, float]:
     """Real trials of the S2 MLP at batch 128 through Optuna and the journal storage, one after
     another in one study. A trial's fixed cost is what it spends beyond its epochs at the steady
@@ -281,29 +315,42 @@ def main() -> None:
     parser.add_argument("--fixed-trials", type=int, default=5, help="trials the fixed cost is the median of")
     parser.add_argument("--skip-search", action="store_true", help="leave out the 50-trial search")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "benchmarks")
+    parser.add_argument("--child", choices=["fit", "tuner"], help=argparse.SUPPRESS)
+    parser.add_argument("--workload", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--child-images", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        child(args.child, args.workload, args.child_images, args.epochs)
+        return
+    default_onednn = tensorflow_default_onednn()
     dataset = data.load("mnist")
     lines = [f"Machine: {machine()}", ""]
     peak, size = roofline()
-    lines += [f"Roofline: float32 matmul {peak:.1f} GFLOP/s (chained {size}x{size} matmuls)", ""]
+    lines += [f"Roofline: float32 matmul {peak:.1f} GFLOP/s (chained {size}x{size} matmuls, oneDNN on)",
+              f"model.fit and KerasTuner as the tutorials run them: TensorFlow's defaults, which here leave oneDNN "
+              f"{'on' if default_onednn else 'off'}; the harness runs with oneDNN on", ""]
     print(*lines, sep="\n", flush=True)
     table = ["| model | batch | harness samples/s | model.fit samples/s | KerasTuner samples/s | harness/fit | "
-             "harness/KerasTuner | MFLOP/sample | harness GFLOP/s | of roofline |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "harness/KerasTuner | model.fit with oneDNN samples/s | harness/that fit | MFLOP/sample | "
+             "harness GFLOP/s | of roofline |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     with tempfile.TemporaryDirectory() as tmp:
-        for name, base, batch_size in WORKLOADS:
+        for index, (name, base, batch_size) in enumerate(WORKLOADS):
             config = {**base, "batch_size": batch_size}
             images = args.cnn_images if base["model"] == "cnn" else args.mlp_images
-            rates: dict[str, list[float]] = {"harness": [], "fit": [], "tuner": []}
-            for _ in range(args.rounds):  # interleaved, so a slow spell of the machine hits all three
+            rates: dict[str, list[float]] = {"harness": [], "fit": [], "tuner": [], "fit_onednn": []}
+            for _ in range(args.rounds):  # interleaved, so a slow spell of the machine hits all of them
                 rates["harness"] += harness_rate(config, dataset, images, args.epochs)
-                rates["fit"] += fit_rate(config, dataset, images, args.epochs, batch_size)
-                rates["tuner"] += keras_tuner_rate(config, dataset, images, args.epochs, batch_size, Path(tmp))
-            harness, plain, tuner = (statistics.median(rates[key]) for key in ("harness", "fit", "tuner"))
+                rates["fit"] += as_tutorials_run("fit", index, images, args.epochs, default_onednn)
+                rates["tuner"] += as_tutorials_run("tuner", index, images, args.epochs, default_onednn)
+                rates["fit_onednn"] += fit_rate(config, dataset, images, args.epochs, batch_size)
+            harness, plain, tuner, same = (statistics.median(rates[key])
+                                           for key in ("harness", "fit", "tuner", "fit_onednn"))
             flops = training_flops(models.build(config))
             achieved = harness * flops / 1e9
             row = (f"| {name} | {batch_size} | {harness:,.0f} | {plain:,.0f} | {tuner:,.0f} | {harness / plain:.2f}x | "
-                   f"{harness / tuner:.2f}x | {flops / 1e6:.2f} | {achieved:.1f} | {achieved / peak:.0%} |")
+                   f"{harness / tuner:.2f}x | {same:,.0f} | {harness / same:.2f}x | {flops / 1e6:.2f} | "
+                   f"{achieved:.1f} | {achieved / peak:.0%} |")
             table.append(row)
             print(row, flush=True)
         cost = fixed_cost(dataset, Path(tmp), args.fixed_trials)
