@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import signal
 import textwrap
 from pathlib import Path
 
 import pytest
 
 from search import data
+
+# A shell that starts a job in the background without job control (`cmd &` in a script, nohup)
+# starts it with SIGINT ignored, and an ignored signal stays ignored across exec: the `search run`
+# processes the Ctrl-C tests start would never see their SIGINT. A handled signal is reset to the
+# default at exec, so handling it here gives every child Python's usual KeyboardInterrupt.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
