@@ -139,13 +139,9 @@ def reset(seed: int) -> None:
     for every trial (about 0.2 s of each trial's fixed cost); frozen, it walks only what trials made.
     """
     keras.backend.clear_session()
-    if not _FROZEN:
+    if not gc.get_freeze_count():
         gc.freeze()
-        _FROZEN.append(True)
     keras.utils.set_random_seed(seed)
-
-
-_FROZEN: list[bool] = []  # whether `reset` has frozen the process's long-lived objects
 
 
 def fit(
@@ -283,7 +279,7 @@ class CompiledLoop:
         self.accuracy = compiled_accuracy(model)
 
 
-_ON_DEVICE: dict[int, tuple[Dataset, tuple[Any, ...]]] = {}
+_ON_DEVICE: list[Any] = []  # [data set, its tensors]: the one data set held on the device
 
 
 def on_device(data: Dataset) -> tuple[Any, Any, tuple[Any, Any]]:
@@ -292,13 +288,10 @@ def on_device(data: Dataset) -> tuple[Any, Any, tuple[Any, Any]]:
     Only the latest data set is held, so a process that switches data sets does not accumulate them."""
     import tensorflow as tf
 
-    held = _ON_DEVICE.get(id(data))
-    if held is None or held[0] is not data:
-        tensors = (tf.constant(data.train_images), tf.constant(data.train_labels.astype(np.int32)),
-                   (tf.constant(data.val_images), tf.constant(data.val_labels.astype(np.int32))))
-        _ON_DEVICE.clear()
-        held = _ON_DEVICE[id(data)] = (data, tensors)
-    return held[1]  # type: ignore[return-value]
+    if not _ON_DEVICE or _ON_DEVICE[0] is not data:
+        _ON_DEVICE[:] = [data, (tf.constant(data.train_images), tf.constant(data.train_labels.astype(np.int32)),
+                                (tf.constant(data.val_images), tf.constant(data.val_labels.astype(np.int32))))]
+    return _ON_DEVICE[1]  # type: ignore[no-any-return]
 
 
 def compiled_accuracy(model: keras.Model) -> Any:
