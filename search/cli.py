@@ -335,7 +335,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         raise InputError(f"--keep-top {args.keep_top}: must be >= 0")
     engines.check_options(args.engine, args.tuner, args.sampler, args.pruner, args.workers, args.storage)
     args.sampler, args.pruner, args.tuner = args.sampler or "tpe", args.pruner or "median", args.tuner or "hyperband"
-    args.workers = args.workers or (1 if args.engine == "keras-tuner" else workers.default_count())
+    if args.workers is None:
+        args.workers = 1 if args.engine == "keras-tuner" else workers.default_count()
     label = engines.engine_label(args.tuner) if args.engine == "keras-tuner" else f"optuna/{args.sampler}+{args.pruner}"
     space = spaces.load_space(args.space)
     if args.engine == "keras-tuner":

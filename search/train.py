@@ -22,6 +22,7 @@ over the training set as a divisor of `steps` allows (S3's 30,000 steps of 100 -
 
 from __future__ import annotations
 
+import functools
 import gc
 import math
 import time
@@ -279,19 +280,15 @@ class CompiledLoop:
         self.accuracy = compiled_accuracy(model)
 
 
-_ON_DEVICE: list[Any] = []  # [data set, its tensors]: the one data set held on the device
-
-
+@functools.lru_cache(maxsize=1)
 def on_device(data: Dataset) -> tuple[Any, Any, tuple[Any, Any]]:
     """Training images and labels, and the validation pair, as tensors on the device: copied once per
     process for the data set in use (a worker trains every trial on the same one), not per trial.
     Only the latest data set is held, so a process that switches data sets does not accumulate them."""
     import tensorflow as tf
 
-    if not _ON_DEVICE or _ON_DEVICE[0] is not data:
-        _ON_DEVICE[:] = [data, (tf.constant(data.train_images), tf.constant(data.train_labels.astype(np.int32)),
-                                (tf.constant(data.val_images), tf.constant(data.val_labels.astype(np.int32))))]
-    return _ON_DEVICE[1]  # type: ignore[no-any-return]
+    return (tf.constant(data.train_images), tf.constant(data.train_labels.astype(np.int32)),
+            (tf.constant(data.val_images), tf.constant(data.val_labels.astype(np.int32))))
 
 
 def compiled_accuracy(model: keras.Model) -> Any:

@@ -57,14 +57,13 @@ def test_seed_makes_initial_weights_repeatable() -> None:
 def test_trials_share_the_data_on_the_device_and_skip_long_lived_objects_in_gc(small_mnist) -> None:
     import gc
 
+    config = schema.resolve(MLP)
     train.reset(0)
     assert gc.get_freeze_count() > 0  # start-up objects frozen: clear_session's collection skips them
-    train.CompiledLoop(models.build(MLP), optimizers.make_optimizer(schema.resolve(MLP)),
-                               schema.resolve(MLP), small_mnist)
+    train.CompiledLoop(models.build(config), optimizers.make_optimizer(config), config, small_mnist)
     images = train.on_device(small_mnist)[0]
     train.reset(1)
-    train.CompiledLoop(models.build(MLP), optimizers.make_optimizer(schema.resolve(MLP)), schema.resolve(MLP),
-                       small_mnist)
+    train.CompiledLoop(models.build(config), optimizers.make_optimizer(config), config, small_mnist)
     assert train.on_device(small_mnist)[0] is images  # copied to the device once, not per trial
     other = data.load("mnist", train_size=500)
     assert train.on_device(other)[0].shape[0] == 500  # another data set replaces it
