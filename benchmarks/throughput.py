@@ -306,13 +306,24 @@ def machine() -> str:
             + (f", GPU: {len(gpus)}" if gpus else ", no GPU"))
 
 
+def positive(text: str) -> int:
+    """An argparse type: a whole number above zero, or one clear line saying what was expected."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number above 0")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=3, help="measured epochs per trainer and round (+1 warm-up)")
-    parser.add_argument("--rounds", type=int, default=2, help="rounds of harness, model.fit, KerasTuner in turn")
-    parser.add_argument("--mlp-images", type=int, default=55_000, help="training images per MLP epoch")
-    parser.add_argument("--cnn-images", type=int, default=16_000, help="training images per CNN epoch")
-    parser.add_argument("--fixed-trials", type=int, default=5, help="trials the fixed cost is the median of")
+    parser.add_argument("--epochs", type=positive, default=3, help="measured epochs per trainer and round (+1 warm-up)")
+    parser.add_argument("--rounds", type=positive, default=2, help="rounds of harness, model.fit, KerasTuner in turn")
+    parser.add_argument("--mlp-images", type=positive, default=55_000, help="training images per MLP epoch")
+    parser.add_argument("--cnn-images", type=positive, default=16_000, help="training images per CNN epoch")
+    parser.add_argument("--fixed-trials", type=positive, default=5, help="trials the fixed cost is the median of")
     parser.add_argument("--skip-search", action="store_true", help="leave out the 50-trial search")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "benchmarks")
     parser.add_argument("--child", choices=["fit", "tuner"], help=argparse.SUPPRESS)
