@@ -22,7 +22,7 @@ from search.space import Choice, Float, Int, Repeat
 
 SPACE = {
     "model": "mlp",
-    "layers": Repeat(Int(1, 3), {"units": Int(64, 1024, log=True)}),
+    "layers": Repeat(Int(1, 3), {"units": Int(64, 512, log=True)}),
     "activation": Choice(["relu", "selu", "gelu"]),
     "dropout": Float(0.0, 0.5),
     "batch_norm": Choice([False, True]),
@@ -40,7 +40,7 @@ SPACE = {
     }),
     "ema": Choice([0.0, 0.99]),  # evaluate a moving average of the weights (S3), or the weights
     "batch_size": Choice([64, 128, 256, 512]),
-    "epochs": 12,
+    "epochs": 10,
 }
 
 BASELINES = baselines("S2", "S3", "S5")
