@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     run.add_argument("--study", help="study name (default: the space file's name)")
     run.add_argument("--sampler", help="tpe (default), random, cmaes or gp")
-    run.add_argument("--pruner", help="median (default), percentile (keeps the top third), hyperband or none")
+    run.add_argument("--pruner", help="median (default), hyperband or none")
     run.add_argument("--engine", default="optuna",
                      help="optuna (default) or keras-tuner: the same space file searched by KerasTuner 1.4")
     run.add_argument("--tuner", help="with --engine keras-tuner: hyperband (default), bayesian or random. Hyperband "

@@ -30,7 +30,7 @@ from search.storage import counted, pending
 from search.trial import FailureGuard, Objective
 
 SAMPLERS = ("tpe", "random", "cmaes", "gp")
-PRUNERS = ("median", "percentile", "hyperband", "none")
+PRUNERS = ("median", "hyperband", "none")
 
 
 def study_name(space: Space, requested: str | None = None) -> str:
@@ -92,8 +92,6 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
 def make_pruner(name: str) -> optuna.pruners.BasePruner:
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
-    if name == "percentile":  # keep the top third: stricter than the median once most trials are good
-        return optuna.pruners.PercentilePruner(100 / 3, n_startup_trials=5, n_warmup_steps=1)
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, reduction_factor=3)
     if name == "none":

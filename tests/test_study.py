@@ -156,7 +156,7 @@ def test_ctrl_c_keeps_finished_trials_and_resumes(write_space, tmp_path: Path) -
 BAD_RUNS = [
     (["--trials", "0"], "--trials 0: must be > 0"),
     (["--sampler", "bogus"], "--sampler 'bogus': expected one of tpe, random, cmaes, gp"),
-    (["--pruner", "bogus"], "--pruner 'bogus': expected one of median, percentile, hyperband, none"),
+    (["--pruner", "bogus"], "--pruner 'bogus': expected one of median, hyperband, none"),
     (["--storage", "not a url"], "--storage 'not a url': expected a journal file path ending in .log"),
     (["--storage", "postgresql://ann:s3cret@127.0.0.1:1/none"], "--storage postgresql://ann:***@127.0.0.1:1/none: cannot open"),
     (["--workers", "0"], "--workers 0: must be > 0"),
@@ -256,22 +256,3 @@ def test_workers_default_to_one_per_core_up_to_four(write_space, tmp_path: Path,
     assert f"10,000 test; {count} workers" in out if count > 1 else "10,000 test; " not in out
     # A worker that asks for a trial past the budget gets one marked surplus, which never runs.
     assert sum(counted(t) for t in trials(tmp_path / "results", "small")) == 3
-
-
-def test_percentile_pruner_keeps_only_the_top_third_where_the_median_keeps_half() -> None:
-    from search.study import make_pruner
-
-    # Six finished trials scored 0.90-0.95 at their second epoch. A new trial at 0.932 there is above
-    # their median (0.925) but below the bar of the top third (0.9333): `median` lets it go on,
-    # `percentile` stops it. Neither judges the first epoch (one warm-up step).
-    verdicts = {}
-    for name in ("median", "percentile"):
-        study = optuna.create_study(direction="maximize", pruner=make_pruner(name))
-        for value in (0.90, 0.91, 0.92, 0.93, 0.94, 0.95):
-            study.add_trial(optuna.trial.create_trial(value=value, intermediate_values={0: value - 0.05, 1: value}))
-        trial = study.ask()
-        trial.report(0.5, 0)
-        assert not trial.should_prune()
-        trial.report(0.932, 1)
-        verdicts[name] = bool(trial.should_prune())
-    assert verdicts == {"median": False, "percentile": True}
