@@ -2,12 +2,12 @@
 
 `work` is one worker: it loads the space and the data, joins the study and runs trials until the
 study-wide budget is met. `search run --workers N` starts N of them as child processes here
-(`run_local`, N = 1 by default), each on its share of the cores, and `search worker` does the same
-on any machine that reaches the storage. The parent watches them: a worker that dies (SIGKILL, out
+(`run_local`; one per core by default, at most 4), each on its share of the cores, and `search
+worker` does the same on any machine that reaches the storage. The parent watches them: a worker that dies (SIGKILL, out
 of memory) has its running trial failed and queued once more, and is replaced; a worker that has
 run its `--recycle-after` trials is replaced by a fresh process, which bounds the memory TensorFlow
-holds on to; Ctrl-C or SIGTERM reaches every worker, each marks its running trial interrupted, and
-the study can be resumed.
+holds on to; on Ctrl-C or SIGTERM the parent sends every worker SIGTERM, each marks its running
+trial interrupted, and the study can be resumed.
 """
 
 from __future__ import annotations
@@ -120,6 +120,8 @@ def _child(spec: WorkerSpec, events: Any) -> None:
     from search.errors import InputError
 
     signal.signal(signal.SIGTERM, _interrupt)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # left ignored under nohup
+        signal.signal(signal.SIGINT, _interrupt)
     try:
         code = work(spec, on_epoch=lambda *event: events.put(event))
     except KeyboardInterrupt:
@@ -132,6 +134,10 @@ def _child(spec: WorkerSpec, events: Any) -> None:
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
+    """Stop at the first Ctrl-C or SIGTERM and ignore the ones after it, so that the trial is marked
+    interrupted in peace: a terminal's Ctrl-C reaches the worker and its parent passes one on too."""
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, signal.SIG_IGN)
     raise KeyboardInterrupt(f"signal {signum}")
 
 
@@ -212,18 +218,37 @@ def run_local(spec: WorkerSpec, workers: int, on_trial: Callable[[optuna.Study, 
                     start(index)
     except KeyboardInterrupt:
         outcome.interrupted = True
-        for process in processes.values():  # each worker marks its trial interrupted and leaves
-            if process.pid is not None and process.is_alive():
-                os.kill(process.pid, signal.SIGINT)
-        deadline = time.monotonic() + 60
-        for process in processes.values():
-            process.join(max(0.0, deadline - time.monotonic()))
-            if process.is_alive():
-                process.kill()
-                process.join()
+        _stop(list(processes.values()))
         _tolerant(lambda: storage.reap_dead(opened))
     _tolerant(lambda: _report_new(opened, seen, on_trial))
     return outcome
+
+
+def _stop(processes: list[multiprocessing.process.BaseProcess], grace: float = 60.0) -> None:
+    """Ask every worker to mark its trial interrupted and leave, wait up to `grace` seconds, then
+    kill what is left (the parent reaps the trials a killed worker held).
+
+    The request is SIGTERM, which a worker always handles: a worker started with SIGINT ignored
+    (under nohup, say) ignores a forwarded SIGINT and would run on to the end of the budget while
+    the parent waits for it. A second Ctrl-C or SIGTERM during the wait cuts it short rather than
+    escaping this function and leaving the workers running."""
+    hurried: list[int] = []
+    previous = {number: signal.signal(number, lambda signum, frame: hurried.append(signum))
+                for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for process in processes:
+            if process.pid is not None and process.is_alive():
+                os.kill(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while not hurried and time.monotonic() < deadline and any(p.is_alive() for p in processes):
+            time.sleep(0.05)
+        for process in processes:
+            if process.is_alive():
+                process.kill()
+            process.join()
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def _tolerant(action: Callable[[], Any], default: Any = None) -> Any:

@@ -3,6 +3,7 @@ a global trial budget, SIGKILL mid-trial, Ctrl-C, a database restart, a per-tria
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -40,9 +41,11 @@ def trials(name: str, location: str) -> list[optuna.trial.FrozenTrial]:
         return []
 
 
-def search(*argv: str) -> subprocess.Popen[str]:
+def search(*argv: str, sigint_ignored: bool = False) -> subprocess.Popen[str]:
+    """`search` in a child process; `sigint_ignored` starts it the way `nohup search ... &` does."""
+    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None
     return subprocess.Popen([sys.executable, "-m", "search", *argv], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=ENV)
+                            stderr=subprocess.STDOUT, text=True, env=ENV, preexec_fn=ignore)
 
 
 def wait_for(condition, timeout: float = 180.0, every: float = 0.2):
@@ -100,19 +103,24 @@ def test_worker_killed_mid_trial_is_retried_and_the_study_completes(postgres, wr
     assert retry.params == victim.params and counted(retry)
 
 
-def test_ctrl_c_stops_all_workers_and_the_study_resumes(write_space, tmp_path: Path) -> None:
+@pytest.mark.parametrize("nohup", [False, True], ids=["ctrl-c", "sigterm-under-nohup"])
+def test_ctrl_c_stops_all_workers_and_the_study_resumes(nohup: bool, write_space, tmp_path: Path) -> None:
+    # Under nohup the workers inherit SIGINT ignored: they must still stop when the parent is told
+    # to, each marking its own trial interrupted, rather than run on until killed. (No recycling:
+    # a worker that ignored the request would otherwise leave after its 25 trials, unkilled.)
     space = write_space(SPACE, "stopped.py")
     results = tmp_path / "results"
-    process = search("run", str(space), "--trials", "40", "--workers", "2", "--epochs", "3", "--results",
-                     str(results), *QUICK)
+    process = search("run", str(space), "--trials", "400", "--workers", "2", "--epochs", "3", "--results",
+                     str(results), "--recycle-after", "1000", *QUICK, sigint_ignored=nohup)
     location = str(results / "stopped" / "journal.log")
     wait_for(lambda: Path(location).exists() and sum(counted(t) for t in trials("stopped", location)) >= 2)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signal.SIGTERM if nohup else signal.SIGINT)
     output, _ = process.communicate(timeout=120)
     assert process.returncode == 130, output
     assert "run the same command to resume" in output
     done = trials("stopped", location)
     assert not [t for t in done if t.state.name == "RUNNING"]
+    assert not [t.number for t in done if storage.lost(t)], "a worker had to be killed"
     kept = sum(counted(t) for t in done)
     assert kept >= 2 and (results / "stopped" / "leaderboard.csv").exists()
     assert main(["run", str(space), "--trials", str(kept + 2), "--workers", "2", "--epochs", "1",
@@ -162,3 +170,28 @@ def test_trial_timeout_fails_long_trials_with_the_reason(write_space, tmp_path: 
     assert [t.state.name for t in done] == ["FAIL", "FAIL"]
     assert all(t.user_attrs["reason"] == "exceeded --trial-timeout of 1 s" for t in done)
     assert all(t.user_attrs["train_seconds"] < 10 for t in done)
+
+
+def _ignore_sigterm_then_sleep(ready) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    ready.set()
+    time.sleep(120)
+
+
+def _sleep(ready) -> None:
+    ready.set()
+    time.sleep(120)
+
+
+@pytest.mark.parametrize(("target", "ended_by"), [(_sleep, signal.SIGTERM),
+                                                  (_ignore_sigterm_then_sleep, signal.SIGKILL)])
+def test_stopping_workers_asks_with_sigterm_then_kills_after_the_grace(target, ended_by) -> None:
+    from search.workers import _stop
+
+    context = multiprocessing.get_context("spawn")
+    ready = context.Event()
+    process = context.Process(target=target, args=(ready,))
+    process.start()
+    assert ready.wait(60)
+    _stop([process], grace=1.0)
+    assert process.exitcode == -ended_by
