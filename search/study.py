@@ -89,9 +89,10 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     raise InputError(f"--sampler {name!r}: expected one of {', '.join(SAMPLERS)}")
 
 
-def make_pruner(name: str) -> optuna.pruners.BasePruner:
+def make_pruner(name: str, startup: int = 5) -> optuna.pruners.BasePruner:
+    """The named pruner; the median pruner judges no trial before `startup` trials have finished."""
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+        return optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=1)
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, reduction_factor=3)
     if name == "none":
@@ -111,7 +112,11 @@ def open_study(name: str, location: str, sampler: str = "tpe", pruner: str = "me
     # Each worker draws its own random numbers, offset by the trials already run so that a resumed
     # study does not replay the same draws.
     study.sampler = make_sampler(sampler, base_seed + 1_000_003 * worker + len(study.trials))
-    study.pruner = make_pruner(pruner)
+    # Baselines finish first and count among the pruner's finished trials: without this the bar
+    # would be set by them and one or two searched trials (a 50-trial run of spaces/mlp.py then
+    # pruned every trial after its 7th), so start-up waits for 5 searched trials beyond them.
+    baselines = {t.user_attrs["baseline"] for t in study.get_trials(deepcopy=False) if t.user_attrs.get("baseline")}
+    study.pruner = make_pruner(pruner, startup=5 + len(baselines))
     return study
 
 

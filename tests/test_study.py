@@ -192,7 +192,7 @@ def test_bad_space_file_exits_2_naming_file_and_key(write_space, tmp_path: Path,
 def test_show_prints_tree_and_dimensions(capsys) -> None:
     assert main(["show", "spaces/mlp.py"]) == 0
     out = capsys.readouterr().out
-    assert "units: Int(64, 1024, log=True)" in out and "searched dimensions" in out and "S5" in out
+    assert "units: Int(64, 512, log=True)" in out and "searched dimensions" in out and "S5" in out
 
 
 def test_epochs_override_also_replaces_training_by_steps(write_space, tmp_path: Path) -> None:
@@ -256,3 +256,26 @@ def test_workers_default_to_one_per_core_up_to_four(write_space, tmp_path: Path,
     assert f"10,000 test; {count} workers" in out if count > 1 else "10,000 test; " not in out
     # A worker that asks for a trial past the budget gets one marked surplus, which never runs.
     assert sum(counted(t) for t in trials(tmp_path / "results", "small")) == 3
+
+
+def test_the_median_pruner_waits_for_five_searched_trials_beyond_the_baselines(tmp_path: Path) -> None:
+    from search.study import open_study
+
+    # Three strong baselines and four strong searched trials have finished: a weak trial is still
+    # let through, since start-up is 5 searched trials beyond the baselines; after a fifth, it is not.
+    location = str(tmp_path / "journal.log")
+    study = open_study("startup", location, seed=0)
+    for label in ("S2", "S3", "S5"):
+        study.add_trial(optuna.trial.create_trial(value=0.98, intermediate_values={0: 0.97, 1: 0.98},
+                                                  user_attrs={"baseline": label}))
+    verdicts = []
+    for searched in range(4, 6):
+        while sum(t.state.name == "COMPLETE" for t in study.trials) < 3 + searched:
+            study.add_trial(optuna.trial.create_trial(value=0.98, intermediate_values={0: 0.97, 1: 0.98}))
+        study = open_study("startup", location)  # as a worker opens it
+        trial = study.ask()
+        trial.report(0.5, 0)
+        trial.report(0.5, 1)
+        verdicts.append(bool(trial.should_prune()))
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    assert verdicts == [False, True]
