@@ -7,16 +7,16 @@ Three tutorials run first as labelled baselines: S2 (784-512-256-128 without act
 the weights, 30,000 steps) and S5 (two Dense-128 ReLU layers on `keras.utils.normalize`d images,
 Adam, 3 epochs of batch 32). The search then looks for a better network around them.
 
-Measured (`--trials 50`, 2 workers by default, 2-core CPU machine, no GPU), four runs in a row:
-5 min 12 s, 8 min 48 s, 6 min 7 s and 7 min 22 s (seeds 1, 2, 3 and none), best test 98.53%,
-98.60%, 98.68% and 98.72%, peak memory 1.00-1.07 GB (the largest process). In the seed-3 run: 17
-trials complete, 33 pruned; baselines S2 91.87% test (published 92.06%), S3 98.36% (98.5%; 119 s),
-S5 97.16% (97%); best searched 98.68% test (trial 45: 286-435-310 GELU, dropout 0.09, batch norm,
-RMSprop 4.4e-4 with momentum 0.9, cosine schedule, batch 128). Widths stop at 512 and training at
-10 epochs to bound the search's cost: with widths up to 1024 and 12 epochs the same command took
-7.6-21.4 minutes (TPE sometimes settles on 3-layer networks of 1-2 million weights, 90-170 s each)
-for the same best test accuracy (98.50-98.74%). Plain MLPs without augmentation top out around
-98.4-99.0%, so more trials buy tenths of a percent.
+Measured (`--trials 50`, 2 workers by default, 2-core CPU machine, no GPU): ten runs took 3 min
+10 s to 11 min 27 s, best test 98.50-98.72% where the search beat its baselines, peak memory
+0.97-1.17 GB (the largest process); the README lists them. The README's command in a fresh clone
+at e56a9dd: 5 min 19 s, 26 trials complete, 24 pruned; baselines S2 91.69% test (published
+92.06%), S3 98.43% (98.5%), S5 96.75% (97%); best searched 98.68% test (trial 43: 435-271-113
+GELU, dropout 0.24, batch norm, L2 1e-5, RMSprop 2.3e-3 with momentum 0.9, cosine schedule, batch
+512). Widths stop at 512 and training at 10 epochs to bound the search's cost: with widths up to
+1024 and 12 epochs the same command took 7.6-21.4 minutes (TPE sometimes settles on 3-layer
+networks of 1-2 million weights, 90-170 s each) for the same best test accuracy (98.50-98.74%).
+Plain MLPs without augmentation top out around 98.4-99.0%, so more trials buy tenths of a percent.
 """
 
 from search.baselines import baselines
