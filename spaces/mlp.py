@@ -9,7 +9,7 @@ Adam, 3 epochs of batch 32). The search then looks for a better network around t
 
 Measured (`--trials 50`, 2 workers by default, 2-core CPU machine, no GPU): ten runs took 3 min
 10 s to 11 min 27 s, best test 98.50-98.72% where the search beat its baselines, peak memory
-0.97-1.17 GB (the largest process); the README lists them. The README's command in a fresh clone
+0.97-1.10 GB (the largest process); the README lists them. The README's command in a fresh clone
 at e56a9dd: 5 min 19 s, 26 trials complete, 24 pruned; baselines S2 91.69% test (published
 92.06%), S3 98.43% (98.5%), S5 96.75% (97%); best searched 98.68% test (trial 43: 435-271-113
 GELU, dropout 0.24, batch norm, L2 1e-5, RMSprop 2.3e-3 with momentum 0.9, cosine schedule, batch
