@@ -3,11 +3,11 @@
 `work` is one worker: it loads the space and the data, joins the study and runs trials until the
 study-wide budget is met. `search run --workers N` starts N of them as child processes here
 (`run_local`; one per core by default, at most 4), each on its share of the cores, and `search
-worker` does the same on any machine that reaches the storage. The parent watches them: a worker that dies (SIGKILL, out
-of memory) has its running trial failed and queued once more, and is replaced; a worker that has
-run its `--recycle-after` trials is replaced by a fresh process, which bounds the memory TensorFlow
-holds on to; on Ctrl-C or SIGTERM the parent sends every worker SIGTERM, each marks its running
-trial interrupted, and the study can be resumed.
+worker` does the same on any machine that reaches the storage. The parent watches them: a worker
+that dies (SIGKILL, out of memory) has its running trial failed and queued once more, and is
+replaced; a worker that has run its `--recycle-after` trials is replaced by a fresh process, which
+bounds the memory TensorFlow holds on to; on Ctrl-C or SIGTERM the parent sends every worker
+SIGTERM, each marks its running trial interrupted, and the study can be resumed.
 """
 
 from __future__ import annotations
@@ -247,8 +247,8 @@ def _stop(processes: list[multiprocessing.process.BaseProcess], grace: float = 6
                 process.kill()
             process.join()
     finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
+        for number, handler in previous.items():  # None: set outside Python; the default then
+            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
 
 
 def _tolerant(action: Callable[[], Any], default: Any = None) -> Any:
