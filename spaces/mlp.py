@@ -7,7 +7,7 @@ Three tutorials run first as labelled baselines: S2 (784-512-256-128 without act
 the weights, 30,000 steps) and S5 (two Dense-128 ReLU layers on `keras.utils.normalize`d images,
 Adam, 3 epochs of batch 32). The search then looks for a better network around them.
 
-Measured (`--trials 50`, 2 workers by default, 2-core CPU machine, no GPU): ten runs took 3 min
+Measured (`--trials 50`, 2 workers by default, 2-core CPU machine, no GPU): nine runs took 3 min
 10 s to 11 min 27 s, best test 98.50-98.72% where the search beat its baselines, peak memory
 0.97-1.10 GB (the largest process); the README lists them. The README's command in a fresh clone
 at e56a9dd: 5 min 19 s, 26 trials complete, 24 pruned; baselines S2 91.69% test (published
