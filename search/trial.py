@@ -47,6 +47,16 @@ class Objective:
     worker: int = 0
 
     def __call__(self, trial: optuna.Trial) -> float:
+        # Anywhere in the trial, set-up and sampling included: else Optuna fails it without a reason,
+        # which reads as a trial lost with a dead worker.
+        try:
+            return self._run(trial)
+        except KeyboardInterrupt:
+            trial.set_user_attr("interrupted", True)
+            trial.set_user_attr("reason", "interrupted")
+            raise
+
+    def _run(self, trial: optuna.Trial) -> float:
         # TensorFlow loads only when a trial runs, so `show` and input errors stay instant.
         from search import models, train
 
@@ -80,10 +90,6 @@ class Objective:
         except optuna.TrialPruned:
             trial.set_user_attr("reason", f"pruned after epoch {len(log.val_history)}: "
                                           f"val_accuracy {log.val_history[-1]:.4f} below the pruner's bar")
-            raise
-        except KeyboardInterrupt:
-            trial.set_user_attr("interrupted", True)
-            trial.set_user_attr("reason", "interrupted")
             raise
         except TrialFailed as err:
             trial.set_user_attr("reason", str(err))

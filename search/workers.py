@@ -120,8 +120,6 @@ def _child(spec: WorkerSpec, events: Any) -> None:
     from search.errors import InputError
 
     signal.signal(signal.SIGTERM, _interrupt)
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # left ignored under nohup
-        signal.signal(signal.SIGINT, _interrupt)
     try:
         code = work(spec, on_epoch=lambda *event: events.put(event))
     except KeyboardInterrupt:
@@ -134,10 +132,6 @@ def _child(spec: WorkerSpec, events: Any) -> None:
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
-    """Stop at the first Ctrl-C or SIGTERM and ignore the ones after it, so that the trial is marked
-    interrupted in peace: a terminal's Ctrl-C reaches the worker and its parent passes one on too."""
-    for number in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(number, signal.SIG_IGN)
     raise KeyboardInterrupt(f"signal {signum}")
 
 
@@ -224,23 +218,27 @@ def run_local(spec: WorkerSpec, workers: int, on_trial: Callable[[optuna.Study, 
     return outcome
 
 
-def _stop(processes: list[multiprocessing.process.BaseProcess], grace: float = 60.0) -> None:
+def _stop(processes: list[multiprocessing.process.BaseProcess], grace: float = 60.0, every: float = 2.0) -> None:
     """Ask every worker to mark its trial interrupted and leave, wait up to `grace` seconds, then
     kill what is left (the parent reaps the trials a killed worker held).
 
     The request is SIGTERM, which a worker always handles: a worker started with SIGINT ignored
     (under nohup, say) ignores a forwarded SIGINT and would run on to the end of the budget while
-    the parent waits for it. A second Ctrl-C or SIGTERM during the wait cuts it short rather than
-    escaping this function and leaving the workers running."""
+    the parent waits for it. It is sent again every `every` seconds: the KeyboardInterrupt it raises
+    can land in a `__del__` or a weak-reference callback, where Python drops it. A second Ctrl-C or
+    SIGTERM during the wait cuts it short rather than escaping this function and leaving the
+    workers running."""
     hurried: list[int] = []
     previous = {number: signal.signal(number, lambda signum, frame: hurried.append(signum))
                 for number in (signal.SIGINT, signal.SIGTERM)}
     try:
-        for process in processes:
-            if process.pid is not None and process.is_alive():
-                os.kill(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
+        deadline, asked = time.monotonic() + grace, 0.0
         while not hurried and time.monotonic() < deadline and any(p.is_alive() for p in processes):
+            if time.monotonic() - asked >= every:
+                asked = time.monotonic()
+                for process in processes:
+                    if process.pid is not None and process.is_alive():
+                        os.kill(process.pid, signal.SIGTERM)
             time.sleep(0.05)
         for process in processes:
             if process.is_alive():

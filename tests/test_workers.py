@@ -106,8 +106,9 @@ def test_worker_killed_mid_trial_is_retried_and_the_study_completes(postgres, wr
 @pytest.mark.parametrize("nohup", [False, True], ids=["ctrl-c", "sigterm-under-nohup"])
 def test_ctrl_c_stops_all_workers_and_the_study_resumes(nohup: bool, write_space, tmp_path: Path) -> None:
     # Under nohup the workers inherit SIGINT ignored: they must still stop when the parent is told
-    # to, each marking its own trial interrupted, rather than run on until killed. (No recycling:
-    # a worker that ignored the request would otherwise leave after its 25 trials, unkilled.)
+    # to, each marking its own trial interrupted, rather than run on until the parent kills them
+    # after 60 s. (No recycling: a worker that ignored the request would otherwise leave after its
+    # 25 trials.)
     space = write_space(SPACE, "stopped.py")
     results = tmp_path / "results"
     process = search("run", str(space), "--trials", "400", "--workers", "2", "--epochs", "3", "--results",
@@ -115,12 +116,13 @@ def test_ctrl_c_stops_all_workers_and_the_study_resumes(nohup: bool, write_space
     location = str(results / "stopped" / "journal.log")
     wait_for(lambda: Path(location).exists() and sum(counted(t) for t in trials("stopped", location)) >= 2)
     process.send_signal(signal.SIGTERM if nohup else signal.SIGINT)
+    sent = time.monotonic()
     output, _ = process.communicate(timeout=120)
+    assert time.monotonic() - sent < 45, "the workers ran on until the parent killed them"
     assert process.returncode == 130, output
     assert "run the same command to resume" in output
     done = trials("stopped", location)
     assert not [t for t in done if t.state.name == "RUNNING"]
-    assert not [t.number for t in done if storage.lost(t)], "a worker had to be killed"
     kept = sum(counted(t) for t in done)
     assert kept >= 2 and (results / "stopped" / "leaderboard.csv").exists()
     assert main(["run", str(space), "--trials", str(kept + 2), "--workers", "2", "--epochs", "1",
