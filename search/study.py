@@ -31,6 +31,7 @@ from search.trial import FailureGuard, Objective
 
 SAMPLERS = ("tpe", "random", "cmaes", "gp")
 PRUNERS = ("median", "hyperband", "none")
+STARTUP_TRIALS = 5  # searched trials the median pruner waits for before judging any
 
 
 def study_name(space: Space, requested: str | None = None) -> str:
@@ -89,10 +90,13 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     raise InputError(f"--sampler {name!r}: expected one of {', '.join(SAMPLERS)}")
 
 
-def make_pruner(name: str, startup: int = 5) -> optuna.pruners.BasePruner:
-    """The named pruner; the median pruner judges no trial before `startup` trials have finished."""
+def make_pruner(name: str, baselines: int = 0) -> optuna.pruners.BasePruner:
+    """The named pruner. The median pruner judges no trial before `STARTUP_TRIALS` searched trials
+    have finished beyond the study's `baselines`: they finish first and count among its finished
+    trials, so without this the bar would be set by them and one or two searched trials (a
+    50-trial run of spaces/mlp.py then pruned every trial after its 7th)."""
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=1)
+        return optuna.pruners.MedianPruner(n_startup_trials=STARTUP_TRIALS + baselines, n_warmup_steps=1)
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, reduction_factor=3)
     if name == "none":
@@ -112,11 +116,8 @@ def open_study(name: str, location: str, sampler: str = "tpe", pruner: str = "me
     # Each worker draws its own random numbers, offset by the trials already run so that a resumed
     # study does not replay the same draws.
     study.sampler = make_sampler(sampler, base_seed + 1_000_003 * worker + len(study.trials))
-    # Baselines finish first and count among the pruner's finished trials: without this the bar
-    # would be set by them and one or two searched trials (a 50-trial run of spaces/mlp.py then
-    # pruned every trial after its 7th), so start-up waits for 5 searched trials beyond them.
     baselines = {t.user_attrs["baseline"] for t in study.get_trials(deepcopy=False) if t.user_attrs.get("baseline")}
-    study.pruner = make_pruner(pruner, startup=5 + len(baselines))
+    study.pruner = make_pruner(pruner, baselines=len(baselines))
     return study
 
 
