@@ -41,8 +41,8 @@ SPACE = {
         "cosine": {},  # to zero over the whole run
     }),
     "ema": Choice([0.0, 0.99]),  # evaluate a moving average of the weights (S3), or the weights
-    "batch_size": Choice([64, 128, 256, 512]),
-    "epochs": 10,
+    "batch_size": Choice([128, 256, 512]),
+    "epochs": 8,
 }
 
 BASELINES = baselines("S2", "S3", "S5")
