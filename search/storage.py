@@ -11,6 +11,7 @@ started after the budget was already met are flagged and do not count toward `--
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
 import socket
@@ -26,6 +27,7 @@ from search.errors import InputError
 JOURNAL = "journal.log"
 HEARTBEAT_SECONDS = 10
 GRACE_SECONDS = 60  # a trial with no heartbeat for this long belongs to a dead worker
+ORPHAN_SECONDS = 60  # a RUNNING trial with no pid this long after its start was never run (reap_dead)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 EXCLUDED = ("interrupted", "surplus")  # flags of trials that do not use up the budget
 LOST_REASON = "its worker died during the trial (queued once more)"
@@ -118,13 +120,22 @@ def reap_dead(study: optuna.Study, mine: bool = False) -> list[int]:
 
     With `mine`, this process's own RUNNING trials are reaped too: a worker calls it when it has
     reconnected after losing its database, when none of its trials can still be running.
+    A RUNNING trial that never recorded its host and pid, `ORPHAN_SECONDS` after it started, is
+    reaped too, whichever machine made it: a process stopped inside Optuna's `ask` leaves one
+    (the trial is created, the objective that records them never runs), and a live one records
+    them within milliseconds.
     """
     reaped = []
+    now = datetime.datetime.now()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         pid = trial.user_attrs.get("pid")
-        if trial.user_attrs.get("host") != HOST or pid is None:
+        if pid is None:
+            started = trial.datetime_start
+            if started is None or (now - started).total_seconds() < ORPHAN_SECONDS:
+                continue
+        elif trial.user_attrs.get("host") != HOST:
             continue
-        if _pid_alive(pid) and not (mine and pid == os.getpid()):
+        elif _pid_alive(pid) and not (mine and pid == os.getpid()):
             continue
         study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
         retry_lost(study, trial)

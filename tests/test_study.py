@@ -70,6 +70,24 @@ def test_search_then_resume_adds_exactly_the_missing_trials(write_space, tmp_pat
 
 
 @pytest.mark.slow
+def test_a_trial_left_running_without_a_pid_is_reaped_and_its_place_run(write_space, tmp_path: Path,
+                                                                          monkeypatch) -> None:
+    from search import storage
+
+    # A run stopped inside Optuna's `ask` leaves a RUNNING trial that never recorded host and pid.
+    space = write_space(SPACE, "small.py")
+    results = tmp_path / "results"
+    assert main(["run", str(space), "--trials", "2", "--results", str(results), *QUICK]) == 0
+    study = load_study("small", results)
+    orphan = study.ask().number
+    assert storage.reap_dead(study) == []  # under a minute old: maybe another machine's, just asked
+    monkeypatch.setattr(storage, "ORPHAN_SECONDS", 0.0)
+    assert main(["run", str(space), "--trials", "3", "--results", str(results), *QUICK]) == 0
+    done = trials(results, "small")
+    assert done[orphan].state.name == "FAIL" and storage.lost(done[orphan])
+    assert sum(counted(t) for t in done) == 3 and not [t for t in done if t.state.name == "RUNNING"]
+
+
 def test_pruner_prunes_weak_trials(write_space, tmp_path: Path) -> None:
     # Half of the configs learn (lr 3e-3), half barely move (lr 1e-6): after five trials the median
     # pruner has a bar the weak ones fall under at their second epoch.
