@@ -88,6 +88,7 @@ def test_a_trial_left_running_without_a_pid_is_reaped_and_its_place_run(write_sp
     assert sum(counted(t) for t in done) == 3 and not [t for t in done if t.state.name == "RUNNING"]
 
 
+@pytest.mark.slow
 def test_pruner_prunes_weak_trials(write_space, tmp_path: Path) -> None:
     # Half of the configs learn (lr 3e-3), half barely move (lr 1e-6): after five trials the median
     # pruner has a bar the weak ones fall under at their second epoch.

@@ -174,25 +174,20 @@ def test_trial_timeout_fails_long_trials_with_the_reason(write_space, tmp_path: 
     assert all(t.user_attrs["train_seconds"] < 10 for t in done)
 
 
-def _ignore_sigterm_then_sleep(ready) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+def _sleep(ready, ignore_sigterm: bool) -> None:
+    if ignore_sigterm:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     ready.set()
     time.sleep(120)
 
 
-def _sleep(ready) -> None:
-    ready.set()
-    time.sleep(120)
-
-
-@pytest.mark.parametrize(("target", "ended_by"), [(_sleep, signal.SIGTERM),
-                                                  (_ignore_sigterm_then_sleep, signal.SIGKILL)])
-def test_stopping_workers_asks_with_sigterm_then_kills_after_the_grace(target, ended_by) -> None:
+@pytest.mark.parametrize(("ignore_sigterm", "ended_by"), [(False, signal.SIGTERM), (True, signal.SIGKILL)])
+def test_stopping_workers_asks_with_sigterm_then_kills_after_the_grace(ignore_sigterm: bool, ended_by) -> None:
     from search.workers import _stop
 
     context = multiprocessing.get_context("spawn")
     ready = context.Event()
-    process = context.Process(target=target, args=(ready,))
+    process = context.Process(target=_sleep, args=(ready, ignore_sigterm))
     process.start()
     assert ready.wait(60)
     _stop([process], grace=1.0)
