@@ -10,9 +10,7 @@ import os
 # chatter about CPU instructions and missing CUDA would otherwise bury our own output.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-# oneDNN's CPU kernels for matmul and convolution (and their gradients). This TensorFlow build
-# leaves them off unless asked; with them the S2 MLP's train step ran about 20% faster and the CNN's
-# about 30% (benchmarks/throughput.py). Set TF_ENABLE_ONEDNN_OPTS=0 to compare.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+# Whether TensorFlow uses oneDNN's CPU kernels is decided per process, by what it will train:
+# see `search.runtime.start_tensorflow`.
 
 __version__ = "0.1.0"

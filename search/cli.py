@@ -228,7 +228,8 @@ def cmd_baselines(args: argparse.Namespace, console: Console) -> int:
     if unknown:
         raise InputError(f"--only {', '.join(unknown)}: expected one of {', '.join(baselines.SEEDS)}")
     data = datasets.load("mnist", None, args.train_size)
-    start_tensorflow(verbose=args.debug)
+    kinds = {baselines.SEEDS[name].config["model"] for name in args.only or baselines.SEEDS}
+    start_tensorflow(verbose=args.debug, models=kinds)
     table = baselines.run_baselines(data, args.only, args.scale, args.seed,
                                     progress=lambda line: console.print(line, highlight=False))
     console.print(baselines.format_table(table))
@@ -406,7 +407,7 @@ def _run_keras_tuner(args: argparse.Namespace, console: Console, space: spaces.S
     console.print(f"study [bold]{name}[/] ({label}) in {redact(location)}: {done} of {args.trials} trials done; "
                   f"{data.name} {len(data.train_labels):,} train / {len(data.val_labels):,} val / "
                   f"{len(data.test_labels):,} test")
-    start_tensorflow(verbose=args.debug)
+    start_tensorflow(verbose=args.debug, models=space.model_kinds())
     settings = engines.Settings(tuner=args.tuner, trials=args.trials, epochs=args.epochs, timeout=args.timeout,
                                 trial_timeout=args.trial_timeout, keep=args.keep_top, command=_command_line(args),
                                 debug=args.debug)

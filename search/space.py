@@ -113,6 +113,12 @@ class Space:
     def name(self) -> str:
         return Path(self.source).stem
 
+    def model_kinds(self) -> set[str]:
+        """Every model kind ("softmax", "mlp", "cnn") its trials and baselines can build."""
+        model = self.space["model"]
+        kinds = {str(label) for label in model.labels()} if isinstance(model, Choice) else {str(model)}
+        return kinds | {str(config["model"]) for config in self.baselines.values()}
+
 
 def load_space(path: str | Path) -> Space:
     """Import a space file and validate it whole; raises `SpaceError` with one line."""

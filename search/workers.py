@@ -76,8 +76,8 @@ def work(spec: WorkerSpec, callbacks: list[Callable[[optuna.Study, FrozenTrial],
     from search.space import load_space
     from search.trial import Objective
 
-    start_tensorflow(verbose=spec.debug, threads=spec.threads)
     space = load_space(spec.space_file)
+    start_tensorflow(verbose=spec.debug, threads=spec.threads, models=space.model_kinds())
     data = datasets.load(spec.dataset, spec.data_path, spec.train_size)
     waited = 0.0
     while True:

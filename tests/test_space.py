@@ -71,6 +71,14 @@ def test_count_dimensions() -> None:
     assert count_dimensions(space) == 1 + 3 + 1 + 1
 
 
+def test_model_kinds_come_from_the_space_and_its_baselines() -> None:
+    spaces_dir = Path(__file__).parent.parent / "spaces"
+    assert load_space(spaces_dir / "mlp.py").model_kinds() == {"mlp"}
+    assert load_space(spaces_dir / "cnn.py").model_kinds() == {"cnn"}
+    assert load_space(spaces_dir / "arch.py").model_kinds() == {"mlp", "cnn"}  # a Choice of branches
+    assert load_space(spaces_dir / "softmax.py").model_kinds() == {"softmax"}
+
+
 @pytest.mark.parametrize("path", SPACES, ids=[p.name for p in SPACES])
 def test_every_shipped_space_loads_samples_and_builds(path: Path) -> None:
     from search import models
