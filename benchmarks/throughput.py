@@ -3,19 +3,23 @@
     .venv/bin/python benchmarks/throughput.py [--epochs 3] [--rounds 2] [--fixed-trials 5] [--skip-search]
 
 Prints, from one run on one machine, and writes to results/benchmarks/throughput.md:
-- the roofline: TensorFlow's float32 matrix-multiply rate here (chained square matmuls, best size);
+- the roofline: TensorFlow's float32 matrix-multiply rate here (chained square matmuls, best size),
+  the better of its two CPU kernel sets, Eigen's and oneDNN's (each asked in its own process);
 - for the S2 MLP (784-512-256-128-10) at batch 128 and 512 and a small CNN (3x3 convolutions of 32
   and 64 filters, each with 2x2 max pooling, Dense 128) at batch 128: training samples per second
   of the harness's compiled loop (`search.train.CompiledLoop`), of plain `model.fit` on NumPy arrays
   as the tutorials call it (`x / 255.0`, a float64 array; Adam; accuracy metric; validation data),
   and of KerasTuner running the same model for one trial (RandomSearch, `tuner.search`); each is the
-  median over `--rounds` x `--epochs` epochs, the trainers taking turns round by round, each round
-  after a warm-up epoch, training time only (validation excluded for all); the ratios. `model.fit`
-  and KerasTuner run as a tutorial runs them, in a process with TensorFlow's own defaults (which
-  on a CPU without AVX-512 leave oneDNN off); `model.fit` runs a second time in this process with
-  oneDNN on, as the harness runs, so that the kernels are the same and only the loop differs;
-  and the harness's FLOP rate as a share of the roofline, with FLOPs per training sample counted
-  from the model's layers (forward, weight gradients, input gradients except the first layer's);
+  median over `--rounds` x `--epochs` epochs, the trainers taking turns round by round, each in a
+  fresh process, each round after a warm-up epoch, training time only (validation excluded for
+  all); the ratios. The harness runs with the kernels a lone worker on all cores picks for that
+  model (`search.runtime.use_onednn`); `model.fit` and KerasTuner run as a tutorial runs them, with
+  TensorFlow's default (which on a CPU without AVX-512 is Eigen's). Where those differ, `model.fit`
+  runs again with the harness's kernels, so that only the loop differs;
+- the harness's FLOP rate as a share of the roofline, with FLOPs per training sample counted from
+  the model's layers (forward, weight gradients, input gradients except the first layer's); and for
+  the MLP, the share its training matmuls alone reach, back to back at the same batch size: the
+  most the harness's step could reach if everything else in it cost nothing;
 - the fixed cost of one trial: a real trial through Optuna and the journal storage (build, trace,
   epochs, test evaluation, keeping the weights) minus its epochs at the steady epoch time, the
   median over `--fixed-trials` such trials in a row (a new worker's first trial also pays the
@@ -41,9 +45,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from search.runtime import start_tensorflow  # noqa: E402
+from search.runtime import ONEDNN, cores, start_tensorflow, use_onednn  # noqa: E402
 
-start_tensorflow()
+# This process times the MLP parts (fixed cost, matmuls alone) with the kernels a worker for an
+# MLP space uses; a child process started for something else gets its kernels from the parent.
+start_tensorflow(models={"mlp"})
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -62,7 +68,8 @@ WORKLOADS = [("S2 MLP 784-512-256-128-10", MLP, 128), ("S2 MLP 784-512-256-128-1
 
 def roofline() -> tuple[float, int]:
     """Best float32 GFLOP/s of chained n x n matmuls (chained, so no two are the same and none
-    can be folded away), and the n it was reached at."""
+    can be folded away), and the n it was reached at, with this process's kernels (the benchmark
+    asks again in a child process with the other kernels, and keeps the better)."""
     best = (0.0, 0)
     for n in (512, 1024, 2048):
         a = tf.random.normal([n, n]) / n**0.5
@@ -98,6 +105,40 @@ def training_flops(model: keras.Model) -> float:
         total += forward * (2 if first else 3)
         first = False
     return total
+
+
+def matmuls_alone(model: keras.Model, batch_size: int, steps: int = 100, rounds: int = 5) -> float:
+    """GFLOP/s of an MLP's own training matmuls and nothing else: for each Dense kernel (k x n) at
+    `batch_size`, the forward (b x k)(k x n), the weight gradient (k x b)(b x n) and, for all but
+    the first, the input gradient (b x n)(n x k), back to back in one traced loop. What the
+    harness's step could reach if its other ops (biases, activations, loss, Adam) cost nothing."""
+    kernels = [layer.kernel for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    weights = [tf.random.normal(kernel.shape) * 0.05 for kernel in kernels]
+    x = tf.random.normal([batch_size, kernels[0].shape[0]])
+    upstream = tf.random.normal([batch_size, kernels[-1].shape[1]])
+
+    @tf.function
+    def run(count: Any) -> Any:
+        total = tf.constant(0.0)
+        for _ in tf.range(count):
+            inputs = [x]
+            for w in weights:
+                inputs.append(tf.matmul(inputs[-1], w))
+            grad = upstream
+            for index in reversed(range(len(weights))):
+                total += tf.matmul(inputs[index], grad, transpose_a=True)[0, 0]
+                if index:
+                    grad = tf.matmul(grad, weights[index], transpose_b=True)
+        return total
+
+    flops = training_flops(model) * batch_size * steps
+    run(tf.constant(2)).numpy()
+    rates = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        run(tf.constant(steps)).numpy()
+        rates.append(flops / (time.perf_counter() - started) / 1e9)
+    return statistics.median(rates)
 
 
 def harness_rate(config: dict[str, Any], dataset: data.Dataset, images: int, epochs: int) -> list[float]:
@@ -199,22 +240,30 @@ def tensorflow_default_onednn() -> bool:
     return out.strip().splitlines()[-1] == "True"
 
 
-def as_tutorials_run(trainer: str, workload: int, images: int, epochs: int, onednn: bool) -> list[float]:
-    """`trainer` ("fit" or "tuner") on `WORKLOADS[workload]` in a child process whose TensorFlow has
-    its own default oneDNN setting (`onednn`, from `tensorflow_default_onednn`)."""
+def in_child(trainer: str, workload: int, images: int, epochs: int, onednn: bool) -> list[float]:
+    """`trainer` ("harness", "fit", "tuner" or "roofline") on `WORKLOADS[workload]` in a fresh
+    process whose TensorFlow uses oneDNN's kernels or not as `onednn` says: the tutorials' trainers
+    with TensorFlow's default (`tensorflow_default_onednn`), the harness with what a worker picks
+    for that model (`search.runtime.use_onednn`)."""
     command = [sys.executable, __file__, "--child", trainer, "--workload", str(workload), "--child-images",
                str(images), "--epochs", str(epochs)]
-    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1" if onednn else "0"}
-    out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
-    return [float(rate) for rate in out.strip().splitlines()[-1].split()]
+    env = {**os.environ, ONEDNN: "1" if onednn else "0"}
+    finished = subprocess.run(command, env=env, capture_output=True, text=True)
+    if finished.returncode:
+        raise SystemExit(f"{' '.join(command[1:])} failed:\n{finished.stderr[-2000:]}")
+    return [float(rate) for rate in finished.stdout.strip().splitlines()[-1].split()]
 
 
 def child(trainer: str, workload: int, images: int, epochs: int) -> None:
-    """The child side of `as_tutorials_run`: prints the per-epoch rates on one line."""
+    """The child side of `in_child`: prints the per-epoch rates (the roofline: rate and size) on one line."""
     _, base, batch_size = WORKLOADS[workload]
     dataset = data.load("mnist")
     with tempfile.TemporaryDirectory() as tmp:
-        if trainer == "fit":
+        if trainer == "roofline":
+            rates = list(roofline())
+        elif trainer == "harness":
+            rates = harness_rate({**base, "batch_size": batch_size}, dataset, images, epochs)
+        elif trainer == "fit":
             rates = fit_rate({**base, "batch_size": batch_size}, dataset, images, epochs, batch_size)
         else:
             rates = keras_tuner_rate({**base, "batch_size": batch_size}, dataset, images, epochs, batch_size, Path(tmp))
@@ -326,7 +375,7 @@ def main() -> None:
     parser.add_argument("--fixed-trials", type=positive, default=5, help="trials the fixed cost is the median of")
     parser.add_argument("--skip-search", action="store_true", help="leave out the 50-trial search")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "benchmarks")
-    parser.add_argument("--child", choices=["fit", "tuner"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["harness", "fit", "tuner", "roofline"], help=argparse.SUPPRESS)
     parser.add_argument("--workload", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--child-images", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -334,34 +383,50 @@ def main() -> None:
         child(args.child, args.workload, args.child_images, args.epochs)
         return
     default_onednn = tensorflow_default_onednn()
+    here_onednn = os.environ[ONEDNN] == "1"
     dataset = data.load("mnist")
     lines = [f"Machine: {machine()}", ""]
-    peak, size = roofline()
-    lines += [f"Roofline: float32 matmul {peak:.1f} GFLOP/s (chained {size}x{size} matmuls, oneDNN on)",
-              f"model.fit and KerasTuner as the tutorials run them: TensorFlow's defaults, which here leave oneDNN "
-              f"{'on' if default_onednn else 'off'}; the harness runs with oneDNN on", ""]
+    rooflines = {here_onednn: roofline()}
+    rate, n = in_child("roofline", 0, 1, 1, not here_onednn)
+    rooflines[not here_onednn] = (rate, int(n))
+    best = max(rooflines, key=lambda onednn: rooflines[onednn][0])
+    peak, size = rooflines[best]
+    kernels = {True: "oneDNN", False: "Eigen"}
+    lines += [f"Roofline: float32 matmul {peak:.1f} GFLOP/s (chained {size}x{size} matmuls, {kernels[best]}; "
+              f"{kernels[not best]}: {rooflines[not best][0]:.1f} GFLOP/s at {rooflines[not best][1]})",
+              f"Kernels: the harness, one process on all {cores()} cores, uses "
+              f"{kernels[use_onednn({'mlp'}, cores())]} for the MLP and {kernels[use_onednn({'cnn'}, cores())]} "
+              f"for the CNN; a worker on one thread beside others uses {kernels[use_onednn({'mlp'}, 1)]} "
+              f"(search.runtime.use_onednn); model.fit and KerasTuner as the tutorials run them use TensorFlow's "
+              f"default, which here is {kernels[default_onednn]}", ""]
     print(*lines, sep="\n", flush=True)
     table = ["| model | batch | harness samples/s | model.fit samples/s | KerasTuner samples/s | harness/fit | "
-             "harness/KerasTuner | model.fit with oneDNN samples/s | harness/that fit | MFLOP/sample | "
-             "harness GFLOP/s | of roofline |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "harness/KerasTuner | model.fit, harness's kernels, samples/s | harness/that fit | MFLOP/sample | "
+             "harness GFLOP/s | of roofline | its matmuls alone, of roofline |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     with tempfile.TemporaryDirectory() as tmp:
         for index, (name, base, batch_size) in enumerate(WORKLOADS):
             config = {**base, "batch_size": batch_size}
             images = args.cnn_images if base["model"] == "cnn" else args.mlp_images
-            rates: dict[str, list[float]] = {"harness": [], "fit": [], "tuner": [], "fit_onednn": []}
+            harness_onednn = use_onednn({str(base["model"])}, cores())
+            rates: dict[str, list[float]] = {"harness": [], "fit": [], "tuner": [], "fit_same": []}
             for _ in range(args.rounds):  # interleaved, so a slow spell of the machine hits all of them
-                rates["harness"] += harness_rate(config, dataset, images, args.epochs)
-                rates["fit"] += as_tutorials_run("fit", index, images, args.epochs, default_onednn)
-                rates["tuner"] += as_tutorials_run("tuner", index, images, args.epochs, default_onednn)
-                rates["fit_onednn"] += fit_rate(config, dataset, images, args.epochs, batch_size)
+                rates["harness"] += in_child("harness", index, images, args.epochs, harness_onednn)
+                rates["fit"] += in_child("fit", index, images, args.epochs, default_onednn)
+                rates["tuner"] += in_child("tuner", index, images, args.epochs, default_onednn)
+                if harness_onednn != default_onednn:  # else the fit column already is that fit
+                    rates["fit_same"] += in_child("fit", index, images, args.epochs, harness_onednn)
+            rates["fit_same"] = rates["fit_same"] or rates["fit"]
             harness, plain, tuner, same = (statistics.median(rates[key])
-                                           for key in ("harness", "fit", "tuner", "fit_onednn"))
-            flops = training_flops(models.build(config))
+                                           for key in ("harness", "fit", "tuner", "fit_same"))
+            model = models.build(config)
+            flops = training_flops(model)
             achieved = harness * flops / 1e9
+            alone = (f"{matmuls_alone(model, batch_size) / peak:.0%}"
+                     if base["model"] == "mlp" and harness_onednn == here_onednn else "-")
             row = (f"| {name} | {batch_size} | {harness:,.0f} | {plain:,.0f} | {tuner:,.0f} | {harness / plain:.2f}x | "
                    f"{harness / tuner:.2f}x | {same:,.0f} | {harness / same:.2f}x | {flops / 1e6:.2f} | "
-                   f"{achieved:.1f} | {achieved / peak:.0%} |")
+                   f"{achieved:.1f} | {achieved / peak:.0%} | {alone} |")
             table.append(row)
             print(row, flush=True)
         cost = fixed_cost(dataset, Path(tmp), args.fixed_trials)

@@ -17,17 +17,29 @@ from collections.abc import Collection, Iterator
 ONEDNN = "TF_ENABLE_ONEDNN_OPTS"
 
 
-def use_onednn(models: Collection[str]) -> bool:
-    """Whether a process that trains these model kinds ("softmax", "mlp", "cnn") should use
-    oneDNN's CPU kernels rather than TensorFlow's own (Eigen's).
+def use_onednn(models: Collection[str], threads: int) -> bool:
+    """Whether a process that trains these model kinds ("softmax", "mlp", "cnn") on `threads`
+    intra-op threads should use oneDNN's CPU kernels rather than TensorFlow's own (Eigen's).
 
-    Measured side by side on the 2-core AMD EPYC (AVX2) machine with `benchmarks/throughput.py`'s
-    workloads (README, "Training speed"): for the CNN, oneDNN's convolutions trained about 1.3x as
-    many samples a second as Eigen's; for the S2 MLP, Eigen's matmuls trained about 1.2x (batch 128)
-    to 1.35x (batch 512) as many as oneDNN's. So oneDNN is on when any trial may be a CNN (a CNN
-    epoch costs many MLP epochs) and off otherwise. On a GPU neither is used.
+    Measured on the 2-core AMD EPYC (AVX2) machine, the two settings taking turns in fresh processes
+    on `benchmarks/throughput.py`'s workloads (README, "Training speed"):
+    - the CNN, one process on both cores: oneDNN 1.39x as many samples a second (medians of 4 runs);
+    - the S2 MLP, one process on both cores: Eigen 1.1x (batch 128) and 1.24x (batch 512) as many
+      (medians of 10 runs);
+    - the S2 MLP, two processes of one thread each (what `run` starts on 2 cores): oneDNN 1.16x
+      (batch 128) and 1.13x (batch 512) as many (3 runs, each better with oneDNN).
+    So Eigen only for dense models on several threads; more than 2 threads were not measured.
+    On a GPU neither is used.
     """
-    return "cnn" in models
+    return "cnn" in models or threads <= 1
+
+
+def cores() -> int:
+    """CPU cores this process may run on (a container's limit, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 @contextlib.contextmanager
@@ -50,12 +62,13 @@ def start_tensorflow(verbose: bool = False, threads: int | None = None,
     `threads` caps TensorFlow's thread pools, so that local workers share the cores instead of each
     starting one thread per core; it only takes effect before TensorFlow's runtime has started.
 
-    `models`, the model kinds this process will train, picks TensorFlow's CPU kernels
-    (`use_onednn`); None leaves TensorFlow's own default (a process that only predicts). It only
-    takes effect before TensorFlow is first imported, and a TF_ENABLE_ONEDNN_OPTS the user set wins.
+    `models`, the model kinds this process will train, and `threads` (None: one per core) pick
+    TensorFlow's CPU kernels (`use_onednn`); `models` None leaves TensorFlow's own default (a
+    process that only predicts). It only takes effect before TensorFlow is first imported, and a
+    TF_ENABLE_ONEDNN_OPTS the user set wins.
     """
     if models is not None and "tensorflow" not in sys.modules:
-        os.environ.setdefault(ONEDNN, "1" if use_onednn(models) else "0")
+        os.environ.setdefault(ONEDNN, "1" if use_onednn(models, threads or cores()) else "0")
     with contextlib.nullcontext() if verbose else quiet_stderr():
         import tensorflow as tf
 

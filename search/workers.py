@@ -28,6 +28,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from search import storage
+from search.runtime import cores
 
 STORAGE_RETRY_SECONDS = 120  # how long a worker waits for its database to come back
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -144,14 +145,6 @@ class LocalRun:
 
     def exit_code(self) -> int:
         return EXIT_INTERRUPTED if self.interrupted else EXIT_FAILED if self.failed else EXIT_OK
-
-
-def cores() -> int:
-    """CPU cores this process may run on (a container's limit, not the host's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def default_count() -> int:
