@@ -21,13 +21,13 @@ def use_onednn(models: Collection[str], threads: int) -> bool:
     """Whether a process that trains these model kinds ("softmax", "mlp", "cnn") on `threads`
     intra-op threads should use oneDNN's CPU kernels rather than TensorFlow's own (Eigen's).
 
-    Measured on the 2-core AMD EPYC (AVX2) machine, the two settings taking turns in fresh processes
-    on `benchmarks/throughput.py`'s workloads (README, "Training speed"):
-    - the CNN, one process on both cores: oneDNN 1.39x as many samples a second (medians of 4 runs);
-    - the S2 MLP, one process on both cores: Eigen 1.1x (batch 128) and 1.24x (batch 512) as many
-      (medians of 10 runs);
-    - the S2 MLP, two processes of one thread each (what `run` starts on 2 cores): oneDNN 1.16x
-      (batch 128) and 1.13x (batch 512) as many (3 runs, each better with oneDNN).
+    Measured on the 2-core AMD EPYC (AVX2) machine by `benchmarks/kernels.py` (README, "Training
+    speed"), the two taking turns in fresh processes, medians:
+    - the CNN, one process on both cores: oneDNN 1.33x as many samples a second (4 of 4 pairs);
+    - the S2 MLP, one process on both cores: Eigen 1.10x at batch 128 (3 of 4 pairs), even at
+      batch 512 (1.02x, 2 of 4); earlier interleaved runs gave Eigen 1.13x and 1.26x (10 pairs);
+    - the S2 MLP, two processes of one thread each at once (what `run` starts on 2 cores): oneDNN
+      1.23x at batch 128 and 1.16x at batch 512 (3 of 3 pairs each).
     So Eigen only for dense models on several threads; more than 2 threads were not measured.
     On a GPU neither is used.
     """
