@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/step_profile.py [--batch 128] [--calls 4] [--model mlp|cnn]
 
 Trains the S2 MLP (784-512-256-128-10, ReLU, Adam; or the benchmark's small CNN) with
-`search.train.CompiledLoop` on real MNIST, times `--calls` calls of `BATCHES_PER_CALL` batches
+`search.train.CompiledLoop` on real MNIST, with the CPU kernels a lone worker picks for that model
+(`search.runtime.use_onednn`), times `--calls` calls of `BATCHES_PER_CALL` batches
 without the profiler, then again under TensorFlow's profiler, and prints the time of each kind of
 TensorFlow op per training step, per executor thread. Times are thread time: TensorFlow runs
 independent ops on its inter-op threads side by side, so their sum can exceed the wall time.
@@ -22,7 +23,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from search.runtime import start_tensorflow  # noqa: E402
 
-start_tensorflow()
+
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--calls", type=int, default=4, help="calls of the compiled loop to time (4)")
+    parser.add_argument("--model", choices=["mlp", "cnn"], default="mlp")
+    return parser.parse_args()
+
+
+ARGS = arguments()  # first: the model picks the CPU kernels TensorFlow starts with, as in a worker
+start_tensorflow(models={ARGS.model})
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -32,15 +43,11 @@ from search import data, models, schema, train  # noqa: E402
 from search.optimizers import make_optimizer  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import CNN, MLP, positive  # noqa: E402
+from throughput import CNN, MLP  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=positive, default=128)
-    parser.add_argument("--calls", type=positive, default=4, help="calls of the compiled loop to time (4)")
-    parser.add_argument("--model", choices=["mlp", "cnn"], default="mlp")
-    args = parser.parse_args()
+    args = ARGS
 
     config = schema.resolve({**(MLP if args.model == "mlp" else CNN), "batch_size": args.batch})
     dataset = data.load("mnist")
