@@ -9,6 +9,7 @@ file descriptor 2 pointed at /dev/null, then restores it. Python-level errors st
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import sys
@@ -32,6 +33,15 @@ def use_onednn(models: Collection[str], threads: int) -> bool:
     On a GPU neither is used.
     """
     return "cnn" in models or threads <= 1
+
+
+@functools.cache
+def cpu_kernels() -> str:
+    """The CPU kernels this process's TensorFlow runs, "oneDNN" or "Eigen" (once it has started):
+    recorded with each trial, since they change its training time."""
+    from tensorflow.python.util import _pywrap_util_port
+
+    return "oneDNN" if _pywrap_util_port.IsMklEnabled() else "Eigen"
 
 
 def cores() -> int:

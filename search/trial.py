@@ -23,6 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 from search import artifacts
 from search.data import Dataset
 from search.errors import TrialFailed
+from search.runtime import cpu_kernels
 from search.space import Space, sample
 from search.storage import EXCLUDED, HOST, counted, pending
 
@@ -63,6 +64,7 @@ class Objective:
         trial.set_user_attr("host", HOST)
         trial.set_user_attr("pid", os.getpid())
         trial.set_user_attr("worker", self.worker)
+        trial.set_user_attr("cpu_kernels", cpu_kernels())
         self._check_budget(trial)
         label = trial.user_attrs.get("baseline")
         baseline = label in self.space.baselines

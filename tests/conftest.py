@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import textwrap
 from pathlib import Path
@@ -16,6 +17,15 @@ from search import data
 # default at exec, so handling it here gives every child Python's usual KeyboardInterrupt.
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def expected_kernels(models: set[str], threads: int) -> str:
+    """The CPU kernels a worker training `models` on `threads` threads records with its trials:
+    what `search.runtime.use_onednn` picks, unless TF_ENABLE_ONEDNN_OPTS is set around the tests."""
+    from search.runtime import ONEDNN, use_onednn
+
+    user = os.environ.get(ONEDNN)
+    return "oneDNN" if (user == "1" if user is not None else use_onednn(models, threads)) else "Eigen"
 
 
 @pytest.fixture(scope="session")

@@ -11,9 +11,11 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
+from conftest import expected_kernels
 
 from search import artifacts, train
 from search.cli import main
+from search.runtime import cores
 from search.storage import counted
 from search.study import load_study
 
@@ -48,6 +50,8 @@ def test_search_then_resume_adds_exactly_the_missing_trials(write_space, tmp_pat
     assert baseline.number == 0 and baseline.user_attrs["config"]["layers"] == [{"units": 32}]
     assert baseline.user_attrs["n_params"] == 784 * 32 + 32 + 32 * 10 + 10
     assert [t.user_attrs["seed"] for t in first] == [0, 1, 2]  # trial N runs with seed base + N
+    # One worker on every core, dense models only: TensorFlow's own kernels, where it has several cores.
+    assert {t.user_attrs["cpu_kernels"] for t in first} == {expected_kernels({"mlp"}, cores())}
     for t in first:
         assert t.value == max(t.user_attrs["val_history"]) and t.user_attrs["epochs"] == 1
         assert 0.0 < t.user_attrs["test_accuracy"] <= 1.0

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import optuna
 import pytest
+from conftest import expected_kernels
 
 from search import storage
 from search.cli import main
+from search.runtime import cores
 from search.storage import counted, open_storage
 
 SPACE = """
@@ -71,6 +73,8 @@ def test_three_workers_run_exactly_the_budget_on_postgresql(postgres, write_spac
     assert [t.user_attrs.get("baseline") for t in done if counted(t)].count("tiny") == 1
     assert not [t for t in done if t.state.name in ("RUNNING", "WAITING")]
     assert len({t.user_attrs["pid"] for t in done if counted(t)}) >= 2  # the work was shared
+    # Three workers share the cores, each on cores // 3 threads (at least one): oneDNN on one thread.
+    assert {t.user_attrs["cpu_kernels"] for t in done if counted(t)} == {expected_kernels({"mlp"}, max(1, cores() // 3))}
     assert len({(t.user_attrs["seed"]) for t in done if counted(t)}) == 12
     # The password in the storage URL is nowhere: not on screen, not in any file written.
     assert "s3cret" not in out and "***" in out
