@@ -54,9 +54,9 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     from search.storage import counted
     from search.trial import Objective
 
-    devices = start_tensorflow()
-    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a trial cut at the budget is not news
     space = replace(load_space(job["space"]), baselines={})
+    devices = start_tensorflow(models=space.model_kinds())  # the CPU kernels a lone worker would use
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a trial cut at the budget is not news
     data = datasets.load("mnist", None, job["train_size"])
     folder = Path(job["folder"])
     shutil.rmtree(folder, ignore_errors=True)  # a fresh study: never resume an earlier benchmark
