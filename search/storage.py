@@ -143,6 +143,13 @@ def reap_dead(study: optuna.Study, mine: bool = False) -> list[int]:
     return reaped
 
 
+def orphan_ages(study: optuna.Study) -> list[float]:
+    """Seconds since each RUNNING trial that never recorded a pid started (see `reap_dead`)."""
+    now = datetime.datetime.now()
+    return [(now - t.datetime_start).total_seconds() if t.datetime_start else ORPHAN_SECONDS
+            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if t.user_attrs.get("pid") is None]
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -203,6 +203,18 @@ def run_local(spec: WorkerSpec, workers: int, on_trial: Callable[[optuna.Study, 
                 if outcome.failed is None and restarts_left > 0 and spec.timeout is None and _tolerant(
                         lambda: studies.remaining(opened, spec.budget) + _waiting(opened), default=1) > 0:
                     start(index)
+            if not processes and outcome.failed is None and spec.timeout is None:
+                # A trial created but never run (the database lost inside Optuna's ask) holds a place
+                # in the budget: once it is old enough to be sure of, it is failed and queued again.
+                ages = _tolerant(lambda: storage.orphan_ages(opened), default=[]) or []
+                if ages:
+                    say(f"{len(ages)} trial(s) were created but never run; queued again in "
+                        f"{max(0.0, storage.ORPHAN_SECONDS - min(ages)):.0f} s")
+                    deadline = time.monotonic() + max(0.0, storage.ORPHAN_SECONDS - min(ages)) + 0.5
+                    while time.monotonic() < deadline:
+                        _drain(events, on_epoch, wait=min(1.0, max(0.0, deadline - time.monotonic())))
+                    if _tolerant(lambda: storage.reap_dead(opened)):
+                        start(0)
     except KeyboardInterrupt:
         outcome.interrupted = True
         _stop(list(processes.values()))

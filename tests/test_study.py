@@ -85,7 +85,9 @@ def test_a_trial_left_running_without_a_pid_is_reaped_and_its_place_run(write_sp
     study = load_study("small", results)
     orphan = study.ask().number
     assert storage.reap_dead(study) == []  # under a minute old: maybe another machine's, just asked
-    monkeypatch.setattr(storage, "ORPHAN_SECONDS", 0.0)
+    # Still young when the run starts and when its workers, finding the budget met with it pending,
+    # leave (a few seconds): the run waits until it is old enough, then fails it and runs its place.
+    monkeypatch.setattr(storage, "ORPHAN_SECONDS", 20.0)
     assert main(["run", str(space), "--trials", "3", "--results", str(results), *QUICK]) == 0
     done = trials(results, "small")
     assert done[orphan].state.name == "FAIL" and storage.lost(done[orphan])
