@@ -126,12 +126,10 @@ def reap_dead(study: optuna.Study, mine: bool = False) -> list[int]:
     them within milliseconds.
     """
     reaped = []
-    now = datetime.datetime.now()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         pid = trial.user_attrs.get("pid")
         if pid is None:
-            started = trial.datetime_start
-            if started is None or (now - started).total_seconds() < ORPHAN_SECONDS:
+            if _orphan_age(trial) < ORPHAN_SECONDS:
                 continue
         elif trial.user_attrs.get("host") != HOST:
             continue
@@ -145,9 +143,15 @@ def reap_dead(study: optuna.Study, mine: bool = False) -> list[int]:
 
 def orphan_ages(study: optuna.Study) -> list[float]:
     """Seconds since each RUNNING trial that never recorded a pid started (see `reap_dead`)."""
-    now = datetime.datetime.now()
-    return [(now - t.datetime_start).total_seconds() if t.datetime_start else ORPHAN_SECONDS
-            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if t.user_attrs.get("pid") is None]
+    return [_orphan_age(t) for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if t.user_attrs.get("pid") is None]
+
+
+def _orphan_age(trial: FrozenTrial) -> float:
+    """Seconds since a trial started (0 if it has no start time: never old enough to reap)."""
+    if trial.datetime_start is None:
+        return 0.0
+    return (datetime.datetime.now() - trial.datetime_start).total_seconds()
 
 
 def _pid_alive(pid: int) -> bool:

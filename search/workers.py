@@ -208,9 +208,9 @@ def run_local(spec: WorkerSpec, workers: int, on_trial: Callable[[optuna.Study, 
                 # in the budget: once it is old enough to be sure of, it is failed and queued again.
                 ages = _tolerant(lambda: storage.orphan_ages(opened), default=[]) or []
                 if ages:
-                    say(f"{len(ages)} trial(s) were created but never run; queued again in "
-                        f"{max(0.0, storage.ORPHAN_SECONDS - min(ages)):.0f} s")
-                    deadline = time.monotonic() + max(0.0, storage.ORPHAN_SECONDS - min(ages)) + 0.5
+                    wait = max(0.0, storage.ORPHAN_SECONDS - min(ages))
+                    say(f"{len(ages)} trial(s) were created but never run; queued again in {wait:.0f} s")
+                    deadline = time.monotonic() + wait + 0.5
                     while time.monotonic() < deadline:
                         _drain(events, on_epoch, wait=min(1.0, max(0.0, deadline - time.monotonic())))
                     if _tolerant(lambda: storage.reap_dead(opened)):
