@@ -1,6 +1,6 @@
 """Where one training step of the harness's compiled loop spends its time, op by op.
 
-    .venv/bin/python benchmarks/step_profile.py [--batch 128] [--calls 4] [--model mlp|cnn]
+    .venv/bin/python benchmarks/step_profile.py [--batch 128] [--calls 4] [--model mlp|cnn] [--nodes]
 
 Trains the S2 MLP (784-512-256-128-10, ReLU, Adam; or the benchmark's small CNN) with
 `search.train.CompiledLoop` on real MNIST, with the CPU kernels a lone worker picks for that model
@@ -29,6 +29,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--calls", type=int, default=4, help="calls of the compiled loop to time (4)")
     parser.add_argument("--model", choices=["mlp", "cnn"], default="mlp")
+    parser.add_argument("--nodes", action="store_true", help="one row per graph node, not per op type")
     return parser.parse_args()
 
 
@@ -85,7 +86,8 @@ def main() -> None:
         if not line.name.startswith("tf_Compute"):
             continue
         for event in line.events:
-            name = names.get(event.metadata_id, "?").rsplit(":", 1)[-1]  # "node/name:OpType"
+            full = names.get(event.metadata_id, "?")  # "node/name:OpType"
+            name = full if args.nodes else full.rsplit(":", 1)[-1]
             if name.endswith("Process"):  # one executor task: the ops below run inside these
                 busy += event.duration_ps / 1e9
                 continue
@@ -95,7 +97,7 @@ def main() -> None:
     print(f"executor threads: {threads}, busy {busy / steps:.2f} ms a step in all "
           f"(of {threads * profiled * 1e3:.2f} ms of thread time)")
     print(f"{'ms/step':>8} {'calls/step':>10}  op")
-    for name, spent in time_of.most_common(15):
+    for name, spent in time_of.most_common(25 if args.nodes else 15):
         print(f"{spent / steps:8.3f} {count[name] / steps:10.1f}  {name}")
 
 
