@@ -35,6 +35,14 @@ def use_onednn(models: Collection[str], threads: int) -> bool:
     return "cnn" in models or threads <= 1
 
 
+def onednn_wanted(models: Collection[str], threads: int) -> bool:
+    """Whether a process that starts TensorFlow with these `models` and `threads` gets oneDNN: the
+    TF_ENABLE_ONEDNN_OPTS the user set (read as TensorFlow reads it: "1" or "true" is on), or
+    else `use_onednn`'s choice."""
+    user = os.environ.get(ONEDNN)
+    return user.strip().lower() in ("1", "true") if user is not None else use_onednn(models, threads)
+
+
 @functools.cache
 def cpu_kernels() -> str:
     """The CPU kernels this process's TensorFlow runs, "oneDNN" or "Eigen" (once it has started):
@@ -78,7 +86,7 @@ def start_tensorflow(verbose: bool = False, threads: int | None = None,
     TF_ENABLE_ONEDNN_OPTS the user set wins.
     """
     if models is not None and "tensorflow" not in sys.modules:
-        os.environ.setdefault(ONEDNN, "1" if use_onednn(models, threads or cores()) else "0")
+        os.environ[ONEDNN] = "1" if onednn_wanted(models, threads or cores()) else "0"
     with contextlib.nullcontext() if verbose else quiet_stderr():
         import tensorflow as tf
 

@@ -21,11 +21,10 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
 
 def expected_kernels(models: set[str], threads: int) -> str:
     """The CPU kernels a worker training `models` on `threads` threads records with its trials:
-    what `search.runtime.use_onednn` picks, unless TF_ENABLE_ONEDNN_OPTS is set around the tests."""
-    from search.runtime import ONEDNN, use_onednn
+    TF_ENABLE_ONEDNN_OPTS as set around the tests, or else what `search.runtime.use_onednn` picks."""
+    from search.runtime import onednn_wanted
 
-    user = os.environ.get(ONEDNN)
-    return "oneDNN" if (user == "1" if user is not None else use_onednn(models, threads)) else "Eigen"
+    return "oneDNN" if onednn_wanted(models, threads) else "Eigen"
 
 
 @pytest.fixture(scope="session")
@@ -89,7 +88,6 @@ def postgres():
 
     Runs as the `postgres` system user when the tests run as root (PostgreSQL refuses root).
     """
-    import os
     import shutil
     import socket
     import subprocess

@@ -23,7 +23,8 @@ print(_pywrap_util_port.IsMklEnabled())
     ("mlp,softmax", 2, None, "False"),  # on two threads Eigen's matmuls trained the MLP faster
     ("mlp,softmax", 1, None, "True"),  # on one thread (a worker beside another) oneDNN's did
     ("mlp,cnn", 2, None, "True"),  # oneDNN's convolutions trained the CNN faster
-    ("mlp", 2, "1", "True"),  # the user's own setting wins
+    ("mlp", 2, "true", "True"),  # the user's own setting wins, read as TensorFlow reads it
+    ("cnn", 2, "0", "False"),
 ])
 def test_onednn_is_on_for_a_cnn_or_a_single_thread(models: str, threads: int, user: str | None, expected: str) -> None:
     env = {key: value for key, value in os.environ.items() if key != ONEDNN}
