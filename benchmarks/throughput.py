@@ -15,7 +15,10 @@ Prints, from one run on one machine, and writes to results/benchmarks/throughput
   all); the ratios. The harness runs with the kernels a lone worker on all cores picks for that
   model (`search.runtime.use_onednn`); `model.fit` and KerasTuner run as a tutorial runs them, with
   TensorFlow's default (which on a CPU without AVX-512 is Eigen's). Where those differ, `model.fit`
-  runs again with the harness's kernels, so that only the loop differs;
+  runs again with the harness's kernels, so that only the loop differs. And the harness as `run`
+  deploys it on this machine: `search.workers.default_count()` processes at once (2 on 2 cores),
+  each on its share of the cores and the kernels a worker on that many threads picks, their samples
+  per second added up (the machine's training rate during a search), against the same `model.fit`;
 - the harness's FLOP rate as a share of the roofline, with FLOPs per training sample counted from
   the model's layers (forward, weight gradients, input gradients except the first layer's); and for
   the MLP, the share its training matmuls alone reach, back to back at the same batch size: the
@@ -46,10 +49,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from search.runtime import ONEDNN, cores, start_tensorflow, use_onednn  # noqa: E402
+from search.workers import default_count  # noqa: E402
 
 # This process times the MLP parts (fixed cost, matmuls alone) with the kernels a worker for an
-# MLP space uses; a child process started for something else gets its kernels from the parent.
-start_tensorflow(models={"mlp"})
+# MLP space uses; a child process started for something else gets its kernels from the parent, and
+# its thread count from --child-threads (read here: it must be set before TensorFlow starts).
+CHILD_THREADS = next((int(value) for key, value in zip(sys.argv, sys.argv[1:], strict=False)
+                      if key == "--child-threads"), None)
+start_tensorflow(models={"mlp"}, threads=CHILD_THREADS)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -240,18 +247,28 @@ def tensorflow_default_onednn() -> bool:
     return out.strip().splitlines()[-1] == "True"
 
 
-def in_child(trainer: str, workload: int, images: int, epochs: int, onednn: bool) -> list[float]:
+def in_child(trainer: str, workload: int, images: int, epochs: int, onednn: bool,
+             processes: int = 1) -> list[float]:
     """`trainer` ("harness", "fit", "tuner" or "roofline") on `WORKLOADS[workload]` in a fresh
     process whose TensorFlow uses oneDNN's kernels or not as `onednn` says: the tutorials' trainers
     with TensorFlow's default (`tensorflow_default_onednn`), the harness with what a worker picks
-    for that model (`search.runtime.use_onednn`)."""
+    for that model (`search.runtime.use_onednn`). With `processes` > 1, that many processes train
+    at once on `cores() // processes` threads each, as `run`'s local workers do, and the result is
+    one figure: the sum of their median samples per second."""
     command = [sys.executable, __file__, "--child", trainer, "--workload", str(workload), "--child-images",
                str(images), "--epochs", str(epochs)]
+    if processes > 1:
+        command += ["--child-threads", str(max(1, cores() // processes))]
     env = {**os.environ, ONEDNN: "1" if onednn else "0"}
-    finished = subprocess.run(command, env=env, capture_output=True, text=True)
-    if finished.returncode:
-        raise SystemExit(f"{' '.join(command[1:])} failed:\n{finished.stderr[-2000:]}")
-    return [float(rate) for rate in finished.stdout.strip().splitlines()[-1].split()]
+    running = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(processes)]
+    results = []
+    for process in running:
+        out, err = process.communicate()
+        if process.returncode:
+            raise SystemExit(f"{' '.join(command[1:])} failed:\n{err[-2000:]}")
+        results.append([float(rate) for rate in out.strip().splitlines()[-1].split()])
+    return results[0] if processes == 1 else [sum(statistics.median(rates) for rates in results)]
 
 
 def child(trainer: str, workload: int, images: int, epochs: int) -> None:
@@ -379,6 +396,7 @@ def main() -> None:
     parser.add_argument("--child", choices=["harness", "fit", "tuner", "roofline"], help=argparse.SUPPRESS)
     parser.add_argument("--workload", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--child-images", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--child-threads", type=int, help=argparse.SUPPRESS)  # read before TensorFlow starts
     args = parser.parse_args()
     if args.child:
         child(args.child, args.workload, args.child_images, args.epochs)
@@ -401,25 +419,33 @@ def main() -> None:
               f"(search.runtime.use_onednn); model.fit and KerasTuner as the tutorials run them use TensorFlow's "
               f"default, which here is {kernels[default_onednn]}", ""]
     print(*lines, sep="\n", flush=True)
+    workers = default_count()
+    worker_threads = max(1, cores() // workers)
+    deployed = f"{workers} workers x {worker_threads} thread{'s' if worker_threads > 1 else ''}"
     table = ["| model | batch | harness samples/s | model.fit samples/s | KerasTuner samples/s | harness/fit | "
              "harness/KerasTuner | model.fit, harness's kernels, samples/s | harness/that fit | MFLOP/sample | "
-             "harness GFLOP/s | of roofline | its matmuls alone, of roofline |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             f"harness GFLOP/s | of roofline | its matmuls alone, of roofline | harness as `run` deploys it "
+             f"({deployed}, summed) samples/s | that/fit | that, of roofline |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     with tempfile.TemporaryDirectory() as tmp:
         for index, (name, base, batch_size) in enumerate(WORKLOADS):
             config = {**base, "batch_size": batch_size}
             images = args.cnn_images if base["model"] == "cnn" else args.mlp_images
             harness_onednn = use_onednn({str(base["model"])}, cores())
-            rates: dict[str, list[float]] = {"harness": [], "fit": [], "tuner": [], "fit_same": []}
+            worker_onednn = use_onednn({str(base["model"])}, worker_threads)
+            rates: dict[str, list[float]] = {"harness": [], "fit": [], "tuner": [], "fit_same": [], "workers": []}
             for _ in range(args.rounds):  # interleaved, so a slow spell of the machine hits all of them
                 rates["harness"] += in_child("harness", index, images, args.epochs, harness_onednn)
                 rates["fit"] += in_child("fit", index, images, args.epochs, default_onednn)
                 rates["tuner"] += in_child("tuner", index, images, args.epochs, default_onednn)
                 if harness_onednn != default_onednn:  # else the fit column already is that fit
                     rates["fit_same"] += in_child("fit", index, images, args.epochs, harness_onednn)
+                if workers > 1:
+                    rates["workers"] += in_child("harness", index, images, args.epochs, worker_onednn, workers)
             rates["fit_same"] = rates["fit_same"] or rates["fit"]
-            harness, plain, tuner, same = (statistics.median(rates[key])
-                                           for key in ("harness", "fit", "tuner", "fit_same"))
+            rates["workers"] = rates["workers"] or rates["harness"]
+            harness, plain, tuner, same, spread = (statistics.median(rates[key])
+                                                   for key in ("harness", "fit", "tuner", "fit_same", "workers"))
             model = models.build(config)
             flops = training_flops(model)
             achieved = harness * flops / 1e9
@@ -427,7 +453,8 @@ def main() -> None:
                      if base["model"] == "mlp" and harness_onednn == here_onednn else "-")
             row = (f"| {name} | {batch_size} | {harness:,.0f} | {plain:,.0f} | {tuner:,.0f} | {harness / plain:.2f}x | "
                    f"{harness / tuner:.2f}x | {same:,.0f} | {harness / same:.2f}x | {flops / 1e6:.2f} | "
-                   f"{achieved:.1f} | {achieved / peak:.0%} | {alone} |")
+                   f"{achieved:.1f} | {achieved / peak:.0%} | {alone} | {spread:,.0f} | {spread / plain:.2f}x | "
+                   f"{spread * flops / 1e9 / peak:.0%} |")
             table.append(row)
             print(row, flush=True)
         cost = fixed_cost(dataset, Path(tmp), args.fixed_trials)
