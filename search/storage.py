@@ -11,11 +11,12 @@ started after the budget was already met are flagged and do not count toward `--
 
 from __future__ import annotations
 
-import datetime
 import os
 import re
 import socket
+import time
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
@@ -27,7 +28,7 @@ from search.errors import InputError
 JOURNAL = "journal.log"
 HEARTBEAT_SECONDS = 10
 GRACE_SECONDS = 60  # a trial with no heartbeat for this long belongs to a dead worker
-ORPHAN_SECONDS = 60  # a RUNNING trial with no pid this long after its start was never run (reap_dead)
+ORPHAN_SECONDS = 60  # a RUNNING trial seen with no pid this long was never run (reap_dead)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 EXCLUDED = ("interrupted", "surplus")  # flags of trials that do not use up the budget
 LOST_REASON = "its worker died during the trial (queued once more)"
@@ -120,16 +121,20 @@ def reap_dead(study: optuna.Study, mine: bool = False) -> list[int]:
 
     With `mine`, this process's own RUNNING trials are reaped too: a worker calls it when it has
     reconnected after losing its database, when none of its trials can still be running.
-    A RUNNING trial that never recorded its host and pid, `ORPHAN_SECONDS` after it started, is
-    reaped too, whichever machine made it: a process stopped inside Optuna's `ask` leaves one
-    (the trial is created, the objective that records them never runs), and a live one records
-    them within milliseconds.
+    A RUNNING trial that never recorded its host and pid is reaped too, whichever machine made it,
+    once this process has seen it so for `ORPHAN_SECONDS`: a process stopped inside Optuna's `ask`
+    leaves one (the trial is created, the objective that records them never runs), and a live one
+    records them within milliseconds. The time is this process's own (`orphan_ages`), not the
+    trial's start: Optuna stamps that with the local time of the machine that asked, which on
+    another machine may be minutes or a time zone away.
     """
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    ages = _orphans_seen(study, running)
     reaped = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    for trial in running:
         pid = trial.user_attrs.get("pid")
         if pid is None:
-            if _orphan_age(trial) < ORPHAN_SECONDS:
+            if ages[trial.number] < ORPHAN_SECONDS:
                 continue
         elif trial.user_attrs.get("host") != HOST:
             continue
@@ -142,16 +147,26 @@ def reap_dead(study: optuna.Study, mine: bool = False) -> list[int]:
 
 
 def orphan_ages(study: optuna.Study) -> list[float]:
-    """Seconds since each RUNNING trial that never recorded a pid started (see `reap_dead`)."""
-    return [_orphan_age(t) for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-            if t.user_attrs.get("pid") is None]
+    """How long this process has seen each RUNNING trial that never recorded a pid (see `reap_dead`)."""
+    return list(_orphans_seen(study, study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))).values())
 
 
-def _orphan_age(trial: FrozenTrial) -> float:
-    """Seconds since a trial started (0 if it has no start time: never old enough to reap)."""
-    if trial.datetime_start is None:
-        return 0.0
-    return (datetime.datetime.now() - trial.datetime_start).total_seconds()
+_FIRST_SEEN: dict[tuple[str, int, Any], float] = {}  # (study, trial number, start) -> time.monotonic()
+
+
+def _orphans_seen(study: optuna.Study, running: list[FrozenTrial]) -> dict[int, float]:
+    """Seconds since this process first saw each of these RUNNING trials without a pid, by number;
+    trials of the study no longer like that are forgotten."""
+    now = time.monotonic()
+    ages, keys = {}, set()
+    for trial in running:
+        if trial.user_attrs.get("pid") is None:
+            key = (study.study_name, trial.number, trial.datetime_start)
+            keys.add(key)
+            ages[trial.number] = now - _FIRST_SEEN.setdefault(key, now)
+    for key in [key for key in _FIRST_SEEN if key[0] == study.study_name and key not in keys]:
+        del _FIRST_SEEN[key]
+    return ages
 
 
 def _pid_alive(pid: int) -> bool:

@@ -94,6 +94,28 @@ def test_a_trial_left_running_without_a_pid_is_reaped_and_its_place_run(write_sp
     assert sum(counted(t) for t in done) == 3 and not [t for t in done if t.state.name == "RUNNING"]
 
 
+def test_an_orphan_is_timed_by_the_process_that_sees_it_not_by_its_start_stamp(tmp_path: Path, monkeypatch) -> None:
+    import datetime
+    import time
+
+    from search import storage
+
+    # Optuna stamps a trial's start with the local time of the machine that asked for it. One whose
+    # clock or time zone is two hours behind makes a trial it asked for a moment ago look two hours
+    # old here: it must not be failed before that machine has had time to record its pid.
+    study = optuna.create_study(study_name="skew", storage=storage.open_storage(str(tmp_path / "journal.log")))
+    skewed = optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING, params={}, distributions={})
+    skewed.datetime_start = datetime.datetime.now() - datetime.timedelta(hours=2)
+    study.add_trial(skewed)
+    assert storage.reap_dead(study) == [] and storage.orphan_ages(study) < [1.0]
+    monkeypatch.setattr(storage, "ORPHAN_SECONDS", 1.0)
+    time.sleep(1.2)
+    assert storage.orphan_ages(study) >= [1.0]
+    assert storage.reap_dead(study) == [0]
+    assert [t.state.name for t in study.get_trials()] == ["FAIL", "WAITING"]  # failed, queued again
+    assert storage.orphan_ages(study) == []
+
+
 @pytest.mark.slow
 def test_pruner_prunes_weak_trials(write_space, tmp_path: Path) -> None:
     # Half of the configs learn (lr 3e-3), half barely move (lr 1e-6): after five trials the median
