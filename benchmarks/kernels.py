@@ -6,8 +6,9 @@
 Trains `throughput.py`'s workloads (0: S2 MLP at batch 128, 1: at batch 512, 2: the CNN at 128)
 with the harness's compiled loop in fresh processes, TF_ENABLE_ONEDNN_OPTS=0 and =1 taking turns
 in ABBA order (so that a slow spell of this VM falls on both), `--pairs` times each. With
-`--processes 2` two processes train at once on one TensorFlow thread each, as `run` starts two
-workers on two cores, and their samples per second are added. Each process trains a warm-up
+`--processes 2` two processes train at once, each on half the cores (one TensorFlow thread each
+on 2 cores), as `run` starts two workers, and their samples per second are added
+(`throughput.in_child`). Each process trains a warm-up
 epoch and `--epochs` measured ones on `--images` images (default: 40,000 for the MLP, 16,000 for
 the CNN); a process's figure is the median of its epochs. Prints, per workload, the median
 samples/s with each kernel set, their ratio and how many pairs each won.
@@ -16,10 +17,7 @@ samples/s with each kernel set, their ratio and how many pairs each won.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
@@ -27,40 +25,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from search.runtime import ONEDNN  # noqa: E402
+from throughput import WORKLOADS, in_child  # noqa: E402
 
 KERNELS = {"0": "Eigen", "1": "oneDNN"}
 
 
-def child(workload: int, images: int, epochs: int, threads: int | None) -> None:
-    """Train one workload in this (fresh) process and print its per-epoch rates as JSON."""
-    from search.runtime import start_tensorflow
-
-    start_tensorflow(threads=threads)  # before `throughput` starts TensorFlow with every core
-    import throughput
-
-    from search import data
-
-    _, base, batch_size = throughput.WORKLOADS[workload]
-    rates = throughput.harness_rate({**base, "batch_size": batch_size}, data.load("mnist"), images, epochs)
-    print(json.dumps(rates))
-
-
 def measure(workload: int, onednn: str, processes: int, images: int, epochs: int) -> float:
-    """Samples per second of `processes` processes training at once with the given kernels."""
-    command = [sys.executable, __file__, "--child", str(workload), "--images", str(images), "--epochs", str(epochs)]
-    if processes > 1:
-        command += ["--threads", "1"]
-    env = {**os.environ, ONEDNN: onednn}
-    running = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for _ in range(processes)]
-    total = 0.0
-    for process in running:
-        out, err = process.communicate()
-        if process.returncode:
-            raise SystemExit(f"{' '.join(command[1:])} failed:\n{err[-2000:]}")
-        total += statistics.median(json.loads(out.strip().splitlines()[-1]))
-    return total
+    """Samples per second of `processes` processes training at once with the given kernels: one
+    process's median epoch, or the sum of each one's (`throughput.in_child`)."""
+    return statistics.median(in_child("harness", workload, images, epochs, onednn == "1", processes))
 
 
 def main() -> None:
@@ -70,13 +43,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=1, choices=[1, 2], help="processes training at once (1)")
     parser.add_argument("--epochs", type=int, default=3, help="measured epochs per process, after a warm-up one (3)")
     parser.add_argument("--images", type=int, help="training images per epoch (40,000 MLP, 16,000 CNN)")
-    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--threads", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child is not None:
-        child(args.child, args.images, args.epochs, args.threads)
-        return
-    from throughput import WORKLOADS
 
     print(f"{args.processes} process(es) at once; {args.pairs} runs with each kernel set, ABBA order", flush=True)
     for workload in args.workloads:

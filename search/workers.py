@@ -205,7 +205,8 @@ def run_local(spec: WorkerSpec, workers: int, on_trial: Callable[[optuna.Study, 
                     start(index)
             if not processes and outcome.failed is None and spec.timeout is None:
                 # A trial created but never run (the database lost inside Optuna's ask) holds a place
-                # in the budget: once it is old enough to be sure of, it is failed and queued again.
+                # in the budget: once seen long enough to be sure of (`storage.reap_dead`), it is failed
+                # and queued again.
                 ages = _tolerant(lambda: storage.orphan_ages(opened), default=[]) or []
                 if ages:
                     wait = max(0.0, storage.ORPHAN_SECONDS - min(ages))

@@ -15,6 +15,7 @@ from pathlib import Path
 import optuna
 import pytest
 from conftest import expected_kernels
+from optuna.storages import BaseStorage
 
 from search import storage
 from search.cli import main
@@ -36,9 +37,11 @@ ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 pytestmark = pytest.mark.slow
 
 
-def trials(name: str, location: str) -> list[optuna.trial.FrozenTrial]:
+def trials(name: str, location: str | BaseStorage) -> list[optuna.trial.FrozenTrial]:
+    """The study's trials, from a location, or from a storage already open (quicker to poll)."""
+    opened = open_storage(location) if isinstance(location, str) else location
     try:
-        return optuna.load_study(study_name=name, storage=open_storage(location)).get_trials(deepcopy=False)
+        return optuna.load_study(study_name=name, storage=opened).get_trials(deepcopy=False)
     except KeyError:  # not created yet by the process under test
         return []
 
@@ -90,11 +93,7 @@ def test_worker_killed_mid_trial_is_retried_and_the_study_completes(postgres, wr
     watched = open_storage(postgres.url)  # one connection for the polling, so each look is quick
 
     def running_worker_trial():
-        try:
-            seen = optuna.load_study(study_name="killed", storage=watched).get_trials(deepcopy=False)
-        except KeyError:
-            return None
-        running = [t for t in seen
+        running = [t for t in trials("killed", watched)
                    if t.state.name == "RUNNING" and "config" in t.user_attrs and t.user_attrs["pid"] != process.pid]
         return running[0] if running else None
 
