@@ -30,7 +30,11 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--calls", type=int, default=4, help="calls of the compiled loop to time (4)")
     parser.add_argument("--model", choices=["mlp", "cnn"], default="mlp")
     parser.add_argument("--nodes", action="store_true", help="one row per graph node, not per op type")
-    return parser.parse_args()
+    args = parser.parse_args()
+    for flag in ("batch", "calls"):  # checked here: throughput's `positive` would start TensorFlow first
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag} {getattr(args, flag)}: expected a whole number above 0")
+    return args
 
 
 ARGS = arguments()  # first: the model picks the CPU kernels TensorFlow starts with, as in a worker
