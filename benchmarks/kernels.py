@@ -8,7 +8,7 @@ with the harness's compiled loop in fresh processes, TF_ENABLE_ONEDNN_OPTS=0 and
 in ABBA order (so that a slow spell of this VM falls on both), `--pairs` times each. With
 `--processes 2` two processes train at once, each on half the cores (one TensorFlow thread each
 on 2 cores), as `run` starts two workers, and their samples per second are added
-(`throughput.in_child`). Each process trains a warm-up
+(`throughput.at_once`). Each process trains a warm-up
 epoch and `--epochs` measured ones on `--images` images (default: 40,000 for the MLP, 16,000 for
 the CNN); a process's figure is the median of its epochs. Prints, per workload, the median
 samples/s with each kernel set, their ratio and how many pairs each won.
@@ -25,24 +25,26 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from throughput import WORKLOADS, in_child  # noqa: E402
+from throughput import WORKLOADS, at_once, in_child, positive  # noqa: E402
 
 KERNELS = {"0": "Eigen", "1": "oneDNN"}
 
 
 def measure(workload: int, onednn: str, processes: int, images: int, epochs: int) -> float:
     """Samples per second of `processes` processes training at once with the given kernels: one
-    process's median epoch, or the sum of each one's (`throughput.in_child`)."""
-    return statistics.median(in_child("harness", workload, images, epochs, onednn == "1", processes))
+    process's median epoch, or the sum of each one's (`throughput.at_once`)."""
+    if processes == 1:
+        return statistics.median(in_child("harness", workload, images, epochs, onednn == "1"))
+    return at_once(workload, images, epochs, onednn == "1", processes)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=4, help="runs with each kernel set, in ABBA order (4)")
+    parser.add_argument("--pairs", type=positive, default=4, help="runs with each kernel set, in ABBA order (4)")
     parser.add_argument("--workloads", type=int, nargs="+", default=[0, 1, 2], choices=[0, 1, 2])
     parser.add_argument("--processes", type=int, default=1, choices=[1, 2], help="processes training at once (1)")
-    parser.add_argument("--epochs", type=int, default=3, help="measured epochs per process, after a warm-up one (3)")
-    parser.add_argument("--images", type=int, help="training images per epoch (40,000 MLP, 16,000 CNN)")
+    parser.add_argument("--epochs", type=positive, default=3, help="measured epochs per process, after a warm-up (3)")
+    parser.add_argument("--images", type=positive, help="training images per epoch (40,000 MLP, 16,000 CNN)")
     args = parser.parse_args()
 
     print(f"{args.processes} process(es) at once; {args.pairs} runs with each kernel set, ABBA order", flush=True)

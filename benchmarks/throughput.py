@@ -52,11 +52,10 @@ from search.runtime import ONEDNN, cores, start_tensorflow, use_onednn  # noqa: 
 from search.workers import default_count  # noqa: E402
 
 # This process times the MLP parts (fixed cost, matmuls alone) with the kernels a worker for an
-# MLP space uses; a child process started for something else gets its kernels from the parent, and
-# its thread count from --child-threads (read here: it must be set before TensorFlow starts).
-CHILD_THREADS = next((int(value) for key, value in zip(sys.argv, sys.argv[1:], strict=False)
-                      if key == "--child-threads"), None)
-start_tensorflow(models={"mlp"}, threads=CHILD_THREADS)
+# MLP space uses; a child process started for something else gets its kernels (TF_ENABLE_ONEDNN_OPTS)
+# and its thread count (THREADS) from the parent's environment: both must be set before TensorFlow starts.
+THREADS = "THROUGHPUT_THREADS"
+start_tensorflow(models={"mlp"}, threads=int(os.environ[THREADS]) if THREADS in os.environ else None)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -247,19 +246,33 @@ def tensorflow_default_onednn() -> bool:
     return out.strip().splitlines()[-1] == "True"
 
 
-def in_child(trainer: str, workload: int, images: int, epochs: int, onednn: bool,
-             processes: int = 1) -> list[float]:
+def in_child(trainer: str, workload: int, images: int, epochs: int, onednn: bool) -> list[float]:
     """`trainer` ("harness", "fit", "tuner" or "roofline") on `WORKLOADS[workload]` in a fresh
-    process whose TensorFlow uses oneDNN's kernels or not as `onednn` says: the tutorials' trainers
-    with TensorFlow's default (`tensorflow_default_onednn`), the harness with what a worker picks
-    for that model (`search.runtime.use_onednn`). With `processes` > 1, that many processes train
-    at once on `cores() // processes` threads each, as `run`'s local workers do, and the result is
-    one figure: the sum of their median samples per second."""
+    process whose TensorFlow uses oneDNN's kernels or not as `onednn` says (the tutorials' trainers
+    with TensorFlow's default, `tensorflow_default_onednn`; the harness with what a worker picks for
+    that model, `search.runtime.use_onednn`), on TensorFlow's default threads: its per-epoch
+    samples per second (the roofline: its rate and size)."""
+    return _children(trainer, workload, images, epochs, onednn, processes=1)[0]
+
+
+def at_once(workload: int, images: int, epochs: int, onednn: bool, processes: int) -> float:
+    """The harness on `WORKLOADS[workload]` in `processes` fresh processes training at the same
+    time, each on `cores() // processes` TensorFlow threads, as `run`'s local workers do: the sum of
+    their median samples per second, which is the machine's training rate during a search."""
+    return sum(statistics.median(rates) for rates in
+               _children("harness", workload, images, epochs, onednn, processes))
+
+
+def _children(trainer: str, workload: int, images: int, epochs: int, onednn: bool,
+              processes: int) -> list[list[float]]:
+    """Start `processes` children at once (threads capped when more than one) and collect each
+    one's per-epoch figures."""
     command = [sys.executable, __file__, "--child", trainer, "--workload", str(workload), "--child-images",
                str(images), "--epochs", str(epochs)]
-    if processes > 1:
-        command += ["--child-threads", str(max(1, cores() // processes))]
     env = {**os.environ, ONEDNN: "1" if onednn else "0"}
+    env.pop(THREADS, None)
+    if processes > 1:
+        env[THREADS] = str(max(1, cores() // processes))
     running = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                for _ in range(processes)]
     results = []
@@ -268,7 +281,7 @@ def in_child(trainer: str, workload: int, images: int, epochs: int, onednn: bool
         if process.returncode:
             raise SystemExit(f"{' '.join(command[1:])} failed:\n{err[-2000:]}")
         results.append([float(rate) for rate in out.strip().splitlines()[-1].split()])
-    return results[0] if processes == 1 else [sum(statistics.median(rates) for rates in results)]
+    return results
 
 
 def child(trainer: str, workload: int, images: int, epochs: int) -> None:
@@ -396,7 +409,6 @@ def main() -> None:
     parser.add_argument("--child", choices=["harness", "fit", "tuner", "roofline"], help=argparse.SUPPRESS)
     parser.add_argument("--workload", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--child-images", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--child-threads", type=int, help=argparse.SUPPRESS)  # read before TensorFlow starts
     args = parser.parse_args()
     if args.child:
         child(args.child, args.workload, args.child_images, args.epochs)
@@ -441,7 +453,7 @@ def main() -> None:
                 if harness_onednn != default_onednn:  # else the fit column already is that fit
                     rates["fit_same"] += in_child("fit", index, images, args.epochs, harness_onednn)
                 if workers > 1:
-                    rates["workers"] += in_child("harness", index, images, args.epochs, worker_onednn, workers)
+                    rates["workers"].append(at_once(index, images, args.epochs, worker_onednn, workers))
             rates["fit_same"] = rates["fit_same"] or rates["fit"]
             rates["workers"] = rates["workers"] or rates["harness"]
             harness, plain, tuner, same, spread = (statistics.median(rates[key])
