@@ -25,17 +25,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from throughput import WORKLOADS, at_once, in_child, positive  # noqa: E402
+from flags import positive  # noqa: E402
+from throughput import WORKLOADS, at_once  # noqa: E402
 
 KERNELS = {"0": "Eigen", "1": "oneDNN"}
-
-
-def measure(workload: int, onednn: str, processes: int, images: int, epochs: int) -> float:
-    """Samples per second of `processes` processes training at once with the given kernels: one
-    process's median epoch, or the sum of each one's (`throughput.at_once`)."""
-    if processes == 1:
-        return statistics.median(in_child("harness", workload, images, epochs, onednn == "1"))
-    return at_once(workload, images, epochs, onednn == "1", processes)
 
 
 def main() -> None:
@@ -54,7 +47,7 @@ def main() -> None:
         rates: dict[str, list[float]] = {"0": [], "1": []}
         for pair in range(args.pairs):
             for onednn in ("01" if pair % 2 == 0 else "10"):
-                rates[onednn].append(measure(workload, onednn, args.processes, images, args.epochs))
+                rates[onednn].append(at_once(workload, images, args.epochs, onednn == "1", args.processes))
                 print(f"  {name}, batch {batch_size}, {KERNELS[onednn]}: {rates[onednn][-1]:,.0f} samples/s",
                       flush=True)
         eigen, onednn_rate = statistics.median(rates["0"]), statistics.median(rates["1"])

@@ -21,20 +21,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from flags import positive  # noqa: E402
+
 from search.runtime import start_tensorflow  # noqa: E402
 
 
 def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--calls", type=int, default=4, help="calls of the compiled loop to time (4)")
+    parser.add_argument("--batch", type=positive, default=128)
+    parser.add_argument("--calls", type=positive, default=4, help="calls of the compiled loop to time (4)")
     parser.add_argument("--model", choices=["mlp", "cnn"], default="mlp")
     parser.add_argument("--nodes", action="store_true", help="one row per graph node, not per op type")
-    args = parser.parse_args()
-    for flag in ("batch", "calls"):  # checked here: throughput's `positive` would start TensorFlow first
-        if getattr(args, flag) < 1:
-            parser.error(f"--{flag} {getattr(args, flag)}: expected a whole number above 0")
-    return args
+    return parser.parse_args()
 
 
 ARGS = arguments()  # first: the model picks the CPU kernels TensorFlow starts with, as in a worker

@@ -49,6 +49,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from flags import positive  # noqa: E402
+
 from search.runtime import ONEDNN, cores, start_tensorflow, use_onednn  # noqa: E402
 from search.workers import default_count  # noqa: E402
 
@@ -258,8 +260,9 @@ def in_child(trainer: str, workload: int, images: int, epochs: int, onednn: bool
 
 def at_once(workload: int, images: int, epochs: int, onednn: bool, processes: int) -> float:
     """The harness on `WORKLOADS[workload]` in `processes` fresh processes training at the same
-    time, each on `cores() // processes` TensorFlow threads, as `run`'s local workers do: the sum of
-    their median samples per second, which is the machine's training rate during a search."""
+    time, each on `cores() // processes` TensorFlow threads (one: TensorFlow's default), as `run`'s
+    local workers do: the sum of their median samples per second, which is the machine's training
+    rate during a search (one process: its median)."""
     return sum(statistics.median(rates) for rates in
                _children("harness", workload, images, epochs, onednn, processes))
 
@@ -394,17 +397,6 @@ def machine() -> str:
     gpus = tf.config.list_physical_devices("GPU")
     return (f"{cpu}, {os.cpu_count()} cores, TensorFlow {tf.__version__}, Keras {keras.__version__}"
             + (f", GPU: {len(gpus)}" if gpus else ", no GPU"))
-
-
-def positive(text: str) -> int:
-    """An argparse type: a whole number above zero, or one clear line saying what was expected."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number above 0")
-    return value
 
 
 def main() -> None:
