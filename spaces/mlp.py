@@ -12,7 +12,7 @@ and none at d8b4168, and the README's command in a fresh clone at b8193d7) took 
 21 s (a tenth, `benchmarks/throughput.py`'s at a5e0327, 8.3 min), best test 98.52-98.73%, always a
 searched trial ahead of the baselines (S2 91.4-91.9%, S3 98.32-98.50%, S5 96.8-97.2% test;
 published 92.06%, 98.5%, 97%); peak memory 1.03-1.12 GB (the largest process). The README lists
-them and the eight runs since (best test 98.36-98.73% over all eighteen): in one of those (38 of
+them and the nine runs since (best test 98.36-98.73% over all nineteen): in one of those (38 of
 50 trials pruned) S3 led, 98.42% against the best searched trial's 98.12%. The fresh-clone run's
 best, trial 4: 420-160 GELU, dropout 0.07, batch norm, L2 1e-5, SGD 0.56 with momentum 0.9, cosine
 schedule, batch 128, 98.68% test. Widths stop at 512, batches start
