@@ -15,7 +15,9 @@ Prints, from one run on one machine, and writes to results/benchmarks/throughput
   all); the ratios. The harness runs with the kernels a lone worker on all cores picks for that
   model (`search.runtime.use_onednn`); `model.fit` and KerasTuner run as a tutorial runs them, with
   TensorFlow's default (which on a CPU without AVX-512 is Eigen's). Where those differ, `model.fit`
-  runs again with the harness's kernels, so that only the loop differs. And the harness as `run`
+  runs again with the harness's kernels, so that only the loop differs (in float32: where the harness
+  trains in bfloat16, `search.runtime.training_precision`, that column also differs in precision, and
+  the bfloat16 matmul rate is printed beside the float32 roofline). And the harness as `run`
   deploys it on this machine: `search.workers.default_count()` processes at once (2 on 2 cores),
   each on its share of the cores and the kernels a worker on that many threads picks, their samples
   per second added up (the machine's training rate during a search), against the same `model.fit`;
@@ -51,7 +53,7 @@ sys.path.insert(0, str(ROOT))
 
 from flags import positive  # noqa: E402
 
-from search.runtime import ONEDNN, cores, start_tensorflow, use_onednn  # noqa: E402
+from search.runtime import ONEDNN, cores, start_tensorflow, training_precision, use_onednn  # noqa: E402
 from search.workers import default_count  # noqa: E402
 
 # This process times the MLP parts (fixed cost, matmuls alone) with the kernels a worker for an
@@ -75,13 +77,13 @@ WORKLOADS = [("S2 MLP 784-512-256-128-10", MLP, 128), ("S2 MLP 784-512-256-128-1
              ("CNN conv32-conv64-dense128", CNN, 128)]
 
 
-def roofline() -> tuple[float, int]:
-    """Best float32 GFLOP/s of chained n x n matmuls (chained, so no two are the same and none
+def roofline(dtype: str = "float32") -> tuple[float, int]:
+    """Best GFLOP/s of chained n x n matmuls in `dtype` (chained, so no two are the same and none
     can be folded away), and the n it was reached at, with this process's kernels (the benchmark
     asks again in a child process with the other kernels, and keeps the better)."""
     best = (0.0, 0)
     for n in (512, 1024, 2048):
-        a = tf.random.normal([n, n]) / n**0.5
+        a = tf.cast(tf.random.normal([n, n]) / n**0.5, dtype)
 
         @tf.function
         def chain(c: Any, a: Any = a) -> Any:
@@ -154,7 +156,7 @@ def harness_rate(config: dict[str, Any], dataset: data.Dataset, images: int, epo
     """Samples per second of the compiled loop, per epoch of `images` training images."""
     config = schema.resolve(config)
     train.reset(0)
-    model = models.build(config)
+    model = models.build(config, training_precision())  # what a trial here trains in
     loop = train.CompiledLoop(model, make_optimizer(config), config, dataset)
     batch = config["batch_size"] * train.BATCHES_PER_CALL
     rates = []
@@ -425,13 +427,20 @@ def main() -> None:
     best = max(rooflines, key=lambda onednn: rooflines[onednn][0])
     peak, size = rooflines[best]
     kernels = {True: "oneDNN", False: "Eigen"}
+    precision = training_precision()
+    here_name = kernels[here_onednn]
+    bf16_peak, bf16_size = roofline("bfloat16") if precision == "bfloat16" else (0.0, 0)
     lines += [f"Roofline: float32 matmul {peak:.1f} GFLOP/s (chained {size}x{size} matmuls, {kernels[best]}; "
               f"{kernels[not best]}: {rooflines[not best][0]:.1f} GFLOP/s at {rooflines[not best][1]})",
               f"Kernels: the harness, one process on all {cores()} cores, uses "
               f"{kernels[use_onednn({'mlp'}, cores())]} for the MLP and {kernels[use_onednn({'cnn'}, cores())]} "
               f"for the CNN; a worker on one thread beside others uses {kernels[use_onednn({'mlp'}, 1)]} "
               f"(search.runtime.use_onednn); model.fit and KerasTuner as the tutorials run them use TensorFlow's "
-              f"default, which here is {kernels[default_onednn]}", ""]
+              f"default, which here is {kernels[default_onednn]}",
+              f"Precision: the harness trains in {precision} here (search.runtime.training_precision); model.fit "
+              f"and KerasTuner in float32, as the tutorials do. Shares of the roofline are of the float32 roofline"
+              + ("" if precision == "float32" else
+                 f" (bfloat16 matmul here: {bf16_peak:.1f} GFLOP/s at {bf16_size}, {here_name})"), ""]
     print(*lines, sep="\n", flush=True)
     workers = default_count()
     worker_threads = max(1, cores() // workers)
@@ -464,7 +473,7 @@ def main() -> None:
             flops = training_flops(model)
             achieved = harness * flops / 1e9
             alone = (f"{matmuls_alone(model, batch_size) / peak:.0%}"
-                     if base["model"] == "mlp" and harness_onednn == here_onednn else "-")
+                     if base["model"] == "mlp" and harness_onednn == here_onednn and precision == "float32" else "-")
             row = (f"| {name} | {batch_size} | {harness:,.0f} | {plain:,.0f} | {tuner:,.0f} | {harness / plain:.2f}x | "
                    f"{harness / tuner:.2f}x | {same:,.0f} | {harness / same:.2f}x | {flops / 1e6:.2f} | "
                    f"{achieved:.1f} | {achieved / peak:.0%} | {alone} | {spread:,.0f} | {spread / plain:.2f}x | "

@@ -24,6 +24,7 @@ from rich.tree import Tree
 
 from search import space as spaces
 from search.errors import InputError
+from search.runtime import PRECISIONS, precision_wanted
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -76,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--recycle-after", type=int, default=25,
                      help="replace each worker process after this many trials: TensorFlow's memory grows "
                           "with every trial in one process (25)")
+    run.add_argument("--precision", choices=PRECISIONS,
+                     help="what trials compute in: auto (default: bfloat16 on a CPU with AMX, else float32), "
+                          "float32, or bfloat16 (Keras's mixed_bfloat16: float32 weights and output). Kept and "
+                          "exported models are float32 either way")
     run.add_argument("--keep-top", type=int, default=10,
                      help="keep the weights of this many best trials in results/<study>/trials (10; 0: none)")
     run.set_defaults(handler=cmd_run)
@@ -85,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--trial-timeout", type=float, help="fail a trial that trains longer than this (seconds)")
     worker.add_argument("--recycle-after", type=int, default=25,
                         help="replace the worker process after this many trials (25)")
+    worker.add_argument("--precision", choices=PRECISIONS, help="as for run: this machine's choice (auto)")
     _add_location(worker)
     worker.set_defaults(handler=cmd_worker)
 
@@ -334,6 +340,10 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         _positive(value, flag)
     if args.keep_top < 0:
         raise InputError(f"--keep-top {args.keep_top}: must be >= 0")
+    if args.precision is None:
+        precision_wanted()  # a bad SEARCH_PRECISION stops here, before anything is written
+    if args.engine == "keras-tuner" and args.precision == "bfloat16":
+        raise InputError("--precision bfloat16: --engine keras-tuner trains in float32 only")
     engines.check_options(args.engine, args.tuner, args.sampler, args.pruner, args.workers, args.storage)
     args.sampler, args.pruner, args.tuner = args.sampler or "tpe", args.pruner or "median", args.tuner or "hyperband"
     if args.workers is None:
@@ -360,8 +370,9 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         data_path=args.data, train_size=args.train_size, epochs=args.epochs, budget=args.trials,
         sampler=args.sampler, pruner=args.pruner, timeout=args.timeout, trial_timeout=args.trial_timeout,
         results=args.results, keep=args.keep_top, command=_command_line(args), debug=args.debug,
-        max_trials=args.recycle_after)
-    settings = {k: v for k, v in vars(spec).items() if k not in ("worker", "threads", "debug")}
+        max_trials=args.recycle_after, precision=args.precision)
+    # Threads and precision belong to each machine (a joining worker picks its own).
+    settings = {k: v for k, v in vars(spec).items() if k not in ("worker", "threads", "debug", "precision")}
     study.save_settings(opened, {**settings, "space_source": Path(spec.space_file).read_text()})
     lost = study.storage.reap_dead(opened)  # trials left RUNNING by a process that died
     if lost:
@@ -456,6 +467,8 @@ def cmd_worker(args: argparse.Namespace, console: Console) -> int:
 
     for value, flag in ((args.trial_timeout, "--trial-timeout"), (args.recycle_after, "--recycle-after")):
         _positive(value, flag)
+    if args.precision is None:
+        precision_wanted()
     opened = study.load_study(args.study, Path(args.results), args.storage)
     settings = opened.user_attrs.get("settings")
     if not settings:
@@ -469,7 +482,7 @@ def cmd_worker(args: argparse.Namespace, console: Console) -> int:
         settings, space_file=str(space_file), results=args.results, debug=args.debug,
         location=study.storage_url(opened.study_name, args.storage, Path(args.results)),
         trial_timeout=args.trial_timeout or settings.get("trial_timeout"), max_trials=args.recycle_after,
-        command=_command_line(args))
+        command=_command_line(args), precision=args.precision)
     console.print(f"worker joining study {opened.study_name} ({spec.budget} trials in total)")
     started = time.monotonic()
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)

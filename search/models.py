@@ -6,6 +6,11 @@ never an Optuna trial, so one builder serves every engine. Every model takes a b
 `keras.utils.normalize(x, axis=1)` as a built-in `UnitNormalization` layer) is part of the model,
 so an exported model needs neither preprocessing code nor `search` beside it. A config that cannot
 be built (say, more pooling than a 28x28 image allows) raises `TrialFailed` with the reason.
+
+`precision` "bfloat16" builds the same layers under Keras's mixed_bfloat16 policy (bfloat16
+arithmetic, float32 weights) with the output layer in float32, for training only: the trainer
+hands back, keeps and tests a float32 model with the trained weights (`float32_twin`), so what is
+exported and served never depends on the precision a trial trained in.
 """
 
 from __future__ import annotations
@@ -23,26 +28,48 @@ NUM_CLASSES = 10
 INITIALIZERS = {"glorot": "glorot_uniform", "he": "he_uniform", "lecun": "lecun_normal", "zeros": "zeros"}
 
 
-def build(config: dict[str, Any]) -> keras.Model:
-    """Softmax regression, MLP or CNN, as `config["model"]` says."""
+POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
+
+
+def build(config: dict[str, Any], precision: str = "float32") -> keras.Model:
+    """Softmax regression, MLP or CNN, as `config["model"]` says, computing in `precision`."""
     try:
         resolved = schema.resolve(config)
     except SpaceError as err:
         raise TrialFailed(f"config cannot be built: {err.path}: {err.problem}") from err
+    # Every layer takes the policy from here (Keras's global policy is reset by clear_session).
+    resolved = {**resolved, "dtype": POLICIES[precision]}
     inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE), dtype="uint8", name="image")
-    x = layers.Rescaling(1.0 / 255, name="scale")(inputs)
+    x = layers.Rescaling(1.0 / 255, name="scale", dtype=resolved["dtype"])(inputs)
     if resolved["input_scaling"] == "l2_axis1":
-        x = _l2_axis1(x)
+        x = _l2_axis1(x, resolved["dtype"])
     if resolved["model"] == "cnn":
         x = _conv_blocks(x, resolved)
-    x = layers.Flatten(name="flatten")(x)
+    x = layers.Flatten(name="flatten", dtype=resolved["dtype"])(x)
     for index, block in enumerate(resolved["layers"]):
         x = _dense(x, block["units"], resolved, f"dense_{index}")
-    outputs = layers.Dense(NUM_CLASSES, activation="softmax", name="digits", **_weights(resolved))(x)
+    # float32 probabilities whatever the precision: the loss and its softmax stay exact.
+    outputs = layers.Dense(NUM_CLASSES, activation="softmax", name="digits",
+                           **{**_weights(resolved), "dtype": "float32"})(x)
     return keras.Model(inputs, outputs, name=resolved["model"])
 
 
-def _l2_axis1(x: Any) -> Any:
+def precision_of(model: keras.Model) -> str:
+    """"bfloat16" if any layer of `model` computes in bfloat16, else "float32"."""
+    return "bfloat16" if any(layer.compute_dtype == "bfloat16" for layer in model.layers) else "float32"
+
+
+def float32_twin(model: keras.Model, config: dict[str, Any]) -> keras.Model:
+    """`model` itself if it computes in float32; else the float32 build of `config` holding its
+    weights (mixed precision keeps every weight in float32, so they carry over unchanged)."""
+    if precision_of(model) == "float32":
+        return model
+    twin = build(config)
+    twin.set_weights(model.get_weights())
+    return twin
+
+
+def _l2_axis1(x: Any, dtype: str) -> Any:
     """keras.utils.normalize(x, axis=1) of (N, 28, 28) images: each column divided by its L2 norm down
     the 28 rows, an all-zero column left at zero (scale-free, so the /255 before it changes nothing).
 
@@ -51,20 +78,20 @@ def _l2_axis1(x: Any) -> Any:
     the others' by under 1e-7 relative) and is cropped off again; built-in layers only, so an
     exported model still loads without `search`.
     """
-    first_row = layers.Cropping1D((0, IMAGE_SIZE - 1), name="l2_axis1_first_row")(x)
-    floor_row = layers.Rescaling(0.0, offset=1e-6, name="l2_axis1_floor")(first_row)
-    x = layers.Concatenate(axis=1, name="l2_axis1_stack")([floor_row, x])
-    x = layers.UnitNormalization(axis=1, name="l2_axis1_unit")(x)
-    return layers.Cropping1D((1, 0), name="l2_axis1")(x)
+    first_row = layers.Cropping1D((0, IMAGE_SIZE - 1), name="l2_axis1_first_row", dtype=dtype)(x)
+    floor_row = layers.Rescaling(0.0, offset=1e-6, name="l2_axis1_floor", dtype=dtype)(first_row)
+    x = layers.Concatenate(axis=1, name="l2_axis1_stack", dtype=dtype)([floor_row, x])
+    x = layers.UnitNormalization(axis=1, name="l2_axis1_unit", dtype=dtype)(x)
+    return layers.Cropping1D((1, 0), name="l2_axis1", dtype=dtype)(x)
 
 
 def _weights(config: dict[str, Any], bias: bool = True) -> dict[str, Any]:
-    """Initializers and the L2 penalty of one layer's kernel (and bias)."""
+    """Initializers and the L2 penalty of one layer's kernel (and bias), and its dtype policy."""
     if config["init"] == "truncated_normal":  # TF's tf.truncated_normal: redrawn beyond 2 stddev
         kernel: Any = keras.initializers.TruncatedNormal(stddev=config["init_stddev"])
     else:
         kernel = INITIALIZERS[config["init"]]
-    arguments: dict[str, Any] = {"kernel_initializer": kernel, "use_bias": bias}
+    arguments: dict[str, Any] = {"kernel_initializer": kernel, "use_bias": bias, "dtype": config["dtype"]}
     if bias:
         arguments["bias_initializer"] = keras.initializers.Constant(config["bias_init"])
     if config["l2"] > 0:
@@ -77,15 +104,17 @@ def _dense(x: Any, units: int, config: dict[str, Any], name: str) -> Any:
     # With batch norm right after it, the layer's bias is redundant (BN has its own shift).
     x = layers.Dense(units, name=name, **_weights(config, bias=not batch_norm))(x)
     if batch_norm:
-        x = layers.BatchNormalization(momentum=config["batch_norm_momentum"], name=f"{name}_bn")(x)
-    x = layers.Activation(config["activation"], name=f"{name}_act")(x)
+        x = layers.BatchNormalization(momentum=config["batch_norm_momentum"], name=f"{name}_bn",
+                                      dtype=config["dtype"])(x)
+    x = layers.Activation(config["activation"], name=f"{name}_act", dtype=config["dtype"])(x)
     if config["dropout"] > 0:
-        x = layers.Dropout(config["dropout"], name=f"{name}_dropout")(x)
+        x = layers.Dropout(config["dropout"], name=f"{name}_dropout", dtype=config["dtype"])(x)
     return x
 
 
 def _conv_blocks(x: Any, config: dict[str, Any]) -> Any:
-    x = layers.Reshape((IMAGE_SIZE, IMAGE_SIZE, 1), name="channels")(x)
+    dtype = config["dtype"]
+    x = layers.Reshape((IMAGE_SIZE, IMAGE_SIZE, 1), name="channels", dtype=dtype)(x)
     size = IMAGE_SIZE
     batch_norm = config["batch_norm"]
     activation = config["conv_activation"] or config["activation"]
@@ -94,8 +123,8 @@ def _conv_blocks(x: Any, config: dict[str, Any]) -> Any:
         x = layers.Conv2D(block["filters"], block["kernel_size"], padding="same", name=name,
                           **_weights(config, bias=not batch_norm))(x)
         if batch_norm:
-            x = layers.BatchNormalization(momentum=config["batch_norm_momentum"], name=f"{name}_bn")(x)
-        x = layers.Activation(activation, name=f"{name}_act")(x)
+            x = layers.BatchNormalization(momentum=config["batch_norm_momentum"], name=f"{name}_bn", dtype=dtype)(x)
+        x = layers.Activation(activation, name=f"{name}_act", dtype=dtype)(x)
         if block["pooling"] != "none":
             window, stride = block["pool_size"], block["pool_stride"]
             if size < window:
@@ -106,7 +135,7 @@ def _conv_blocks(x: Any, config: dict[str, Any]) -> Any:
                 )
             size = (size - window) // stride + 1  # VALID padding: 28 -> 13 for S4's 3x3 stride-2 pool
             pool = layers.MaxPooling2D if block["pooling"] == "max" else layers.AveragePooling2D
-            x = pool(window, strides=stride, name=f"{name}_pool")(x)
+            x = pool(window, strides=stride, name=f"{name}_pool", dtype=dtype)(x)
     return x
 
 

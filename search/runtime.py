@@ -14,8 +14,15 @@ import logging
 import os
 import sys
 from collections.abc import Collection, Iterator
+from pathlib import Path
+
+from search.errors import InputError
 
 ONEDNN = "TF_ENABLE_ONEDNN_OPTS"
+# The precision trials train in: "float32", "bfloat16" (Keras's mixed_bfloat16: bfloat16 arithmetic,
+# float32 weights and output), or "auto" (unset): bfloat16 on a CPU with AMX, else float32.
+PRECISION = "SEARCH_PRECISION"
+PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 def use_onednn(models: Collection[str], threads: int) -> bool:
@@ -30,9 +37,50 @@ def use_onednn(models: Collection[str], threads: int) -> bool:
     - the S2 MLP, two processes of one thread each at once (what `run` starts on 2 cores): oneDNN
       1.23x at batch 128 and 1.16x at batch 512 (3 of 3 pairs each).
     So Eigen only for dense models on several threads; more than 2 threads were not measured.
-    On a GPU neither is used.
+    Training in bfloat16 (`precision_wanted`) on a CPU with AMX takes oneDNN too: its AMX kernels are
+    what make bfloat16 fast. On a GPU neither is used.
     """
-    return "cnn" in models or threads <= 1
+    return "cnn" in models or threads <= 1 or (precision_wanted() == "bfloat16" and cpu_has_amx())
+
+
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX's bfloat16 tiles (Intel Sapphire Rapids and later), as Linux reports."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux
+        return False
+    return any(line.startswith("flags") and "amx_bf16" in line.split() for line in text.splitlines())
+
+
+def precision_wanted() -> str:
+    """The precision this process should train in: SEARCH_PRECISION ("float32" or "bfloat16"), or on
+    "auto" (or unset) bfloat16 where the CPU has AMX and float32 elsewhere.
+
+    Measured on a 2-core Sapphire Rapids VM, one process on both cores, float32 and bfloat16 taking
+    turns in fresh processes (3 pairs each): the harness trained the benchmark's small CNN 1.98-2.02x
+    as fast in bfloat16, the S2 MLP 1.08-1.16x at batch 128 and 1.47-1.83x at batch 512; the tests
+    check that it reaches float32's test accuracy (within 0.5 points). Without AMX, bfloat16 on a
+    CPU has no such kernels, and on a GPU "auto" leaves float32 (TensorFlow already uses TF32 there).
+    """
+    value = os.environ.get(PRECISION, "auto").strip().lower() or "auto"
+    if value not in PRECISIONS:
+        raise InputError(f"{PRECISION}={value!r}: expected one of {', '.join(PRECISIONS)}")
+    if value != "auto":
+        return value
+    return "bfloat16" if cpu_has_amx() else "float32"
+
+
+@functools.cache
+def training_precision() -> str:
+    """The precision this process trains in (once TensorFlow has started): `precision_wanted`, except
+    that "auto" means float32 on a GPU. Recorded with each trial, like `cpu_kernels`."""
+    import tensorflow as tf
+
+    wanted = precision_wanted()
+    auto = os.environ.get(PRECISION, "auto").strip().lower() in ("", "auto")
+    if auto and tf.config.list_physical_devices("GPU"):
+        return "float32"
+    return wanted
 
 
 def onednn_wanted(models: Collection[str], threads: int) -> bool:

@@ -32,7 +32,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from search import augment, schema
+from search import augment, models, schema
 from search.data import Dataset
 from search.errors import TrialFailed
 from search.optimizers import AveragedWeights, make_optimizer
@@ -193,16 +193,21 @@ def fit(
         if model.stop_training:
             break
     hooks.on_train_end()
-    return _result(model, log, loop.accuracy)
+    return _result(model, config, log, loop.accuracy)
 
 
-def _result(model: keras.Model, log: EpochLog, accuracy: Any) -> FitResult:
-    """Fail on a NaN loss, else put the best epoch's weights back and describe the run."""
+def _result(model: keras.Model, config: dict[str, Any], log: EpochLog, accuracy: Any = None) -> FitResult:
+    """Fail on a NaN loss, else put the best epoch's weights back and describe the run. A model that
+    trained in mixed precision comes back as its float32 twin (`models.float32_twin`): what is
+    tested, kept and exported is the float32 model, which any machine rebuilds exactly."""
     if log.nan_epoch is not None:
         raise TrialFailed(f"loss became NaN at epoch {log.nan_epoch}")
     if log.best_weights is not None:
         model.set_weights(log.best_weights)
-    return FitResult(model, log.best_value, log.best_epoch, len(log.val_history), log.seconds, log.val_history,
+    served = models.float32_twin(model, config)
+    if served is not model or accuracy is None:
+        accuracy = compiled_accuracy(served)
+    return FitResult(served, log.best_value, log.best_epoch, len(log.val_history), log.seconds, log.val_history,
                      accuracy)
 
 
@@ -352,7 +357,7 @@ def fit_keras(
         verbose=0,
         callbacks=[log, *averaging, *(callbacks or [])],
     )
-    return _result(model, log, compiled_accuracy(model))
+    return _result(model, config, log)
 
 
 def evaluate(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> float:

@@ -23,7 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 from search import artifacts
 from search.data import Dataset
 from search.errors import TrialFailed
-from search.runtime import cpu_kernels
+from search.runtime import cpu_kernels, training_precision
 from search.space import Space, sample
 from search.storage import EXCLUDED, HOST, counted, pending
 
@@ -65,6 +65,7 @@ class Objective:
         trial.set_user_attr("pid", os.getpid())
         trial.set_user_attr("worker", self.worker)
         trial.set_user_attr("cpu_kernels", cpu_kernels())
+        trial.set_user_attr("precision", training_precision())
         self._check_budget(trial)
         label = trial.user_attrs.get("baseline")
         baseline = label in self.space.baselines
@@ -79,7 +80,7 @@ class Objective:
         log = train.EpochLog()
         deadline = Deadline(self.trial_timeout)
         try:
-            model = models.build(config)
+            model = models.build(config, training_precision())
             trial.set_user_attr("n_params", int(model.count_params()))
             callbacks = self._callbacks(trial, config, deadline, baseline)
             result = train.fit(model, config, self.data, callbacks=callbacks, log=log)

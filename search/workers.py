@@ -57,6 +57,7 @@ class WorkerSpec:
     threads: int | None = None
     max_trials: int | None = None  # leave after this many trials (the parent starts a fresh one)
     debug: bool = False
+    precision: str | None = None  # None: SEARCH_PRECISION or auto (search.runtime.precision_wanted)
 
     @classmethod
     def joining(cls, settings: dict[str, Any], **here: Any) -> WorkerSpec:
@@ -73,11 +74,13 @@ def work(spec: WorkerSpec, callbacks: list[Callable[[optuna.Study, FrozenTrial],
     """Run trials for the study until its budget is met; returns an exit code."""
     from search import data as datasets
     from search import study as studies
-    from search.runtime import start_tensorflow
+    from search.runtime import PRECISION, start_tensorflow
     from search.space import load_space
     from search.trial import Objective
 
     space = load_space(spec.space_file)
+    if spec.precision is not None:  # this process only: set before TensorFlow picks its CPU kernels
+        os.environ[PRECISION] = spec.precision
     start_tensorflow(verbose=spec.debug, threads=spec.threads, models=space.model_kinds())
     data = datasets.load(spec.dataset, spec.data_path, spec.train_size)
     waited = 0.0

@@ -49,7 +49,8 @@ print(json.dumps({
 def keep(study_dir: Path, number: int, config: dict[str, Any], data) -> None:
     """Train a trial for real and keep it as `Objective._keep` does."""
     train.reset(number)
-    result = train.fit(models.build(config), config, data)
+    # Trial 3 trains in mixed bfloat16 (on any CPU): what it keeps must still export exactly.
+    result = train.fit(models.build(config, "bfloat16" if number == 3 else "float32"), config, data)
     record = {"trial": number, "study": study_dir.name, "config": config, "seed": number,
               "val_accuracy": result.val_accuracy,
               "test_accuracy": train.evaluate(result.model, data.test_images, data.test_labels),
@@ -190,3 +191,22 @@ def test_export_command_on_a_real_study(finished_study: Path, capsys: pytest.Cap
     assert main(["export", "small", *where, "--trial", "99"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "99" in err
+
+
+def test_a_search_trained_in_bfloat16_exports_its_recorded_accuracy(tmp_path: Path, write_space) -> None:
+    from optuna.trial import TrialState
+
+    from search.cli import main
+    from search.study import load_study
+
+    space = write_space("""
+        SPACE = {"model": "mlp", "layers": [{"units": Int(16, 32)}], "learning_rate": 3e-3, "batch_size": 128}
+    """, name="mixed.py")
+    results = tmp_path / "results"
+    where = ["--results", str(results)]
+    assert main(["run", str(space), "--trials", "2", "--epochs", "1", "--train-size", "2000", "--workers", "1",
+                 "--precision", "bfloat16", *where]) == 0
+    done = load_study("mixed", results, None).get_trials(states=(TrialState.COMPLETE,))
+    assert [t.user_attrs["precision"] for t in done] == ["bfloat16", "bfloat16"]
+    # export rebuilds the float32 model and refuses unless it scores exactly the recorded accuracy
+    assert main(["export", "mixed", *where]) == 0

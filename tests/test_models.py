@@ -114,3 +114,21 @@ def test_l2_axis1_survives_tflite_on_blank_columns(small_mnist) -> None:
     images = small_mnist.test_images[:16]
     (output,) = runner(image=images).values()
     np.testing.assert_allclose(output, np.asarray(model(images)), atol=1e-6)
+
+
+@pytest.mark.parametrize("config", [
+    {"model": "mlp", "layers": [{"units": 32}, {"units": 16}], "batch_norm": True, "dropout": 0.2},
+    {"model": "cnn", "conv_blocks": [{"filters": 8, "kernel_size": 3, "pooling": "max"}], "layers": [{"units": 16}],
+     "input_scaling": "l2_axis1"},
+])
+def test_bfloat16_build_computes_in_bfloat16_on_float32_weights(config: dict) -> None:
+    mixed, plain = models.build(config, "bfloat16"), models.build(config)
+    hidden = [layer for layer in mixed.layers[1:] if layer.name != "digits"]
+    assert {layer.compute_dtype for layer in hidden} == {"bfloat16"}
+    assert mixed.get_layer("digits").compute_dtype == "float32"
+    assert {w.dtype for w in mixed.weights} == {"float32"}  # so the float32 build takes them unchanged
+    assert [w.shape for w in mixed.weights] == [w.shape for w in plain.weights]
+    images = np.zeros((2, 28, 28), np.uint8)
+    assert mixed.inputs[0].dtype == "uint8" and mixed(images).dtype == "float32"
+    assert models.precision_of(mixed) == "bfloat16" and models.precision_of(plain) == "float32"
+    assert {layer.compute_dtype for layer in plain.layers[1:]} == {"float32"}
