@@ -24,7 +24,7 @@ from rich.tree import Tree
 
 from search import space as spaces
 from search.errors import InputError
-from search.runtime import PRECISIONS, precision_wanted
+from search.runtime import PRECISIONS, cpu_has_amx, precision_wanted
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -382,7 +382,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     done = sum(study.counted(t) for t in opened.get_trials(deepcopy=False))
     console.print(f"study [bold]{name}[/] in {redact(location)}: {done} of {args.trials} trials done; "
                   f"{data.name} {len(data.train_labels):,} train / {len(data.val_labels):,} val / "
-                  f"{len(data.test_labels):,} test" + (f"; {args.workers} workers" if args.workers > 1 else ""))
+                  f"{len(data.test_labels):,} test" + (f"; {args.workers} workers" if args.workers > 1 else "")
+                  + _precision_note(args.precision))
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         with Progress(console, args.trials, done) as progress:
@@ -493,6 +494,18 @@ def cmd_worker(args: argparse.Namespace, console: Console) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     return _finish(opened, folder, argparse.Namespace(**{**vars(args), "top": 10}), console, code, started)
+
+
+def _precision_note(chosen: str | None) -> str:
+    """Said at the start of a run whose trials train in bfloat16 on the CPU, so that nobody has to
+    learn it from a trial's attributes."""
+    if chosen == "auto":
+        wanted = "bfloat16" if cpu_has_amx() else "float32"
+    else:
+        wanted = chosen or precision_wanted()
+    if wanted != "bfloat16":
+        return ""
+    return "; on the CPU, trials train in mixed bfloat16 (--precision float32 turns it off)"
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:

@@ -193,7 +193,8 @@ def test_export_command_on_a_real_study(finished_study: Path, capsys: pytest.Cap
     assert err.count("\n") == 1 and "99" in err
 
 
-def test_a_search_trained_in_bfloat16_exports_its_recorded_accuracy(tmp_path: Path, write_space) -> None:
+def test_a_search_trained_in_bfloat16_exports_its_recorded_accuracy(tmp_path: Path, write_space,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
     from optuna.trial import TrialState
 
     from search.cli import main
@@ -206,6 +207,7 @@ def test_a_search_trained_in_bfloat16_exports_its_recorded_accuracy(tmp_path: Pa
     where = ["--results", str(results)]
     assert main(["run", str(space), "--trials", "2", "--epochs", "1", "--train-size", "2000", "--workers", "1",
                  "--precision", "bfloat16", *where]) == 0
+    assert "trials train in mixed bfloat16" in capsys.readouterr().out  # said when the run starts
     done = load_study("mixed", results, None).get_trials(states=(TrialState.COMPLETE,))
     assert [t.user_attrs["precision"] for t in done] == ["bfloat16", "bfloat16"]
     # export rebuilds the float32 model and refuses unless it scores exactly the recorded accuracy
