@@ -56,7 +56,7 @@ def precision_wanted() -> str:
     """The precision this process should train in: SEARCH_PRECISION ("float32" or "bfloat16"), or on
     "auto" (or unset) bfloat16 where the CPU has AMX and float32 elsewhere.
 
-    Measured on a 2-core Sapphire Rapids VM, one process on both cores, float32 and bfloat16 taking
+    Measured on a 2-core Intel Xeon VM with AMX, one process on both cores, float32 and bfloat16 taking
     turns in fresh processes (3 pairs each): the harness trained the benchmark's small CNN 1.98-2.02x
     as fast in bfloat16, the S2 MLP 1.08-1.16x at batch 128 and 1.47-1.83x at batch 512; the tests
     check that it reaches float32's test accuracy (within 0.5 points). Without AMX, bfloat16 on a
