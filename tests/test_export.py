@@ -207,7 +207,8 @@ def test_a_search_trained_in_bfloat16_exports_its_recorded_accuracy(tmp_path: Pa
     where = ["--results", str(results)]
     assert main(["run", str(space), "--trials", "2", "--epochs", "1", "--train-size", "2000", "--workers", "1",
                  "--precision", "bfloat16", *where]) == 0
-    assert "trials train in mixed bfloat16" in capsys.readouterr().out  # said when the run starts
+    said = " ".join(capsys.readouterr().out.split())  # rich wraps long lines at the console's width
+    assert "trials train in mixed bfloat16 (--precision float32 turns it off)" in said  # at the run's start
     done = load_study("mixed", results, None).get_trials(states=(TrialState.COMPLETE,))
     assert [t.user_attrs["precision"] for t in done] == ["bfloat16", "bfloat16"]
     # export rebuilds the float32 model and refuses unless it scores exactly the recorded accuracy
