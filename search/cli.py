@@ -24,7 +24,7 @@ from rich.tree import Tree
 
 from search import space as spaces
 from search.errors import InputError
-from search.runtime import PRECISIONS, cpu_has_amx, precision_wanted
+from search.runtime import PRECISIONS, precision_wanted
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -499,11 +499,7 @@ def cmd_worker(args: argparse.Namespace, console: Console) -> int:
 def _precision_note(chosen: str | None) -> str:
     """Said at the start of a run whose trials train in bfloat16 on the CPU, so that nobody has to
     learn it from a trial's attributes."""
-    if chosen == "auto":
-        wanted = "bfloat16" if cpu_has_amx() else "float32"
-    else:
-        wanted = chosen or precision_wanted()
-    if wanted != "bfloat16":
+    if precision_wanted(chosen) != "bfloat16":
         return ""
     return "; on the CPU, trials train in mixed bfloat16 (--precision float32 turns it off)"
 

@@ -43,6 +43,7 @@ def use_onednn(models: Collection[str], threads: int) -> bool:
     return "cnn" in models or threads <= 1 or (precision_wanted() == "bfloat16" and cpu_has_amx())
 
 
+@functools.cache
 def cpu_has_amx() -> bool:
     """Whether this CPU has AMX's bfloat16 tiles (Intel Sapphire Rapids and later), as Linux reports."""
     try:
@@ -52,9 +53,9 @@ def cpu_has_amx() -> bool:
     return any(line.startswith("flags") and "amx_bf16" in line.split() for line in text.splitlines())
 
 
-def precision_wanted() -> str:
-    """The precision this process should train in: SEARCH_PRECISION ("float32" or "bfloat16"), or on
-    "auto" (or unset) bfloat16 where the CPU has AMX and float32 elsewhere.
+def precision_wanted(value: str | None = None) -> str:
+    """The precision a `value` ("auto", "float32" or "bfloat16"; None: SEARCH_PRECISION) asks this
+    process to train in: "auto" (or unset) is bfloat16 where the CPU has AMX and float32 elsewhere.
 
     Measured on a 2-core Intel Xeon VM with AMX, one process on both cores, float32 and bfloat16 taking
     turns in fresh processes (3 pairs each): the harness trained the benchmark's small CNN 1.98-2.02x
@@ -62,7 +63,7 @@ def precision_wanted() -> str:
     check that it reaches float32's test accuracy (within 0.5 points). Without AMX, bfloat16 on a
     CPU has no such kernels, and on a GPU "auto" leaves float32 (TensorFlow already uses TF32 there).
     """
-    value = os.environ.get(PRECISION, "auto").strip().lower() or "auto"
+    value = _setting(value)
     if value not in PRECISIONS:
         raise InputError(f"{PRECISION}={value!r}: expected one of {', '.join(PRECISIONS)}")
     if value != "auto":
@@ -76,11 +77,15 @@ def training_precision() -> str:
     that "auto" means float32 on a GPU. Recorded with each trial, like `cpu_kernels`."""
     import tensorflow as tf
 
-    wanted = precision_wanted()
-    auto = os.environ.get(PRECISION, "auto").strip().lower() in ("", "auto")
-    if auto and tf.config.list_physical_devices("GPU"):
+    if _setting(None) == "auto" and tf.config.list_physical_devices("GPU"):
         return "float32"
-    return wanted
+    return precision_wanted()
+
+
+def _setting(value: str | None) -> str:
+    """`value`, or else SEARCH_PRECISION, normalised; unset or empty is "auto"."""
+    text = os.environ.get(PRECISION, "auto") if value is None else value
+    return text.strip().lower() or "auto"
 
 
 def onednn_wanted(models: Collection[str], threads: int) -> bool:
