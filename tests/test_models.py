@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
 
@@ -123,8 +124,8 @@ def test_l2_axis1_survives_tflite_on_blank_columns(small_mnist) -> None:
 ])
 def test_bfloat16_build_computes_in_bfloat16_on_float32_weights(config: dict) -> None:
     mixed, plain = models.build(config, "bfloat16"), models.build(config)
-    hidden = [layer for layer in mixed.layers[1:] if layer.name != "digits"]
-    assert {layer.compute_dtype for layer in hidden} == {"bfloat16"}
+    matmuls = [layer for layer in mixed.layers if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D))]
+    assert {layer.compute_dtype for layer in matmuls if layer.name != "digits"} == {"bfloat16"}
     assert mixed.get_layer("digits").compute_dtype == "float32"
     assert {w.dtype for w in mixed.weights} == {"float32"}  # so the float32 build takes them unchanged
     assert [w.shape for w in mixed.weights] == [w.shape for w in plain.weights]
@@ -132,3 +133,25 @@ def test_bfloat16_build_computes_in_bfloat16_on_float32_weights(config: dict) ->
     assert mixed.inputs[0].dtype == "uint8" and mixed(images).dtype == "float32"
     assert models.precision_of(mixed) == "bfloat16" and models.precision_of(plain) == "float32"
     assert {layer.compute_dtype for layer in plain.layers[1:]} == {"float32"}
+
+
+@pytest.mark.parametrize(("extra", "tail"), [
+    ({}, "bfloat16"),  # relu: oneDNN fuses it into the matmul
+    ({"activation": "tanh", "dropout": 0.2}, "bfloat16"),
+    ({"activation": "gelu"}, "float32"),
+    ({"activation": "selu", "dropout": 0.2}, "float32"),
+    ({"batch_norm": True}, "float32"),
+    ({"batch_norm": True, "activation": "tanh"}, "float32"),
+])
+def test_bfloat16_dense_tail_computes_in_float32_unless_fused(extra: dict, tail: str) -> None:
+    config = {"model": "mlp", "layers": [{"units": 32}, {"units": 16}], **extra}
+    mixed = models.build(config, "bfloat16")
+    after = [layer for layer in mixed.layers if layer.name.startswith("dense_") and layer.name.count("_") == 2]
+    assert {layer.name.rsplit("_", 1)[1] for layer in after} >= {"act"}
+    assert {layer.compute_dtype for layer in after} == {tail}
+    assert {mixed.get_layer(f"dense_{index}").compute_dtype for index in (0, 1)} == {"bfloat16"}
+    # The float32 twin computes everything in float32 and gives the same probabilities to bfloat16's precision.
+    images = np.random.default_rng(0).integers(0, 256, (4, 28, 28), dtype=np.uint8)
+    twin = models.float32_twin(mixed, config)
+    assert {layer.compute_dtype for layer in twin.layers[1:]} == {"float32"}
+    np.testing.assert_allclose(np.asarray(mixed(images)), np.asarray(twin(images)), atol=0.05)
