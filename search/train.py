@@ -198,13 +198,14 @@ def fit(
 
 def _result(model: keras.Model, config: dict[str, Any], log: EpochLog, accuracy: Any = None) -> FitResult:
     """Fail on a NaN loss, else put the best epoch's weights back and describe the run. A model that
-    trained in mixed precision comes back as its float32 twin (`models.float32_twin`): what is
-    tested, kept and exported is the float32 model, which any machine rebuilds exactly."""
+    trained in mixed precision or with the fused batch norm comes back as its plain twin
+    (`models.plain_twin`): what is tested, kept and exported is the plain float32 model, which any
+    machine rebuilds exactly."""
     if log.nan_epoch is not None:
         raise TrialFailed(f"loss became NaN at epoch {log.nan_epoch}")
     if log.best_weights is not None:
         model.set_weights(log.best_weights)
-    served = models.float32_twin(model, config)
+    served = models.plain_twin(model, config)
     if served is not model or accuracy is None:
         accuracy = compiled_accuracy(served)
     return FitResult(served, log.best_value, log.best_epoch, len(log.val_history), log.seconds, log.val_history,

@@ -80,7 +80,7 @@ class Objective:
         log = train.EpochLog()
         deadline = Deadline(self.trial_timeout)
         try:
-            model = models.build(config, training_precision())
+            model = models.build(config, training_precision(), for_training=True)
             trial.set_user_attr("n_params", int(model.count_params()))
             callbacks = self._callbacks(trial, config, deadline, baseline)
             result = train.fit(model, config, self.data, callbacks=callbacks, log=log)

@@ -152,6 +152,80 @@ def test_bfloat16_dense_tail_computes_in_float32_unless_fused(extra: dict, tail:
     assert {mixed.get_layer(f"dense_{index}").compute_dtype for index in (0, 1)} == {"bfloat16"}
     # The float32 twin computes everything in float32 and gives the same probabilities to bfloat16's precision.
     images = np.random.default_rng(0).integers(0, 256, (4, 28, 28), dtype=np.uint8)
-    twin = models.float32_twin(mixed, config)
+    twin = models.plain_twin(mixed, config)
     assert {layer.compute_dtype for layer in twin.layers[1:]} == {"float32"}
     np.testing.assert_allclose(np.asarray(mixed(images)), np.asarray(twin(images)), atol=0.05)
+
+
+@pytest.mark.parametrize(("precision", "tolerance", "gradients"), [("float32", 1e-4, 2e-2), ("bfloat16", 2e-2, 0.1)])
+def test_fused_batch_norm_trains_as_keras_batch_norm(small_mnist, precision: str, tolerance: float,
+                                                     gradients: float) -> None:
+    import tensorflow as tf
+
+    config = {"model": "cnn", "conv_blocks": [{"filters": 8, "kernel_size": 3, "pooling": "avg"}] * 2,
+              "layers": [{"units": 16}], "batch_norm": True, "batch_norm_momentum": 0.9}
+    keras.utils.set_random_seed(0)
+    fused, plain = models.build(config, precision, for_training=True), models.build(config, precision)
+    assert isinstance(fused.get_layer("conv_1_bn"), models.FusedBatchNormalization)
+    assert type(plain.get_layer("conv_1_bn")) is keras.layers.BatchNormalization
+    assert not models.is_plain(fused) and models.is_plain(models.build(config))
+    plain.set_weights(fused.get_weights())
+    images, labels = small_mnist.train_images[:64], small_mnist.train_labels[:64]
+
+    def step(model: keras.Model) -> tuple[np.ndarray, list[np.ndarray]]:
+        with tf.GradientTape() as tape:
+            probabilities = model(images, training=True)
+            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, probabilities))
+        return np.asarray(probabilities), [np.asarray(g, np.float32) for g in tape.gradient(loss, model.trainable_variables)]
+
+    (fused_out, fused_grads), (plain_out, plain_grads) = step(fused), step(plain)
+    np.testing.assert_allclose(fused_out, plain_out, atol=tolerance)
+    # Gradients agree as a whole per weight. oneDNN's batch norm kernel rounds differently from Keras's
+    # ops (the layer alone agrees to 1e-6, below; with Eigen's kernels this model to 1e-5), which moves
+    # the early layers' float32 gradients by up to 0.6% here, and by a few percent through max-pooling.
+    for got, want in zip(fused_grads, plain_grads, strict=True):
+        assert np.linalg.norm(got - want) <= gradients * np.linalg.norm(want) + 1e-7
+    # The moving averages moved, and as Keras's do (the batch's biased variance, momentum 0.9).
+    for name in ("conv_0_bn", "conv_1_bn"):
+        got, want = fused.get_layer(name), plain.get_layer(name)
+        assert not np.allclose(np.asarray(got.moving_variance), 1.0)
+        np.testing.assert_allclose(np.asarray(got.moving_mean), np.asarray(want.moving_mean), atol=tolerance)
+        np.testing.assert_allclose(np.asarray(got.moving_variance), np.asarray(want.moving_variance),
+                                   rtol=tolerance, atol=tolerance)
+    # What is kept is the plain float32 build with those weights.
+    twin = models.plain_twin(fused, config)
+    assert models.is_plain(twin) and type(twin.get_layer("conv_1_bn")) is keras.layers.BatchNormalization
+    reference = models.build(config)
+    reference.set_weights(fused.get_weights())
+    np.testing.assert_array_equal(np.asarray(twin(images)), np.asarray(reference(images)))
+
+
+def test_fused_batch_norm_keeps_the_biased_batch_variance() -> None:
+    # With momentum 0 the moving statistics become the batch's own: on 18 values a channel, the
+    # Bessel-corrected variance the fused kernel reports would be 18/17 of Keras's.
+    maps = np.random.default_rng(1).normal(2.0, 3.0, (2, 3, 3, 4)).astype(np.float32)
+    layer = models.FusedBatchNormalization(momentum=0.0)
+    out = np.asarray(layer(maps, training=True))
+    np.testing.assert_allclose(np.asarray(layer.moving_mean), maps.mean(axis=(0, 1, 2)), rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(layer.moving_variance), maps.var(axis=(0, 1, 2)), rtol=1e-5)
+    want = (maps - maps.mean(axis=(0, 1, 2))) / np.sqrt(maps.var(axis=(0, 1, 2)) + layer.epsilon)
+    np.testing.assert_allclose(out, want, atol=1e-5)
+
+
+def test_fused_batch_norm_passes_back_keras_batch_norms_gradients() -> None:
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    maps = tf.constant(rng.normal(0.3, 2.0, (16, 13, 13, 8)).astype(np.float32))
+    upstream = tf.constant(rng.normal(0.0, 1.0, (16, 13, 13, 8)).astype(np.float32))
+    grads = []
+    for kind in (models.FusedBatchNormalization, keras.layers.BatchNormalization):
+        layer = kind(momentum=0.9)
+        layer.build(maps.shape)
+        layer.gamma.assign(rng.uniform(0.5, 1.5, 8).astype(np.float32) if not grads else grads[0][-1])
+        with tf.GradientTape() as tape:
+            tape.watch(maps)
+            loss = tf.reduce_sum(layer(maps, training=True) * upstream)
+        grads.append([*tape.gradient(loss, [maps, layer.gamma, layer.beta]), np.asarray(layer.gamma)])
+    for got, want in zip(grads[0][:3], grads[1][:3], strict=True):
+        assert np.linalg.norm(got - want) <= 1e-5 * np.linalg.norm(want)
