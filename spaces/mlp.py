@@ -17,8 +17,8 @@ them and the nine runs since (best test 98.36-98.73% over all nineteen): in one 
 best, trial 4: 420-160 GELU, dropout 0.07, batch norm, L2 1e-5, SGD 0.56 with momentum 0.9, cosine
 schedule, batch 128, 98.68% test. On the Intel VM with AMX that replaced it (README, "Training
 speed"): one float32 run, 7.1 min, 98.67%; four in mixed bfloat16, 11.6, 7.2, 7.1 and 5.0 min,
-best test 98.84%, 98.46% (S3's), 98.48% and 98.59%; and one since GELU, SELU and batch norm compute
-in float32 inside bfloat16 trials, 7.2 min, 98.67%. Widths stop at 512, batches start
+best test 98.84%, 98.46% (S3's), 98.48% and 98.59%; and two since GELU, SELU and batch norm compute
+in float32 inside bfloat16 trials, 7.2 and 5.3 min, 98.67% and 98.72%. Widths stop at 512, batches start
 at 128 and training stops at 8 epochs to bound the search's cost: with batch 64 and 10 epochs nine
 runs took 3 min 10 s to 11 min 27 s for the same best test accuracy (98.50-98.72%; the slowest
 spent 1,024 of its 1,330 trial-seconds on its 34 batch-64 trials), and with widths up to 1024 and
