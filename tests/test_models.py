@@ -181,7 +181,7 @@ def test_fused_batch_norm_trains_as_keras_batch_norm(small_mnist, precision: str
     (fused_out, fused_grads), (plain_out, plain_grads) = step(fused), step(plain)
     np.testing.assert_allclose(fused_out, plain_out, atol=tolerance)
     # Gradients agree as a whole per weight. oneDNN's batch norm kernel rounds differently from Keras's
-    # ops (the layer alone agrees to 1e-6, below; with Eigen's kernels this model to 1e-5), which moves
+    # ops (the layer alone agrees to 2e-6, below; with Eigen's kernels this model to 1e-5), which moves
     # the early layers' float32 gradients by up to 0.6% here, and by a few percent through max-pooling.
     for got, want in zip(fused_grads, plain_grads, strict=True):
         assert np.linalg.norm(got - want) <= gradients * np.linalg.norm(want) + 1e-7
