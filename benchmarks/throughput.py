@@ -156,7 +156,7 @@ def harness_rate(config: dict[str, Any], dataset: data.Dataset, images: int, epo
     """Samples per second of the compiled loop, per epoch of `images` training images."""
     config = schema.resolve(config)
     train.reset(0)
-    model = models.build(config, training_precision(), for_training=True)  # what a trial here trains
+    model = train.training_model(config)  # what a trial here trains
     loop = train.CompiledLoop(model, make_optimizer(config), config, dataset)
     batch = config["batch_size"] * train.BATCHES_PER_CALL
     rates = []

@@ -59,7 +59,7 @@ class Objective:
 
     def _run(self, trial: optuna.Trial) -> float:
         # TensorFlow loads only when a trial runs, so `show` and input errors stay instant.
-        from search import models, train
+        from search import train
 
         trial.set_user_attr("host", HOST)
         trial.set_user_attr("pid", os.getpid())
@@ -80,7 +80,7 @@ class Objective:
         log = train.EpochLog()
         deadline = Deadline(self.trial_timeout)
         try:
-            model = models.build(config, training_precision(), for_training=True)
+            model = train.training_model(config)
             trial.set_user_attr("n_params", int(model.count_params()))
             callbacks = self._callbacks(trial, config, deadline, baseline)
             result = train.fit(model, config, self.data, callbacks=callbacks, log=log)
