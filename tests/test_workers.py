@@ -158,9 +158,10 @@ def test_database_restart_mid_search_loses_no_finished_trial(postgres, write_spa
 def test_worker_command_joins_a_stored_study_and_finishes_its_budget(postgres, write_space, tmp_path: Path) -> None:
     space = write_space(SPACE, "joined.py")
     results = tmp_path / "results"
-    # `run` stops starting trials after its --timeout; a worker started elsewhere finishes the job
-    # from the settings stored on the study (space, data, epochs, budget).
-    assert main(["run", str(space), "--trials", "4", "--timeout", "1", "--epochs", "1", "--storage", postgres.url,
+    # `run` stops starting trials after its --timeout (here: after its first trial, however fast the
+    # machine); a worker started elsewhere finishes the job from the settings stored on the study
+    # (space, data, epochs, budget).
+    assert main(["run", str(space), "--trials", "4", "--timeout", "0.01", "--epochs", "1", "--storage", postgres.url,
                  "--results", str(results), *QUICK]) == 0
     first = sum(counted(t) for t in trials("joined", postgres.url))
     assert first < 4
