@@ -49,9 +49,9 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     from search import study as studies
     from search import tuner, tuner_space
     from search.errors import TrialFailed
+    from search.record import counted
     from search.runtime import start_tensorflow
     from search.space import load_space
-    from search.storage import counted
     from search.trial import Objective
 
     space = replace(load_space(job["space"]), baselines={})

@@ -156,7 +156,7 @@ def harness_rate(config: dict[str, Any], dataset: data.Dataset, images: int, epo
     """Samples per second of the compiled loop, per epoch of `images` training images."""
     config = schema.resolve(config)
     train.reset(0)
-    model = train.training_model(config)  # what a trial here trains
+    model = train.training_model(config, training_precision())  # what a trial here trains
     loop = train.CompiledLoop(model, make_optimizer(config), config, dataset)
     batch = config["batch_size"] * train.BATCHES_PER_CALL
     rates = []
@@ -433,8 +433,9 @@ def main() -> None:
     lines += [f"Roofline: float32 matmul {peak:.1f} GFLOP/s (chained {size}x{size} matmuls, {kernels[best]}; "
               f"{kernels[not best]}: {rooflines[not best][0]:.1f} GFLOP/s at {rooflines[not best][1]})",
               f"Kernels: the harness, one process on all {cores()} cores, uses "
-              f"{kernels[use_onednn({'mlp'}, cores())]} for the MLP and {kernels[use_onednn({'cnn'}, cores())]} "
-              f"for the CNN; a worker on one thread beside others uses {kernels[use_onednn({'mlp'}, 1)]} "
+              f"{kernels[use_onednn({'mlp'}, cores(), precision)]} for the MLP and "
+              f"{kernels[use_onednn({'cnn'}, cores(), precision)]} "
+              f"for the CNN; a worker on one thread beside others uses {kernels[use_onednn({'mlp'}, 1, precision)]} "
               f"(search.runtime.use_onednn); model.fit and KerasTuner as the tutorials run them use TensorFlow's "
               f"default, which here is {kernels[default_onednn]}",
               f"Precision: the harness trains in {precision} here (search.runtime.training_precision); model.fit "
@@ -454,8 +455,8 @@ def main() -> None:
         for index, (name, base, batch_size) in enumerate(WORKLOADS):
             config = {**base, "batch_size": batch_size}
             images = args.cnn_images if base["model"] == "cnn" else args.mlp_images
-            harness_onednn = use_onednn({str(base["model"])}, cores())
-            worker_onednn = use_onednn({str(base["model"])}, worker_threads)
+            harness_onednn = use_onednn({str(base["model"])}, cores(), precision)
+            worker_onednn = use_onednn({str(base["model"])}, worker_threads, precision)
             rates: dict[str, list[float]] = {"harness": [], "fit": [], "tuner": [], "fit_same": [], "workers": []}
             for _ in range(args.rounds):  # interleaved, so a slow spell of the machine hits all of them
                 rates["harness"] += in_child("harness", index, images, args.epochs, harness_onednn)

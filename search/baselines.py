@@ -1,4 +1,4 @@
-"""The five tutorials (S1-S5, /work/shared/seeds.md) as concrete configs, and a run of all of them.
+"""The five classic TensorFlow MNIST tutorials (S1-S5) as concrete configs, and a run of all of them.
 
 One source of truth for the baselines: the space files' `BASELINES` take their configs from `SEEDS`
 (so a search starts from the tutorial it should beat, labelled on its leaderboard), and

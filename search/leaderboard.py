@@ -17,7 +17,8 @@ from optuna.trial import TrialState
 from rich.markup import escape
 from rich.table import Table
 
-from search import storage
+from search import record
+from search.record import Attr, StudyAttr
 
 COLUMNS = ["rank", "trial", "state", "val_accuracy", "test_accuracy", "n_params", "epochs",
            "train_seconds", "baseline", "hyperparameters", "reason"]
@@ -61,23 +62,14 @@ def frame(study: optuna.Study) -> pd.DataFrame:
     """One row per finished trial, ranked by test accuracy."""
     rows = []
     for trial in study.get_trials(deepcopy=False, states=SHOWN):
-        attrs = trial.user_attrs
-        if attrs.get("surplus"):
+        if trial.user_attrs.get(Attr.SURPLUS):
             continue  # started after the budget was taken: it never ran
-        history = attrs.get("val_history") or []
-        val = trial.value if trial.state == TrialState.COMPLETE else (max(history) if history else math.nan)
+        row = record.read(trial)
         rows.append({
-            "trial": trial.number,
-            "state": "interrupted" if attrs.get("interrupted") else "lost" if storage.lost(trial)
-            else trial.state.name.lower(),
-            "val_accuracy": val,
-            "test_accuracy": attrs.get("test_accuracy", math.nan),
-            "n_params": attrs.get("n_params"),
-            "epochs": attrs.get("epochs"),
-            "train_seconds": attrs.get("train_seconds"),
-            "baseline": attrs.get("baseline") or "",
-            "hyperparameters": describe(attrs.get("config") or {}),
-            "reason": attrs.get("reason") or (storage.LOST_REASON if storage.lost(trial) else ""),
+            "trial": row.number, "state": row.state, "val_accuracy": row.val_accuracy,
+            "test_accuracy": row.test_accuracy, "n_params": row.n_params, "epochs": row.epochs,
+            "train_seconds": row.train_seconds, "baseline": row.baseline,
+            "hyperparameters": describe(row.config), "reason": row.reason,
         })
     table = pd.DataFrame(rows, columns=COLUMNS[1:])
     table = table.sort_values(["test_accuracy", "val_accuracy", "trial"], ascending=[False, False, True],
@@ -106,7 +98,7 @@ def select(table: pd.DataFrame, sort: str = "test", state: str = "all", top: int
 def engine(study: optuna.Study) -> str:
     """Which search engine produced the study: `optuna/tpe+median`, `keras-tuner/hyperband`, ... (studies
     from before engines were recorded are Optuna's)."""
-    return str(study.user_attrs.get("engine") or "optuna")
+    return str(study.user_attrs.get(StudyAttr.ENGINE) or "optuna")
 
 
 def compare(studies: dict[str, pd.DataFrame], engines: dict[str, str] | None = None) -> pd.DataFrame:

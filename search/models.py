@@ -39,15 +39,11 @@ class FusedBatchNormalization(layers.BatchNormalization):  # type: ignore[misc]
     with TensorFlow's fused kernel (`FusedBatchNormV3`, oneDNN's on the CPU) instead of Keras's
     dozen elementwise and reduction ops, and takes bfloat16 maps as they are instead of casting them
     to float32 and back. Same weights, same arithmetic: the batch's mean and biased variance
-    normalize, and the moving averages move as Keras's do. Inference is Keras's own.
-
-    On the 2-core Intel VM with AMX, the benchmark's CNN (conv32-conv64-dense128) with batch norm, the
-    compiled loop with Keras's layer (aad61ec) and with this one taking turns in fresh processes:
-    1,387 / 3,616 and 1,137 / 3,007 samples/s in mixed bfloat16 on one thread (2.6x), 1,897 / 3,342
-    and 1,989 / 3,108 in float32 on two (1.6-1.8x); trained 2 epochs on 20,000 real images, 98.54%
-    against 98.52% validation accuracy (oneDNN's kernel rounds differently from Keras's ops, so the
-    two are close, not equal). It is for training only, like bfloat16: the model that is
-    tested, kept and exported is `plain_twin`'s, with Keras's own layer, so it loads without `search`.
+    normalize, and the moving averages move as Keras's do. Inference is Keras's own. It trained the
+    benchmark CNN with batch norm 1.6-2.6x as fast (docs/design.md); oneDNN's kernel rounds
+    differently from Keras's ops, so the two are close, not equal. It is for training only, like
+    bfloat16: the model that is tested, kept and exported is `plain_twin`'s, with Keras's own layer,
+    so it loads without `search`.
     """
 
     def call(self, inputs: Any, training: Any = None, mask: Any = None) -> Any:
@@ -155,11 +151,8 @@ def _tail_dtype(config: dict[str, Any]) -> str:
     Under mixed precision that tail computes in float32 unless it is a bare fused activation:
     TensorFlow's bfloat16 elementwise kernels on the CPU are slower than its float32 ones, and batch
     norm casts to float32 and back inside anyway, so computing the tail in float32 costs no more casts.
-    Measured on the 2-core Intel VM with AMX, one thread, the two builds taking turns in fresh
-    processes (samples/s of the compiled loop, batch 128): batch norm with relu 1.09-1.11x and with
-    GELU 1.09-1.23x (2 pairs each, with dropout and weight averaging); without batch norm GELU
-    1.15-1.35x (2 pairs), SELU 1.24x, ELU 1.17x, swish 1.17x; relu with dropout unchanged (0.95x,
-    1.04x); but tanh 0.42x and sigmoid 0.79x, whose float32 tail keeps oneDNN from fusing them.
+    It measured 1.1-1.35x the samples/s; a float32 tail kept oneDNN from fusing tanh and sigmoid
+    (0.42x and 0.79x), which therefore stay bfloat16 (docs/design.md).
     """
     if config["dtype"] == "float32" or (not config["batch_norm"] and config["activation"] in FUSED_ACTIVATIONS):
         return str(config["dtype"])

@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.progress import Progress as RichProgress
 
-from search.storage import counted
+from search import record
 
 
 class Progress:
@@ -64,7 +64,7 @@ class Progress:
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         """The Optuna callback: a trial finished."""
-        if not counted(trial):  # interrupted, lost with its worker, or never run
+        if not record.counted(trial):  # interrupted, lost with its worker, or never run
             return
         state = trial.state.name.lower()
         self.counts[state] = self.counts.get(state, 0) + 1
@@ -79,28 +79,26 @@ class Progress:
     def _update_bests(self, trial: FrozenTrial) -> None:
         if trial.state != TrialState.COMPLETE or trial.value is None:
             return
-        test = trial.user_attrs.get("test_accuracy", float("nan"))
-        if not self.best_val >= trial.value:  # written so NaN (no best yet) also takes the value
-            self.best_val = trial.value
-        if not self.best_test >= test:
-            self.best_test = test
+        row = record.read(trial)
+        if not self.best_val >= row.val_accuracy:  # written so NaN (no best yet) also takes the value
+            self.best_val = row.val_accuracy
+        if not self.best_test >= row.test_accuracy:
+            self.best_test = row.test_accuracy
 
     def _status(self, running: str = "") -> str:
         counts = f"{self.counts['pruned']} pruned, {self.counts['fail']} failed"
         return f"{counts} | best val {_pct(self.best_val)} test {_pct(self.best_test)} {running}"
 
     def _line(self, trial: FrozenTrial) -> str:
-        attrs = trial.user_attrs
-        history = attrs.get("val_history") or []
-        val = trial.value if trial.value is not None else (max(history) if history else float("nan"))
-        what = f"val {_pct(val)} test {_pct(attrs.get('test_accuracy', float('nan')))}"
+        row = record.read(trial)
+        what = f"val {_pct(row.val_accuracy)} test {_pct(row.test_accuracy)}"
         if trial.state != TrialState.COMPLETE:
-            what = f"val {_pct(val)} ({escape(attrs.get('reason', ''))})"
+            what = f"val {_pct(row.val_accuracy)} ({escape(row.reason)})"
         elapsed = time.monotonic() - self.started
-        label = escape(f" [{attrs['baseline']}]") if attrs.get("baseline") else ""
-        return (f"trial {trial.number}{label} {trial.state.name.lower()}: {what}, {attrs.get('epochs', 0)} epochs, "
-                f"{attrs.get('train_seconds', '-')} s | {self.done}/{self.total} done, {self._status()}"
-                f"| elapsed {elapsed:.0f} s")
+        label = escape(f" [{row.baseline}]") if row.baseline else ""
+        seconds = "-" if row.train_seconds is None else row.train_seconds
+        return (f"trial {trial.number}{label} {trial.state.name.lower()}: {what}, {row.epochs or 0} epochs, "
+                f"{seconds} s | {self.done}/{self.total} done, {self._status()}| elapsed {elapsed:.0f} s")
 
 
 def _pct(value: float | None) -> str:

@@ -28,8 +28,9 @@ from matplotlib.figure import Figure  # the object API needs no pyplot and no gl
 from matplotlib.ticker import MaxNLocator
 from optuna.trial import FrozenTrial, TrialState
 
-from search import artifacts, leaderboard
+from search import artifacts, leaderboard, record
 from search.errors import InputError
+from search.record import StudyAttr
 
 TOP_CURVES, PRUNED_CURVES, MISTAKES = 5, 10, 36
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
@@ -161,11 +162,11 @@ def _curves(table: pd.DataFrame, trials: dict[int, FrozenTrial]) -> Section:
         return section
     fig, ax = _figure(7, 4)
     for row in top.itertuples():
-        history = trials[row.trial].user_attrs.get("val_history") or []
+        history = record.read(trials[row.trial]).val_history
         ax.plot(range(1, len(history) + 1), history, marker=".",
                 label=f"#{row.rank} trial {row.trial} (test {row.test_accuracy:.4f})")
     for i, row in enumerate(pruned.itertuples()):
-        history = trials[row.trial].user_attrs.get("val_history") or []
+        history = record.read(trials[row.trial]).val_history
         ax.plot(range(1, len(history) + 1), history, ls="--", marker="x", color="tab:grey", alpha=0.7,
                 label=f"pruned ({len(pruned)})" if i == 0 else None)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -232,7 +233,7 @@ def _html(study: optuna.Study, table: pd.DataFrame, sections: list[Section]) -> 
     states = table["state"].value_counts()
     best = table["test_accuracy"].max()
     summary = (f"{len(table)} finished trials ({', '.join(f'{n} {s}' for s, n in states.items())}); "
-               f"data set {study.user_attrs.get('dataset', '?')}; best test accuracy "
+               f"data set {study.user_attrs.get(StudyAttr.DATASET, '?')}; best test accuracy "
                f"{'none yet' if pd.isna(best) else f'{best:.4f}'}; written {datetime.now():%Y-%m-%d %H:%M}.")
     shown = {"val_accuracy": "{:.4f}", "test_accuracy": "{:.4f}", "n_params": "{:,}"}
     formatters = {column: (lambda v, f=form: "" if pd.isna(v) else f.format(v)) for column, form in shown.items()}
@@ -256,8 +257,7 @@ def _html(study: optuna.Study, table: pd.DataFrame, sections: list[Section]) -> 
 
 
 def _accuracy(trial: FrozenTrial, key: str) -> float:
-    value = trial.value if key == "val_accuracy" else trial.user_attrs.get(key)
-    return float("nan") if value is None else float(value)
+    return float(getattr(record.read(trial), key))
 
 
 def _figure(width: float, height: float) -> tuple[Figure, Axes]:

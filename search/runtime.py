@@ -25,22 +25,14 @@ PRECISION = "SEARCH_PRECISION"
 PRECISIONS = ("auto", "float32", "bfloat16")
 
 
-def use_onednn(models: Collection[str], threads: int) -> bool:
+def use_onednn(models: Collection[str], threads: int, precision: str = "float32") -> bool:
     """Whether a process that trains these model kinds ("softmax", "mlp", "cnn") on `threads`
-    intra-op threads should use oneDNN's CPU kernels rather than TensorFlow's own (Eigen's).
-
-    Measured on the 2-core AMD EPYC (AVX2) machine by `benchmarks/kernels.py` (README, "Training
-    speed"), the two taking turns in fresh processes, medians:
-    - the CNN, one process on both cores: oneDNN 1.33x as many samples a second (4 of 4 pairs);
-    - the S2 MLP, one process on both cores: Eigen 1.10x at batch 128 (3 of 4 pairs), even at
-      batch 512 (1.02x, 2 of 4); earlier interleaved runs gave Eigen 1.13x and 1.26x (10 pairs);
-    - the S2 MLP, two processes of one thread each at once (what `run` starts on 2 cores): oneDNN
-      1.23x at batch 128 and 1.16x at batch 512 (3 of 3 pairs each).
-    So Eigen only for dense models on several threads; more than 2 threads were not measured.
-    Training in bfloat16 (`precision_wanted`) on a CPU with AMX takes oneDNN too: its AMX kernels are
-    what make bfloat16 fast. On a GPU neither is used.
+    intra-op threads in `precision` should use oneDNN's CPU kernels rather than TensorFlow's own
+    (Eigen's): oneDNN for CNNs, on one thread, and for bfloat16 on a CPU with AMX (its AMX kernels
+    are what make bfloat16 fast); Eigen for dense models on several threads. `benchmarks/kernels.py`
+    measures the choice (docs/design.md). On a GPU neither is used.
     """
-    return "cnn" in models or threads <= 1 or (precision_wanted() == "bfloat16" and cpu_has_amx())
+    return "cnn" in models or threads <= 1 or (precision == "bfloat16" and cpu_has_amx())
 
 
 @functools.cache
@@ -54,32 +46,37 @@ def cpu_has_amx() -> bool:
 
 
 def precision_wanted(value: str | None = None) -> str:
-    """The precision a `value` ("auto", "float32" or "bfloat16"; None: SEARCH_PRECISION) asks this
-    process to train in: "auto" (or unset) is bfloat16 where the CPU has AMX and float32 elsewhere.
-
-    Measured on a 2-core Intel Xeon VM with AMX, one process on both cores, float32 and bfloat16 taking
-    turns in fresh processes (3 pairs each): the harness trained the benchmark's small CNN 1.98-2.02x
-    as fast in bfloat16, the S2 MLP 1.08-1.16x at batch 128 and 1.47-1.83x at batch 512; the tests
-    check that it reaches float32's test accuracy (within 0.5 points). Without AMX, bfloat16 on a
-    CPU has no such kernels, and on a GPU "auto" leaves float32 (TensorFlow already uses TF32 there).
+    """The precision a `value` ("auto", "float32" or "bfloat16"; None: the user's SEARCH_PRECISION)
+    asks this process to train in: "auto" (or unset) is bfloat16 where the CPU has AMX and float32
+    elsewhere. Without AMX, bfloat16 on a CPU has no fast kernels, and on a GPU "auto" leaves float32
+    (TensorFlow already uses TF32 there); docs/design.md has the measurement behind it.
     """
-    value = _setting(value)
-    if value not in PRECISIONS:
-        raise InputError(f"{PRECISION}={value!r}: expected one of {', '.join(PRECISIONS)}")
+    value = precision_setting(value)
     if value != "auto":
         return value
     return "bfloat16" if cpu_has_amx() else "float32"
 
 
+def precision_setting(value: str | None = None) -> str:
+    """`value`, or else the user's SEARCH_PRECISION, checked and normalised: "auto", "float32" or
+    "bfloat16"; a bad one is an `InputError` in one line."""
+    setting = _setting(value)
+    if setting not in PRECISIONS:
+        where = f"--precision {setting!r}" if value is not None else f"{PRECISION}={setting!r}"
+        raise InputError(f"{where}: expected one of {', '.join(PRECISIONS)}")
+    return setting
+
+
 @functools.cache
-def training_precision() -> str:
-    """The precision this process trains in (once TensorFlow has started): `precision_wanted`, except
-    that "auto" means float32 on a GPU. Recorded with each trial, like `cpu_kernels`."""
+def training_precision(value: str | None = None) -> str:
+    """The precision this process trains in for `value` (as `precision_wanted` takes it), once
+    TensorFlow has started: `precision_wanted`, except that "auto" means float32 on a GPU. Recorded
+    with each trial, like `cpu_kernels`."""
     import tensorflow as tf
 
-    if _setting(None) == "auto" and tf.config.list_physical_devices("GPU"):
+    if _setting(value) == "auto" and tf.config.list_physical_devices("GPU"):
         return "float32"
-    return precision_wanted()
+    return precision_wanted(value)
 
 
 def _setting(value: str | None) -> str:
@@ -88,12 +85,14 @@ def _setting(value: str | None) -> str:
     return text.strip().lower() or "auto"
 
 
-def onednn_wanted(models: Collection[str], threads: int) -> bool:
-    """Whether a process that starts TensorFlow with these `models` and `threads` gets oneDNN: the
-    TF_ENABLE_ONEDNN_OPTS the user set (read as TensorFlow reads it: "1" or "true" is on), or
-    else `use_onednn`'s choice."""
+def onednn_wanted(models: Collection[str], threads: int, precision: str | None = None) -> bool:
+    """Whether a process that starts TensorFlow with these `models`, `threads` and `precision` (as
+    `precision_wanted` takes it) gets oneDNN: the TF_ENABLE_ONEDNN_OPTS the user set (read as
+    TensorFlow reads it: "1" or "true" is on), or else `use_onednn`'s choice."""
     user = os.environ.get(ONEDNN)
-    return user.strip().lower() in ("1", "true") if user is not None else use_onednn(models, threads)
+    if user is not None:
+        return user.strip().lower() in ("1", "true")
+    return use_onednn(models, threads, precision_wanted(precision))
 
 
 @functools.cache
@@ -127,19 +126,19 @@ def quiet_stderr() -> Iterator[None]:
 
 
 def start_tensorflow(verbose: bool = False, threads: int | None = None,
-                     models: Collection[str] | None = None) -> list[str]:
+                     models: Collection[str] | None = None, precision: str | None = None) -> list[str]:
     """Import TensorFlow and list its devices (quietly unless `verbose`); returns the device names.
 
     `threads` caps TensorFlow's thread pools, so that local workers share the cores instead of each
     starting one thread per core; it only takes effect before TensorFlow's runtime has started.
 
-    `models`, the model kinds this process will train, and `threads` (None: one per core) pick
-    TensorFlow's CPU kernels (`use_onednn`); `models` None leaves TensorFlow's own default (a
-    process that only predicts). It only takes effect before TensorFlow is first imported, and a
-    TF_ENABLE_ONEDNN_OPTS the user set wins.
+    `models`, the model kinds this process will train, `threads` (None: one per core) and
+    `precision` (as `precision_wanted` takes it) pick TensorFlow's CPU kernels (`use_onednn`);
+    `models` None leaves TensorFlow's own default (a process that only predicts). It only takes
+    effect before TensorFlow is first imported, and a TF_ENABLE_ONEDNN_OPTS the user set wins.
     """
     if models is not None and "tensorflow" not in sys.modules:
-        os.environ[ONEDNN] = "1" if onednn_wanted(models, threads or cores()) else "0"
+        os.environ[ONEDNN] = "1" if onednn_wanted(models, threads or cores(), precision) else "0"
     with contextlib.nullcontext() if verbose else quiet_stderr():
         import tensorflow as tf
 

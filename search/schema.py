@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from search.dimensions import Choice, Float, Int, Repeat
 from search.errors import SpaceError
 
 MODELS = ("softmax", "mlp", "cnn")
@@ -134,8 +135,6 @@ def check_space(space: dict[str, Any], source: str) -> None:
 
 
 def _check_level(level: dict[str, Any], keys: dict[str, Key], source: str, path: str) -> None:
-    from search.space import Choice, Float, Int, Repeat  # local: space imports this module
-
     for key, value in level.items():
         where = f"{path}{key}"
         spec = _key(keys, key, source, where)
@@ -170,8 +169,6 @@ def _key(keys: dict[str, Key], key: str, source: str, where: str) -> Key:
 
 
 def _check_range(spec: Key, dim: Any, source: str, where: str) -> None:
-    from search.space import Float
-
     if spec.kind not in ("int", "float") or (spec.kind == "int" and isinstance(dim, Float)):
         raise SpaceError(source, where, f"{dim!r}: expected {spec.describe()}")
     too_low = spec.low is not None and dim.low < spec.low

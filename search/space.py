@@ -14,79 +14,15 @@ import importlib.util
 import math
 import sys
 import types
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from search import schema
+from search.dimensions import Choice, Constant, Dimension, Float, Int, Repeat
 from search.errors import SpaceError
 
-Constant = str | int | float | bool | None
-
-
-@dataclass(frozen=True)
-class Int:
-    """An integer in [low, high], optionally on a log scale or in steps."""
-
-    low: int
-    high: int
-    log: bool = False
-    step: int = 1
-
-    def __repr__(self) -> str:
-        extra = (", log=True" if self.log else "") + (f", step={self.step}" if self.step != 1 else "")
-        return f"Int({self.low}, {self.high}{extra})"
-
-
-@dataclass(frozen=True)
-class Float:
-    """A float in [low, high], optionally on a log scale or in steps."""
-
-    low: float
-    high: float
-    log: bool = False
-    step: float | None = None
-
-    def __repr__(self) -> str:
-        extra = (", log=True" if self.log else "") + (f", step={self.step}" if self.step else "")
-        return f"Float({self.low:g}, {self.high:g}{extra})"
-
-
-@dataclass(frozen=True)
-class Choice:
-    """One of several options. Options that are dicts are sub-spaces (conditional branches).
-
-    Branches are labelled by the keys of a dict (`Choice({"mlp": {...}, "cnn": {...}})`); the
-    config then holds the label under the Choice's key and the branch's own keys beside it.
-    """
-
-    options: list[Any] | dict[str, Any]
-
-    def labels(self) -> list[Constant]:
-        if isinstance(self.options, dict):
-            return list(self.options)
-        return list(self.options)
-
-    def option(self, label: Constant) -> Any:
-        return self.options[str(label)] if isinstance(self.options, dict) else label
-
-    def __repr__(self) -> str:
-        return f"Choice({self.labels()!r})"
-
-
-@dataclass(frozen=True)
-class Repeat:
-    """A block repeated `count` times (an `Int` or a fixed int); the config holds a list."""
-
-    count: Int | int
-    block: Any = field(default_factory=dict)
-
-    def __repr__(self) -> str:
-        return f"Repeat({self.count!r})"
-
-
-Dimension = Int | Float | Choice | Repeat
-
+__all__ = ["Choice", "Constant", "Dimension", "Float", "Int", "Repeat", "Space", "load_space", "sample", "validate"]
 
 class Suggester(Protocol):
     """What sampling needs: an Optuna trial has exactly these methods."""
@@ -289,6 +225,44 @@ def _sample_value(value: Any, suggest: Suggester, name: str) -> Any:
     if isinstance(value, (list, tuple)):
         return [_sample_value(item, suggest, f"{name}.{index}") for index, item in enumerate(value)]
     return value
+
+
+def tree(space: Space) -> Any:
+    """The space as a rich `Tree` for `show`: what is searched in green, what is fixed dimmed. It walks
+    the space as `sample` does (a plain dict or list with a dimension inside is walked into, so that
+    dimension is shown searched), and `count_dimensions` decides what counts as searched."""
+    from rich.markup import escape
+    from rich.tree import Tree
+
+    def grow(parent: Tree, key: str, value: Any) -> None:
+        if isinstance(value, Choice) and value.branches:
+            branch = parent.add(f"{key}: Choice of {len(value.options)} branches")
+            for label, sub in value.options.items():  # type: ignore[union-attr]
+                grow_dict(branch.add(f"[bold]{escape(str(label))}[/]"), sub)
+        elif isinstance(value, Repeat):
+            branch = parent.add(f"{key}: [green]{value!r}[/] of")
+            if isinstance(value.block, dict):
+                grow_dict(branch, value.block)
+            else:
+                grow(branch, "block", value.block)
+        elif isinstance(value, (Int, Float, Choice)):
+            parent.add(f"{key}: [green]{escape(repr(value))}[/]")
+        elif isinstance(value, (dict, list, tuple)) and count_dimensions(value):
+            branch = parent.add(f"{key}:")
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for sub_key, item in items:
+                grow(branch, str(sub_key), item)
+        else:
+            parent.add(f"{key} = {escape(repr(value))}  [dim](fixed)[/]")
+
+    def grow_dict(parent: Tree, node: dict[str, Any]) -> None:
+        for key, value in node.items():
+            grow(parent, key, value)
+
+    root = Tree(f"[bold]{escape(space.source)}[/]" + (f"  [dim]{escape(space.doc.splitlines()[0])}[/]"
+                                                       if space.doc else ""))
+    grow_dict(root, space.space)
+    return root
 
 
 def count_dimensions(node: Any) -> int:

@@ -5,15 +5,14 @@ a journal file, `results/<study>/journal.log`: Optuna's JournalFileBackend appen
 change under a file lock, so several worker processes on one machine can share it (SQLite's single
 writer lock is what gives parallel Optuna users "database is locked"). `postgresql://...` (or any
 SQLAlchemy URL) is an RDBStorage with a heartbeat, so a worker that dies on another machine has its
-trial failed and retried by the others. Trials lost with their process, stopped by Ctrl-C, or
-started after the budget was already met are flagged and do not count toward `--trials`.
+trial failed and retried by the others; `reap_dead` does the same for trials whose process died on
+this machine. Which trials count toward `--trials` is the trial record's to say (record.py).
 """
 
 from __future__ import annotations
 
 import os
 import re
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -24,15 +23,12 @@ from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 from optuna.trial import FrozenTrial, TrialState
 
 from search.errors import InputError
+from search.record import HOST, Attr
 
 JOURNAL = "journal.log"
 HEARTBEAT_SECONDS = 10
 GRACE_SECONDS = 60  # a trial with no heartbeat for this long belongs to a dead worker
 ORPHAN_SECONDS = 60  # a RUNNING trial seen with no pid this long was never run (reap_dead)
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-EXCLUDED = ("interrupted", "surplus")  # flags of trials that do not use up the budget
-LOST_REASON = "its worker died during the trial (queued once more)"
-HOST = socket.gethostname()
 
 
 def default_location(results: Path, name: str) -> str:
@@ -92,27 +88,12 @@ def exists(location: str) -> bool:
     return "://" in location or Path(location).is_file()
 
 
-def lost(trial: FrozenTrial) -> bool:
-    """Failed from outside: every failure the trial itself sees records a reason; a dead worker's cannot."""
-    return trial.state == TrialState.FAIL and "reason" not in trial.user_attrs
-
-
-def counted(trial: FrozenTrial) -> bool:
-    """Finished trials count toward the budget, except lost ones and those flagged in EXCLUDED."""
-    return trial.state in FINISHED and not lost(trial) and not any(trial.user_attrs.get(f) for f in EXCLUDED)
-
-
-def pending(trial: FrozenTrial) -> bool:
-    """Trials that will count once they finish: queued, or running and not flagged."""
-    return trial.state in (TrialState.WAITING, TrialState.RUNNING) and not trial.user_attrs.get("surplus")
-
-
 def retry_lost(study: optuna.Study, trial: FrozenTrial) -> None:
     """Queue the configuration of a trial lost with its worker once more (not a retry's)."""
-    if trial.user_attrs.get("retry_of") is None:
-        attrs = {"retry_of": trial.number}
-        if trial.user_attrs.get("baseline"):
-            attrs["baseline"] = trial.user_attrs["baseline"]
+    if trial.user_attrs.get(Attr.RETRY_OF) is None:
+        attrs: dict[str, Any] = {Attr.RETRY_OF: trial.number}
+        if trial.user_attrs.get(Attr.BASELINE):
+            attrs[Attr.BASELINE] = trial.user_attrs[Attr.BASELINE]
         study.enqueue_trial(trial.params, user_attrs=attrs)
 
 
@@ -132,11 +113,11 @@ def reap_dead(study: optuna.Study, mine: bool = False) -> list[int]:
     ages = _orphans_seen(study, running)
     reaped = []
     for trial in running:
-        pid = trial.user_attrs.get("pid")
+        pid = trial.user_attrs.get(Attr.PID)
         if pid is None:
             if ages[trial.number] < ORPHAN_SECONDS:
                 continue
-        elif trial.user_attrs.get("host") != HOST:
+        elif trial.user_attrs.get(Attr.HOST) != HOST:
             continue
         elif _pid_alive(pid) and not (mine and pid == os.getpid()):
             continue
@@ -160,7 +141,7 @@ def _orphans_seen(study: optuna.Study, running: list[FrozenTrial]) -> dict[int, 
     now = time.monotonic()
     ages, keys = {}, set()
     for trial in running:
-        if trial.user_attrs.get("pid") is None:
+        if trial.user_attrs.get(Attr.PID) is None:
             key = (study.study_name, trial.number, trial.datetime_start)
             keys.add(key)
             ages[trial.number] = now - _FIRST_SEEN.setdefault(key, now)

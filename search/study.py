@@ -22,11 +22,11 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search import storage
+from search import record, storage
 from search.data import Dataset
 from search.errors import InputError, TrialFailed
+from search.record import Attr, StudyAttr
 from search.space import Space
-from search.storage import counted, pending
 from search.trial import FailureGuard, Objective
 
 SAMPLERS = ("tpe", "random", "cmaes", "gp")
@@ -110,44 +110,82 @@ def open_study(name: str, location: str, sampler: str = "tpe", pruner: str = "me
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name=name, storage=storage.open_storage(location), direction="maximize",
                                 load_if_exists=True)
-    if "seed" not in study.user_attrs:
-        study.set_user_attr("seed", seed if seed is not None else random.randrange(2**31))
-    base_seed = int(study.user_attrs["seed"])
+    if StudyAttr.SEED not in study.user_attrs:
+        study.set_user_attr(StudyAttr.SEED, seed if seed is not None else random.randrange(2**31))
+    base_seed = int(study.user_attrs[StudyAttr.SEED])
     # Each worker draws its own random numbers, offset by the trials already run so that a resumed
     # study does not replay the same draws.
     study.sampler = make_sampler(sampler, base_seed + 1_000_003 * worker + len(study.trials))
-    baselines = {t.user_attrs["baseline"] for t in study.get_trials(deepcopy=False) if t.user_attrs.get("baseline")}
+    baselines = {label for t in study.get_trials(deepcopy=False) if (label := t.user_attrs.get(Attr.BASELINE))}
     study.pruner = make_pruner(pruner, baselines=len(baselines))
     return study
 
 
+def engine_label(sampler: str, pruner: str) -> str:
+    return f"optuna/{sampler}+{pruner}"
+
+
+def recorded_engine(location: str, name: str) -> str | None:
+    """The engine(s) a stored study was run with (studies from before engines were recorded: Optuna)."""
+    if not storage.exists(location):
+        return None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        stored = optuna.load_study(study_name=name, storage=storage.open_storage(location))
+    except KeyError:
+        return None
+    return stored.user_attrs.get(StudyAttr.ENGINE) or ("optuna" if stored.get_trials(deepcopy=False) else None)
+
+
+def check_engine(location: str, name: str, label: str) -> None:
+    """One study, one engine family: KerasTuner's state cannot resume an Optuna study, nor the reverse,
+    nor one KerasTuner tuner another's."""
+    recorded = recorded_engine(location, name)
+    if recorded is None:
+        return
+    kerastuner = label.startswith("keras-tuner")
+    if (recorded != label) if kerastuner else recorded.startswith("keras-tuner"):
+        raise InputError(f"study {name!r} was run with {recorded}, this run is {label}: run it with that engine, "
+                         "or pass --study NAME to start another")
+
+
+def note_engine(study: optuna.Study, label: str) -> None:
+    """Record the engine on the study (Optuna studies resumed with another sampler list both)."""
+    recorded = study.user_attrs.get(StudyAttr.ENGINE)
+    if not recorded:
+        study.set_user_attr(StudyAttr.ENGINE, label)
+    elif label not in recorded.split(", "):
+        study.set_user_attr(StudyAttr.ENGINE, f"{recorded}, {label}")
+
+
 def check_dataset(study: optuna.Study, data: Dataset) -> None:
     """A study holds results of one data set: refuse to resume it on another."""
-    recorded = study.user_attrs.get("dataset")
+    recorded = study.user_attrs.get(StudyAttr.DATASET)
     if recorded is None:
-        study.set_user_attr("dataset", data.name)
-        study.set_user_attr("data_checksum", data.checksum)
-    elif recorded != data.name or study.user_attrs.get("data_checksum") != data.checksum:
+        study.set_user_attr(StudyAttr.DATASET, data.name)
+        study.set_user_attr(StudyAttr.DATA_CHECKSUM, data.checksum)
+    elif recorded != data.name or study.user_attrs.get(StudyAttr.DATA_CHECKSUM) != data.checksum:
         raise InputError(f"study {study.study_name!r} was run on {recorded}, this run loads {data.name} "
                          f"from {data.source}: pass another --study to start a new one")
 
 
 def save_settings(study: optuna.Study, settings: dict[str, Any]) -> None:
     """What `search worker` needs to join from another machine: space source, data, epochs, budget."""
-    study.set_user_attr("settings", settings)
+    study.set_user_attr(StudyAttr.SETTINGS, settings)
 
 
 def enqueue_baselines(study: optuna.Study, space: Space) -> None:
     """Queue each baseline once: not again if it ran, is queued or is running."""
-    present = {t.user_attrs.get("baseline") for t in study.get_trials(deepcopy=False) if counted(t) or pending(t)}
+    present = {t.user_attrs.get(Attr.BASELINE) for t in study.get_trials(deepcopy=False)
+               if record.counted(t) or record.pending(t)}
     for label in space.baselines:
         if label not in present:
-            study.enqueue_trial({}, user_attrs={"baseline": label})
+            study.enqueue_trial({}, user_attrs={Attr.BASELINE: label})
 
 
 def remaining(study: optuna.Study, budget: int) -> int:
-    """Trials still to start: the budget less those finished (counted), queued or running."""
-    return budget - sum(counted(t) or pending(t) for t in study.get_trials(deepcopy=False))
+    """Trials still to start: the budget less the places taken (record.taken)."""
+    return budget - record.taken(study.get_trials(deepcopy=False))
 
 
 def optimize(study: optuna.Study, objective: Objective, timeout: float | None,

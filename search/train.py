@@ -36,7 +36,6 @@ from search import augment, models, schema
 from search.data import Dataset
 from search.errors import TrialFailed
 from search.optimizers import AveragedWeights, make_optimizer
-from search.runtime import training_precision
 
 # Run this many batches per call into the compiled train step: on small MNIST models most of the
 # time of plain fit() is Python overhead per step, and batching steps removes most of it
@@ -146,10 +145,11 @@ def reset(seed: int) -> None:
     keras.utils.set_random_seed(seed)
 
 
-def training_model(config: dict[str, Any]) -> keras.Model:
-    """The model a trial trains for `config` in this process: built in `training_precision()` and
-    `for_training` (the fused conv batch norm); `fit` hands back its plain twin."""
-    return models.build(config, training_precision(), for_training=True)
+def training_model(config: dict[str, Any], precision: str = "float32") -> keras.Model:
+    """The model a trial trains for `config`: built in `precision` ("float32" or "bfloat16";
+    `runtime.training_precision` says which this process uses) and `for_training` (the fused conv
+    batch norm); `fit` hands back its plain twin."""
+    return models.build(config, precision, for_training=True)
 
 
 def fit(

@@ -2,15 +2,15 @@
 
 `Objective` is what Optuna calls: it takes the trial's config (its baseline's, or one sampled from
 the space), builds and trains the model, reports validation accuracy every epoch so the pruner can
-stop it, measures test accuracy once, keeps the weights of the best trials, and records everything
-on the trial: config, seed, worker, parameter count, epochs, seconds, learning curve, and the
+stop it, measures test accuracy once, keeps the weights of the best trials, and writes the trial
+record (record.py): config, seed, machine, parameter count, epochs, seconds, learning curve, and the
 reason whenever a trial does not complete. It also enforces the study-wide trial budget, so that
-any number of workers together run exactly `--trials` trials.
+any number of workers together run exactly `--trials` trials. `with_epochs`, `Deadline` and the
+callbacks here serve the KerasTuner engine's trials too (tuner.py).
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,12 +20,12 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search import artifacts
+from search import artifacts, record
 from search.data import Dataset
 from search.errors import TrialFailed
-from search.runtime import cpu_kernels, training_precision
+from search.record import Attr
+from search.runtime import cpu_kernels
 from search.space import Space, sample
-from search.storage import EXCLUDED, HOST, counted, pending
 
 # After this many failures in a row the space (or the machine) is broken, not one trial.
 MAX_CONSECUTIVE_FAILURES = 10
@@ -39,6 +39,7 @@ class Objective:
     data: Dataset
     epochs: int | None
     base_seed: int
+    precision: str = "float32"  # what the model trains in: "float32" or "bfloat16" (runtime.training_precision)
     on_epoch: Callable[[int, int, int, float], None] | None = None  # trial, epoch, epochs, val_accuracy
     study_dir: Path | None = None  # where finished trials keep their weights; None keeps nothing
     keep: int = 10
@@ -53,69 +54,56 @@ class Objective:
         try:
             return self._run(trial)
         except KeyboardInterrupt:
-            trial.set_user_attr("interrupted", True)
-            trial.set_user_attr("reason", "interrupted")
+            record.write(trial, {Attr.INTERRUPTED: True, Attr.REASON: "interrupted"})
             raise
 
     def _run(self, trial: optuna.Trial) -> float:
         # TensorFlow loads only when a trial runs, so `show` and input errors stay instant.
         from search import train
 
-        trial.set_user_attr("host", HOST)
-        trial.set_user_attr("pid", os.getpid())
-        trial.set_user_attr("worker", self.worker)
-        trial.set_user_attr("cpu_kernels", cpu_kernels())
-        trial.set_user_attr("precision", training_precision())
+        record.write(trial, record.machine(self.worker, cpu_kernels(), self.precision))
         self._check_budget(trial)
-        label = trial.user_attrs.get("baseline")
+        label = trial.user_attrs.get(Attr.BASELINE)
         baseline = label in self.space.baselines
-        config = dict(self.space.baselines[str(label)]) if baseline else sample(self.space.space, trial)
-        if self.epochs:  # --epochs for quick runs: also for configs that count steps (S1-S3)
-            config["epochs"] = self.epochs
-            config["steps"] = 0
+        config = with_epochs(dict(self.space.baselines[str(label)]) if baseline else sample(self.space.space, trial),
+                             self.epochs)
         seed = self.base_seed + trial.number
-        trial.set_user_attr("config", config)
-        trial.set_user_attr("seed", seed)
+        record.write(trial, {Attr.CONFIG: config, Attr.SEED: seed})
         train.reset(seed)
         log = train.EpochLog()
         deadline = Deadline(self.trial_timeout)
+        n_params = result = test_accuracy = reason = None
         try:
-            model = train.training_model(config)
-            trial.set_user_attr("n_params", int(model.count_params()))
+            model = train.training_model(config, self.precision)
+            n_params = int(model.count_params())
             callbacks = self._callbacks(trial, config, deadline, baseline)
             result = train.fit(model, config, self.data, callbacks=callbacks, log=log)
             deadline.check()
-            trial.set_user_attr("best_epoch", result.best_epoch)
             test_accuracy = result.accuracy(self.data.test_images, self.data.test_labels)
-            trial.set_user_attr("test_accuracy", test_accuracy)
             self._keep(trial, result, config, seed, test_accuracy)
             return result.val_accuracy
         except optuna.TrialPruned:
-            trial.set_user_attr("reason", f"pruned after epoch {len(log.val_history)}: "
-                                          f"val_accuracy {log.val_history[-1]:.4f} below the pruner's bar")
+            reason = (f"pruned after epoch {len(log.val_history)}: val_accuracy {log.val_history[-1]:.4f} below "
+                      "the pruner's bar")
             raise
         except TrialFailed as err:
-            trial.set_user_attr("reason", str(err))
+            reason = str(err)
             raise
         except Exception as err:  # out of memory, a Keras error on an odd config: fail this trial only
-            text = str(err).strip()
-            reason = f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"[:300]
-            trial.set_user_attr("reason", reason)
+            reason = record.reason_of(err)
             raise TrialFailed(reason) from err
         finally:
-            trial.set_user_attr("epochs", len(log.val_history))
-            trial.set_user_attr("train_seconds", round(log.seconds, 2))
-            trial.set_user_attr("val_history", log.val_history)
+            record.write(trial, record.outcome(log.val_history, log.seconds, n_params,
+                                               result.best_epoch if result else None, test_accuracy, reason))
 
     def _check_budget(self, trial: optuna.Trial) -> None:
         """Trial numbers are handed out atomically, so the budget goes to the lowest numbers."""
         if self.budget is None:
             return
-        ahead = sum(1 for t in trial.study.get_trials(deepcopy=False)
-                    if t.number < trial.number and (counted(t) or pending(t)))
+        ahead = record.taken(t for t in trial.study.get_trials(deepcopy=False) if t.number < trial.number)
         if ahead >= self.budget:
-            trial.set_user_attr("surplus", True)
-            trial.set_user_attr("reason", f"not run: the budget of {self.budget} trials is taken")
+            record.write(trial, {Attr.SURPLUS: True, Attr.REASON: f"not run: the budget of {self.budget} trials is "
+                                                                  "taken"})
             trial.study.stop()
             raise TrialFailed("budget reached")
 
@@ -134,7 +122,12 @@ class Objective:
         if self.study_dir is None or self.keep <= 0:
             return
         artifacts.keep_trial(self.study_dir, self.keep, trial.number, trial.study.study_name, result, config, seed,
-                             test_accuracy, self.data, self.command, baseline=trial.user_attrs.get("baseline"))
+                             test_accuracy, self.data, self.command, baseline=trial.user_attrs.get(Attr.BASELINE))
+
+
+def with_epochs(config: dict[str, Any], epochs: int | None) -> dict[str, Any]:
+    """`config` as `--epochs` overrides it for quick runs, configs that count steps (S1-S3) included."""
+    return {**config, "epochs": epochs, "steps": 0} if epochs else config
 
 
 class Deadline:
@@ -199,12 +192,12 @@ class FailureGuard:
         self.tripped: str | None = None
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        if any(trial.user_attrs.get(flag) for flag in EXCLUDED):
+        if any(trial.user_attrs.get(flag) for flag in record.EXCLUDED):
             return
         if trial.state != TrialState.FAIL:
             self.streak = 0
             return
         self.streak += 1
         if self.streak >= self.limit:
-            self.tripped = f"{self.limit} trials failed in a row; last: {trial.user_attrs.get('reason', '?')}"
+            self.tripped = f"{self.limit} trials failed in a row; last: {record.read(trial).reason or '?'}"
             study.stop()

@@ -21,7 +21,6 @@ import contextlib
 import importlib.util
 import io
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,37 +31,30 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search import artifacts, storage
+from search import artifacts, record, storage
 from search.data import Dataset
-from search.errors import InputError, TrialFailed
+from search.errors import EXIT_FAILED, EXIT_OK, InputError, TrialFailed
+from search.record import Attr, StudyAttr
+from search.runtime import cpu_kernels
 from search.space import Space, sample
-from search.trial import MAX_CONSECUTIVE_FAILURES, Deadline, Objective, progress_callback
-from search.tuner_space import Fixed, declare, max_epochs
+from search.trial import MAX_CONSECUTIVE_FAILURES, Deadline, Objective, progress_callback, with_epochs
+from search.tuner_space import TUNERS, Fixed, declare, max_epochs
 
-ENGINES = ("optuna", "keras-tuner")
-TUNERS = ("hyperband", "bayesian", "random")
 PROJECT = "keras_tuner"  # KerasTuner's project folder inside results/<study>/
 HYPERBAND_FACTOR = 3  # KerasTuner's default: a third of each round's models go on to the next
-EXIT_OK, EXIT_FAILED = 0, 1
 
 
 def engine_label(tuner: str) -> str:
     return f"keras-tuner/{tuner}"
 
 
-# ---- options and the study ------------------------------------------------------------------------
+# ---- options ----------------------------------------------------------------------------------------
 
 
-def check_options(engine: str, tuner: str | None, sampler: str | None, pruner: str | None, workers: int | None,
+def check_options(tuner: str | None, sampler: str | None, pruner: str | None, workers: int | None,
                   location: str | None) -> None:
-    """What `run` refuses before anything is written: unknown engines or tuners, and options one engine
-    cannot honour."""
-    if engine not in ENGINES:
-        raise InputError(f"--engine {engine!r}: expected one of {', '.join(ENGINES)}")
-    if engine == "optuna":
-        if tuner is not None:
-            raise InputError(f"--tuner {tuner}: needs --engine keras-tuner (Optuna runs take --sampler and --pruner)")
-        return
+    """What `run --engine keras-tuner` refuses before anything is written: unknown tuners, and options
+    this engine cannot honour."""
     if tuner is not None and tuner not in TUNERS:
         raise InputError(f"--tuner {tuner!r}: expected one of {', '.join(TUNERS)}")
     for value, flag in ((sampler, "--sampler"), (pruner, "--pruner")):
@@ -78,39 +70,6 @@ def check_options(engine: str, tuner: str | None, sampler: str | None, pruner: s
     if location and "://" in location and not location.startswith("sqlite:///"):
         raise InputError(f"--storage {storage.redact(location)}: --engine keras-tuner keeps its state in "
                          "results/<study>/keras_tuner/ on this machine; use a journal file (.log) or sqlite:///")
-
-
-def recorded_engine(location: str, name: str) -> str | None:
-    """The engine(s) a stored study was run with (studies from before engines were recorded: Optuna)."""
-    if not storage.exists(location):
-        return None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        stored = optuna.load_study(study_name=name, storage=storage.open_storage(location))
-    except KeyError:
-        return None
-    return stored.user_attrs.get("engine") or ("optuna" if stored.get_trials(deepcopy=False) else None)
-
-
-def check_engine(location: str, name: str, label: str) -> None:
-    """One study, one engine family: KerasTuner's state cannot resume an Optuna study, nor the reverse,
-    nor one KerasTuner tuner another's."""
-    recorded = recorded_engine(location, name)
-    if recorded is None:
-        return
-    kerastuner = label.startswith("keras-tuner")
-    if (recorded != label) if kerastuner else recorded.startswith("keras-tuner"):
-        raise InputError(f"study {name!r} was run with {recorded}, this run is {label}: run it with that engine, "
-                         "or pass --study NAME to start another")
-
-
-def note_engine(study: optuna.Study, label: str) -> None:
-    """Record the engine on the study (Optuna studies resumed with another sampler list both)."""
-    recorded = study.user_attrs.get("engine")
-    if not recorded:
-        study.set_user_attr("engine", label)
-    elif label not in recorded.split(", "):
-        study.set_user_attr("engine", f"{recorded}, {label}")
 
 
 # ---- the run ----------------------------------------------------------------------------------------
@@ -141,8 +100,8 @@ def run(space: Space, data: Dataset, study: optuna.Study, folder: Path, settings
     studies.enqueue_baselines(study, space)
     waiting = sum(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False))
     if waiting:
-        objective = Objective(space, data, settings.epochs, int(study.user_attrs["seed"]), on_epoch=progress.epoch,
-                              study_dir=folder, keep=settings.keep, command=settings.command,
+        objective = Objective(space, data, settings.epochs, int(study.user_attrs[StudyAttr.SEED]),
+                              on_epoch=progress.epoch, study_dir=folder, keep=settings.keep, command=settings.command,
                               budget=settings.trials, trial_timeout=settings.trial_timeout)
         guard = studies.optimize(study, objective, settings.timeout, [progress], max_trials=waiting)
         if guard.tripped:
@@ -166,7 +125,7 @@ class KerasTunerSearch:
     def search(self) -> str | None:
         """Run trials until the study holds `settings.trials` counted trials, baselines included, or time
         runs out; returns why it stopped early when that was a failure streak, else None."""
-        taken = sum(storage.counted(t) and bool(t.user_attrs.get("baseline"))
+        taken = sum(record.counted(t) and bool(t.user_attrs.get(Attr.BASELINE))
                     for t in self.study.get_trials(deepcopy=False))
         if self.settings.trials - taken <= 0:
             return None
@@ -213,11 +172,11 @@ class _Runner:
         self.space, self.data, self.study, self.folder, self.settings = space, data, study, folder, settings
         self.on_trial, self.on_epoch = on_trial, on_epoch
         self.engine = engine_label(settings.tuner)
-        self.base_seed = int(study.user_attrs["seed"])
-        ours = [t for t in study.get_trials(deepcopy=False) if "keras_tuner_trial" in t.user_attrs]
+        self.base_seed = int(study.user_attrs[StudyAttr.SEED])
+        ours = [t for t in study.get_trials(deepcopy=False) if Attr.KERAS_TUNER_TRIAL in t.user_attrs]
         # KerasTuner id -> the Optuna trial that recorded it: a resumed run must not record a trial twice.
-        self.recorded = {t.user_attrs["keras_tuner_trial"]: t for t in ours if storage.counted(t)}
-        self.numbers = {t.user_attrs["keras_tuner_trial"]: t.number for t in ours}
+        self.recorded = {t.user_attrs[Attr.KERAS_TUNER_TRIAL]: t for t in ours if record.counted(t)}
+        self.numbers = {t.user_attrs[Attr.KERAS_TUNER_TRIAL]: t.number for t in ours}
         self.started = time.monotonic()
         self.failures, self.last_reason = 0, ""
         self.stopped: str | None = None
@@ -241,7 +200,7 @@ class _Runner:
         if done is not None:  # recorded before KerasTuner could save it had finished: do not run it twice
             if done.state == TrialState.COMPLETE:
                 return done.value
-            raise FailedTrialError(done.user_attrs.get("reason", "failed"))
+            raise FailedTrialError(record.read(done).reason or "failed")
         number = len(self.study.get_trials(deepcopy=False))
         current = _Current(kt_trial.trial_id, number, self.base_seed + number, datetime.now(),
                            dict(kt_trial.hyperparameters.values), train.EpochLog())
@@ -254,9 +213,7 @@ class _Runner:
             self._record(current, TrialState.FAIL, reason="interrupted", interrupted=True)
             raise
         except Exception as err:
-            text = str(err).strip()
-            reason = text if isinstance(err, TrialFailed) else \
-                f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"[:300]
+            reason = str(err).strip() if isinstance(err, TrialFailed) else record.reason_of(err)
             self._record(current, TrialState.FAIL, reason=reason, interrupted=isinstance(err, _OutOfTime))
             self.failures, self.last_reason = self.failures + 1, reason
             raise FailedTrialError(reason) from err
@@ -266,9 +223,7 @@ class _Runner:
 
     def _config(self, current: _Current) -> dict[str, Any]:
         assert current.fixed is not None
-        config = sample(self.space.space, current.fixed)
-        if self.settings.epochs:  # --epochs for quick runs: also for configs that count steps
-            config["epochs"], config["steps"] = self.settings.epochs, 0
+        config = with_epochs(sample(self.space.space, current.fixed), self.settings.epochs)
         if "tuner/epochs" in current.values:  # Hyperband: this trial ends at epoch tuner/epochs
             config["epochs"], config["steps"] = int(current.values["tuner/epochs"]), 0
         return config
@@ -316,32 +271,25 @@ class _Runner:
                 interrupted: bool = False) -> None:
         """Write the finished trial into the Optuna study as an Optuna trial would be, and keep its weights."""
         log, result = current.log, current.result
-        attrs: dict[str, Any] = {
-            "config": current.config, "seed": current.seed, "worker": 0, "host": storage.HOST, "pid": os.getpid(),
-            "engine": self.engine, "keras_tuner_trial": current.kt_id, "epochs": len(log.val_history),
-            "train_seconds": round(log.seconds, 2), "val_history": log.val_history,
-        }
-        if current.n_params is not None:
-            attrs["n_params"] = current.n_params
+        complete = state == TrialState.COMPLETE
+        attrs: dict[Attr, Any] = {
+            **record.machine(0, cpu_kernels(), "float32"), Attr.CONFIG: current.config, Attr.SEED: current.seed,
+            Attr.ENGINE: self.engine, Attr.KERAS_TUNER_TRIAL: current.kt_id,
+            **record.outcome(log.val_history, log.seconds, current.n_params, result.best_epoch if complete else None,
+                             current.test_accuracy if complete else None, reason, interrupted)}
         if current.initial_epoch:
-            attrs["initial_epoch"] = current.initial_epoch
-            attrs["continues"] = self.numbers.get(current.values.get("tuner/trial_id", ""))
-        if state == TrialState.COMPLETE:
-            attrs["best_epoch"], attrs["test_accuracy"] = result.best_epoch, current.test_accuracy
-        if reason is not None:
-            attrs["reason"] = reason
-        if interrupted:
-            attrs["interrupted"] = True
+            attrs[Attr.INITIAL_EPOCH] = current.initial_epoch
+            attrs[Attr.CONTINUES] = self.numbers.get(current.values.get("tuner/trial_id", ""))
         fixed = current.fixed or Fixed({})
         self.study.add_trial(FrozenTrial(
             number=current.number, state=state, value=value, datetime_start=current.started,
             datetime_complete=datetime.now(), params=fixed.params, distributions=fixed.distributions,
-            user_attrs=attrs, system_attrs={}, trial_id=-1,
+            user_attrs={str(key): value for key, value in attrs.items()}, system_attrs={}, trial_id=-1,
             intermediate_values={current.initial_epoch + i: v for i, v in enumerate(log.val_history)
                                  if math.isfinite(v)}))
         trial = self.study.get_trials(deepcopy=False)[-1]  # one writer: ours is the last
         self.numbers[current.kt_id] = trial.number
-        if storage.counted(trial):
+        if record.counted(trial):
             self.recorded[current.kt_id] = trial
         if state == TrialState.COMPLETE and self.settings.keep > 0:
             self._keep(trial.number, current)

@@ -23,6 +23,7 @@ from search.errors import SpaceError, TrialFailed
 from search.space import Choice, Float, Int, Repeat, Space
 
 Condition = tuple[str, list[Any]]
+TUNERS = ("hyperband", "bayesian", "random")  # KerasTuner's tuners that `run --engine keras-tuner` offers
 
 
 def declare(space: dict[str, Any], hp: Any, source: str = "<space>") -> list[str]:
@@ -45,6 +46,18 @@ def check_space(space: Space, tuner: str, epochs: int | None) -> None:
                 raise SpaceError(space.source, path, f"Hyperband sets every trial's epochs itself from one max_epochs, "
                                  f"so `{key}` can only be a plain value at the top under --tuner hyperband "
                                  "(pass --epochs, or use --tuner bayesian or random)")
+
+
+def support(space: Space) -> str:
+    """Which KerasTuner tuners can run `space`, and the first thing the others refuse, for `show`."""
+    usable, refused = [], ""
+    for kind in TUNERS:
+        try:
+            check_space(space, kind, None)
+            usable.append(kind)
+        except SpaceError as err:
+            refused = refused or f"{err.path}: {err.problem}"
+    return (f"({', '.join(usable)})" if usable else "(none)") + (f"; refused: {refused}" if refused else "")
 
 
 def _not_plain(node: dict[str, Any], key: str, prefix: str) -> str | None:

@@ -27,11 +27,12 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
-from search import storage
+from search import record, storage
+from search.errors import EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_OK
+from search.record import StudyAttr
 from search.runtime import cores
 
 STORAGE_RETRY_SECONDS = 120  # how long a worker waits for its database to come back
-EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 @dataclass(frozen=True)
@@ -74,14 +75,13 @@ def work(spec: WorkerSpec, callbacks: list[Callable[[optuna.Study, FrozenTrial],
     """Run trials for the study until its budget is met; returns an exit code."""
     from search import data as datasets
     from search import study as studies
-    from search.runtime import PRECISION, start_tensorflow
+    from search.runtime import start_tensorflow, training_precision
     from search.space import load_space
     from search.trial import Objective
 
     space = load_space(spec.space_file)
-    if spec.precision is not None:  # this process only: set before TensorFlow picks its CPU kernels
-        os.environ[PRECISION] = spec.precision
-    start_tensorflow(verbose=spec.debug, threads=spec.threads, models=space.model_kinds())
+    start_tensorflow(verbose=spec.debug, threads=spec.threads, models=space.model_kinds(), precision=spec.precision)
+    precision = training_precision(spec.precision)
     data = datasets.load(spec.dataset, spec.data_path, spec.train_size)
     waited = 0.0
     while True:
@@ -92,7 +92,8 @@ def work(spec: WorkerSpec, callbacks: list[Callable[[optuna.Study, FrozenTrial],
                 print(f"worker {spec.worker}: storage reachable again"
                       + (f"; trial(s) {', '.join(map(str, lost))} queued again" if lost else ""),
                       file=sys.stderr, flush=True)
-            objective = Objective(space, data, spec.epochs, int(opened.user_attrs["seed"]), on_epoch=on_epoch,
+            objective = Objective(space, data, spec.epochs, int(opened.user_attrs[StudyAttr.SEED]), precision,
+                                  on_epoch=on_epoch,
                                   study_dir=Path(spec.results) / spec.study, keep=spec.keep, command=spec.command,
                                   budget=spec.budget, trial_timeout=spec.trial_timeout, worker=spec.worker)
             guard = studies.optimize(opened, objective, spec.timeout, callbacks or [], spec.max_trials)
@@ -153,7 +154,7 @@ class LocalRun:
 def default_count() -> int:
     """Local workers when --workers is not given: one per core, at most 4. A trial of a small model
     leaves cores idle between its steps (Python, evaluation, storage) and another trial fills them;
-    the README has the measured ratio."""
+    docs/design.md has the measured ratio."""
     return max(1, min(4, cores()))
 
 
@@ -181,7 +182,7 @@ def run_local(spec: WorkerSpec, workers: int, on_trial: Callable[[optuna.Study, 
         processes[index] = process
 
     opened = studies.load_study(spec.study, Path(spec.results), spec.location)
-    seen = {t.number for t in opened.get_trials(deepcopy=False) if storage.counted(t)}
+    seen = {t.number for t in opened.get_trials(deepcopy=False) if record.counted(t)}
     for index in range(workers):
         start(index)
     try:
@@ -286,7 +287,7 @@ def _waiting(study: optuna.Study) -> int:
 
 def _report_new(study: optuna.Study, seen: set[int], on_trial: Callable[[optuna.Study, FrozenTrial], None]) -> None:
     for trial in study.get_trials(deepcopy=False):
-        if trial.number not in seen and storage.counted(trial):
+        if trial.number not in seen and record.counted(trial):
             seen.add(trial.number)
             on_trial(study, trial)
 

@@ -15,8 +15,8 @@ from conftest import expected_kernels
 
 from search import artifacts, train
 from search.cli import main
+from search.record import counted
 from search.runtime import cores
-from search.storage import counted
 from search.study import load_study
 
 QUICK = ["--epochs", "1", "--train-size", "2000", "--seed", "0", "--workers", "1"]  # one worker: repeatable
@@ -76,7 +76,7 @@ def test_search_then_resume_adds_exactly_the_missing_trials(write_space, tmp_pat
 @pytest.mark.slow
 def test_a_trial_left_running_without_a_pid_is_reaped_and_its_place_run(write_space, tmp_path: Path,
                                                                           monkeypatch) -> None:
-    from search import storage
+    from search import record, storage
 
     # A run stopped inside Optuna's `ask` leaves a RUNNING trial that never recorded host and pid.
     space = write_space(SPACE, "small.py")
@@ -90,7 +90,7 @@ def test_a_trial_left_running_without_a_pid_is_reaped_and_its_place_run(write_sp
     monkeypatch.setattr(storage, "ORPHAN_SECONDS", 20.0)
     assert main(["run", str(space), "--trials", "3", "--results", str(results), *QUICK]) == 0
     done = trials(results, "small")
-    assert done[orphan].state.name == "FAIL" and storage.lost(done[orphan])
+    assert done[orphan].state.name == "FAIL" and record.lost(done[orphan])
     assert sum(counted(t) for t in done) == 3 and not [t for t in done if t.state.name == "RUNNING"]
 
 
@@ -189,7 +189,7 @@ def test_ctrl_c_keeps_finished_trials_and_resumes(write_space, tmp_path: Path) -
 
     # Resuming to one more trial than were kept runs exactly one; the interrupted one does not count.
     # The budget counts pruned trials too: with a fast trainer some may finish before Ctrl-C lands.
-    from search.storage import counted
+    from search.record import counted
 
     kept = [t.number for t in done if counted(t)]
     target = len(kept) + 1
@@ -198,48 +198,6 @@ def test_ctrl_c_keeps_finished_trials_and_resumes(write_space, tmp_path: Path) -
     assert sum(counted(t) for t in after) == target
     assert [t.number for t in after if counted(t)][: len(kept)] == kept
     assert [t.number for t in after if t.state.name == "COMPLETE"][: len(finished)] == [t.number for t in finished]
-
-
-BAD_RUNS = [
-    (["--trials", "0"], "--trials 0: must be > 0"),
-    (["--sampler", "bogus"], "--sampler 'bogus': expected one of tpe, random, cmaes, gp"),
-    (["--pruner", "bogus"], "--pruner 'bogus': expected one of median, hyperband, none"),
-    (["--storage", "not a url"], "--storage 'not a url': expected a journal file path ending in .log"),
-    (["--storage", "postgresql://ann:s3cret@127.0.0.1:1/none"], "--storage postgresql://ann:***@127.0.0.1:1/none: cannot open"),
-    (["--workers", "0"], "--workers 0: must be > 0"),
-    (["--trial-timeout", "-5"], "--trial-timeout -5.0: must be > 0"),
-    (["--study", "../escape"], "--study '../escape': use letters, digits"),
-    (["--dataset", "cifar"], "cifar"),
-    (["--data", "/nonexistent/mnist.npz"], "/nonexistent/mnist.npz"),
-    (["--train-size", "0"], "train_size"),
-    (["--epochs", "-1"], "--epochs -1: must be > 0"),
-]
-
-
-@pytest.mark.parametrize(("extra", "message"), BAD_RUNS, ids=[" ".join(e) for e, _ in BAD_RUNS])
-def test_bad_input_exits_2_with_one_line_and_writes_nothing(write_space, tmp_path: Path, capsys,
-                                                           extra: list[str], message: str) -> None:
-    space = write_space(SPACE, "small.py")
-    results = tmp_path / "results"
-    assert main(["run", str(space), "--results", str(results), *extra]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("error: ") and message in err, err
-    assert "s3cret" not in err  # passwords never reach the terminal
-    assert not results.exists()
-
-
-def test_bad_space_file_exits_2_naming_file_and_key(write_space, tmp_path: Path, capsys) -> None:
-    space = write_space("SPACE = {'model': 'mlp', 'layers': Repeat(Int(1, 2), {'units': Int(1024, 32)})}\n")
-    assert main(["run", str(space), "--results", str(tmp_path / "results")]) == 2
-    assert capsys.readouterr().err == f"error: {space}: layers.0.units: Int(1024, 32): low must be <= high\n"
-    assert not (tmp_path / "results").exists()
-    assert main(["show", str(space)]) == 2
-
-
-def test_show_prints_tree_and_dimensions(capsys) -> None:
-    assert main(["show", "spaces/mlp.py"]) == 0
-    out = capsys.readouterr().out
-    assert "units: Int(64, 512, log=True)" in out and "searched dimensions" in out and "S5" in out
 
 
 def test_epochs_override_also_replaces_training_by_steps(write_space, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from search import artifacts, models, schema, train, tuner, tuner_space
+from search import study as studies
 from search.cli import main
 from search.errors import SpaceError
 from search.space import Choice, count_dimensions, load_space, sample
@@ -127,31 +128,8 @@ def test_show_says_which_tuners_can_run_a_space(write_space, capsys) -> None:
     assert "keras-tuner (none); refused: conv_activation: Choice([None, 'relu'])" in capsys.readouterr().out
 
 
-BAD_OPTIONS = [
-    (["--tuner", "random"], "--tuner random: needs --engine keras-tuner"),
-    (["--engine", "ray"], "--engine 'ray': expected one of optuna, keras-tuner"),
-    (["--engine", "keras-tuner", "--tuner", "grid"], "--tuner 'grid': expected one of hyperband, bayesian, random"),
-    (["--engine", "keras-tuner", "--sampler", "tpe"], "--sampler tpe: an Optuna option"),
-    (["--engine", "keras-tuner", "--pruner", "median"], "--pruner median: an Optuna option"),
-    (["--engine", "keras-tuner", "--workers", "2"], "--workers 2: --engine keras-tuner runs one trial at a time"),
-    (["--engine", "keras-tuner", "--storage", "postgresql://ann:s3cret@127.0.0.1:1/none"],
-     "--storage postgresql://ann:***@127.0.0.1:1/none: --engine keras-tuner keeps its state in"),
-]
-
-
-@pytest.mark.parametrize(("extra", "message"), BAD_OPTIONS, ids=[" ".join(e) for e, _ in BAD_OPTIONS])
-def test_bad_engine_options_exit_2_with_one_line_and_write_nothing(write_space, tmp_path: Path, capsys,
-                                                                   extra: list[str], message: str) -> None:
-    space = write_space(CONDITIONAL, "small.py")
-    results = tmp_path / "results"
-    assert main(["run", str(space), "--results", str(results), *extra]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("error: ") and message in err and "s3cret" not in err, err
-    assert not results.exists()
-
-
 def counted(results: Path, name: str) -> list[optuna.trial.FrozenTrial]:
-    from search.storage import counted as is_counted
+    from search.record import counted as is_counted
 
     return [t for t in load_study(name, results).get_trials(deepcopy=False) if is_counted(t)]
 
@@ -289,7 +267,7 @@ def test_optuna_runs_record_their_engine_and_keras_tuner_will_not_resume_them(wr
     assert "study 'opt' was run with optuna/tpe+median, this run is keras-tuner/hyperband" in capsys.readouterr().err
     study = optuna.create_study()
     for label in ("optuna/tpe+median", "optuna/random+none", "optuna/tpe+median"):
-        tuner.note_engine(study, label)
+        studies.note_engine(study, label)
     assert study.user_attrs["engine"] == "optuna/tpe+median, optuna/random+none"  # a resume with another sampler
 
 

@@ -17,10 +17,11 @@ import pytest
 from conftest import expected_kernels
 from optuna.storages import BaseStorage
 
-from search import storage
+from search import record
 from search.cli import main
+from search.record import counted
 from search.runtime import cores
-from search.storage import counted, open_storage
+from search.storage import open_storage
 
 SPACE = """
 SPACE = {
@@ -108,7 +109,7 @@ def test_worker_killed_mid_trial_is_retried_and_the_study_completes(postgres, wr
     assert sum(counted(t) for t in done) == 6
     # The trial the worker was in when it died: the one seen running, unless that one finished in
     # the moment between the look and the kill, and the worker had begun its next.
-    lost = [t for t in done if t.user_attrs.get("pid") == pid and storage.lost(t)]
+    lost = [t for t in done if t.user_attrs.get("pid") == pid and record.lost(t)]
     assert len(lost) == 1 and not counted(lost[0]), [(t.number, t.state.name) for t in done]
     retry = next(t for t in done if t.user_attrs.get("retry_of") == lost[0].number)
     assert retry.params == lost[0].params and counted(retry)

@@ -1,0 +1,279 @@
+"""Running a search: the application layer between the command line and the stages.
+
+`run_search` starts or resumes a search over a space file, and `join_search` adds this machine's
+worker to a study `run_search` started; they are the Python API that the command line, the tests
+and the benchmarks call. Both check every input before anything is written, open the study, fail
+and queue again the trials that dead processes left running, say where the study stands, run trials
+(in worker processes, or in this process under KerasTuner) with live progress, treat SIGTERM as
+Ctrl-C, and end by writing the leaderboard. Finished trials are always kept: the same call resumes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, fields
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import optuna
+from rich.console import Console
+
+from search import data as datasets
+from search import leaderboard, record, storage, study, tuner_space, workers
+from search import tuner as kerastuner
+from search.errors import EXIT_FAILED, EXIT_INTERRUPTED, InputError
+from search.progress import Progress
+from search.record import StudyAttr
+from search.runtime import precision_setting, precision_wanted
+from search.space import Space, load_space
+
+ENGINES = ("optuna", "keras-tuner")
+
+
+@dataclass
+class SearchOptions:
+    """What a search is asked for; the defaults are the command line's (`search run --help`)."""
+
+    space_file: str
+    trials: int = 50  # the study's total: re-running with more adds exactly the difference
+    timeout: float | None = None  # stop starting trials after this many seconds
+    study: str | None = None  # default: the space file's name
+    sampler: str | None = None  # tpe (default), random, cmaes, gp
+    pruner: str | None = None  # median (default), hyperband, none
+    engine: str = "optuna"
+    tuner: str | None = None  # with engine keras-tuner: hyperband (default), bayesian, random
+    seed: int | None = None  # base seed: trial N trains with seed + N
+    storage: str | None = None  # default: the journal file results/<study>/journal.log
+    epochs: int | None = None  # override every config's epochs (quick runs)
+    train_size: int | None = None
+    dataset: str = "mnist"
+    data: str | None = None  # a folder of IDX files or an mnist.npz instead of the packaged data
+    results: str = "results"
+    top: int = 20  # leaderboard rows printed at the end
+    workers: int | None = None  # default: one per core, at most 4 (1 under KerasTuner)
+    trial_timeout: float | None = None
+    recycle_after: int = 25
+    precision: str | None = None  # auto, float32, bfloat16; None: the user's SEARCH_PRECISION or auto
+    keep_top: int = 10
+    command: str = ""  # the command line that started it, recorded with kept trials and model cards
+    debug: bool = False
+
+
+@dataclass
+class JoinOptions:
+    """What a joining worker is asked for (`search worker --help`); the rest comes from the study."""
+
+    study: str
+    storage: str | None = None
+    results: str = "results"
+    trial_timeout: float | None = None
+    recycle_after: int = 25
+    precision: str | None = None
+    command: str = ""
+    debug: bool = False
+
+
+def positive(value: float | None, flag: str) -> None:
+    """Refuse a value that must be > 0, naming its flag."""
+    if value is not None and value <= 0:
+        raise InputError(f"{flag} {value}: must be > 0")
+
+
+def run_search(options: SearchOptions, console: Console) -> int:
+    """Run (or resume) the search `options` describe until its study holds `options.trials` trials,
+    or time runs out, or Ctrl-C; returns an exit code (errors.EXIT_*). Bad input raises `InputError`
+    before anything is written."""
+    started = time.monotonic()
+    precision = _check(options)
+    space = load_space(options.space_file)
+    if options.engine == "keras-tuner":
+        tuner_space.check_space(space, options.tuner or "hyperband", options.epochs)
+    name = study.study_name(space, options.study)
+    location = study.storage_url(name, options.storage, Path(options.results))
+    sampler, pruner = options.sampler or "tpe", options.pruner or "median"
+    if options.engine == "optuna":
+        study.make_sampler(sampler, 0)  # a bad --sampler or --pruner stops here, before anything is written
+        study.make_pruner(pruner)
+    data = datasets.load(options.dataset, options.data, options.train_size)
+    label = (kerastuner.engine_label(options.tuner or "hyperband") if options.engine == "keras-tuner"
+             else study.engine_label(sampler, pruner))
+    study.check_engine(location, name, label)
+    if options.engine == "keras-tuner":
+        return _run_keras_tuner(options, console, space, name, location, data, label, started)
+
+    opened = study.open_study(name, location, sampler, pruner, options.seed)
+    study.check_dataset(opened, data)
+    study.note_engine(opened, label)
+    folder = Path(options.results) / name
+    count = options.workers or workers.default_count()
+    spec = workers.WorkerSpec(
+        space_file=str(_copy_space(space, folder)), study=name, location=location, dataset=options.dataset,
+        data_path=options.data, train_size=options.train_size, epochs=options.epochs, budget=options.trials,
+        sampler=sampler, pruner=pruner, timeout=options.timeout, trial_timeout=options.trial_timeout,
+        results=options.results, keep=options.keep_top, command=options.command, debug=options.debug,
+        max_trials=options.recycle_after, precision=precision)
+    # Threads and precision belong to each machine (a joining worker picks its own).
+    settings = {k: v for k, v in vars(spec).items() if k not in ("worker", "threads", "debug", "precision")}
+    study.save_settings(opened, {**settings, "space_source": Path(spec.space_file).read_text()})
+    study.enqueue_baselines(opened, space)
+    header = (f"study [bold]{name}[/] in {storage.redact(location)}: {{done}} of {options.trials} trials done; "
+              f"{_split(data)}" + (f"; {count} workers" if count > 1 else "") + _precision_note(precision))
+
+    def go(progress: Progress) -> int:
+        outcome = workers.run_local(spec, count, on_trial=progress, say=console.print, on_epoch=progress.epoch)
+        return outcome.exit_code()
+
+    return _drive(opened, folder, console, header, options.trials, go, started, options.top, requeue=True)
+
+
+def join_search(options: JoinOptions, console: Console) -> int:
+    """Run trials of a stored study in one worker process on this machine until its budget is met."""
+    started = time.monotonic()
+    positive(options.trial_timeout, "--trial-timeout")
+    positive(options.recycle_after, "--recycle-after")
+    precision = precision_setting(options.precision)
+    opened = study.load_study(options.study, Path(options.results), options.storage)
+    settings = opened.user_attrs.get(StudyAttr.SETTINGS)
+    if not settings:
+        raise InputError(f"study {options.study!r} has no settings to join with: start it with `search run` first")
+    folder = Path(options.results) / opened.study_name
+    folder.mkdir(parents=True, exist_ok=True)
+    space_file = folder / "space.py"
+    space_file.write_text(settings["space_source"])
+    load_space(space_file)  # the same validation as `run`, before any trial starts
+    spec = workers.WorkerSpec.joining(
+        settings, space_file=str(space_file), results=options.results, debug=options.debug,
+        location=study.storage_url(opened.study_name, options.storage, Path(options.results)),
+        trial_timeout=options.trial_timeout or settings.get("trial_timeout"), max_trials=options.recycle_after,
+        command=options.command, precision=precision)
+    header = f"worker joining study {opened.study_name} ({spec.budget} trials in total, {{done}} done)"
+
+    def go(progress: Progress) -> int:
+        return workers.run_local(spec, 1, on_trial=progress, say=console.print).exit_code()
+
+    return _drive(opened, folder, console, header, spec.budget, go, started, top=10, requeue=True)
+
+
+def _check(options: SearchOptions) -> str:
+    """Every option that can be checked without the space file or the data; returns the precision setting."""
+    for value, flag in ((options.trials, "--trials"), (options.timeout, "--timeout"), (options.epochs, "--epochs"),
+                        (options.top, "--top"), (options.workers, "--workers"),
+                        (options.trial_timeout, "--trial-timeout"), (options.recycle_after, "--recycle-after")):
+        positive(value, flag)
+    if options.keep_top < 0:
+        raise InputError(f"--keep-top {options.keep_top}: must be >= 0")
+    precision = precision_setting(options.precision)  # a bad SEARCH_PRECISION stops here too
+    if options.engine not in ENGINES:
+        raise InputError(f"--engine {options.engine!r}: expected one of {', '.join(ENGINES)}")
+    if options.engine == "optuna" and options.tuner is not None:
+        raise InputError(f"--tuner {options.tuner}: needs --engine keras-tuner (Optuna runs take --sampler and "
+                         "--pruner)")
+    if options.engine == "keras-tuner":
+        if precision == "bfloat16":
+            raise InputError("--precision bfloat16: --engine keras-tuner trains in float32 only")
+        kerastuner.check_options(options.tuner, options.sampler, options.pruner, options.workers, options.storage)
+    return precision
+
+
+def _run_keras_tuner(options: SearchOptions, console: Console, space: Space, name: str, location: str,
+                     data: datasets.Dataset, label: str, started: float) -> int:
+    """`run --engine keras-tuner`: the same study folder and storage, trials run by KerasTuner here."""
+    from search.runtime import start_tensorflow
+
+    opened = study.open_study(name, location, "random", "none", options.seed)  # baselines only: nothing sampled
+    study.check_dataset(opened, data)
+    study.note_engine(opened, label)
+    folder = Path(options.results) / name
+    _copy_space(space, folder)
+    header = f"study [bold]{name}[/] ({label}) in {storage.redact(location)}: {{done}} of {options.trials} trials " \
+             f"done; {_split(data)}"
+    settings = kerastuner.Settings(
+        tuner=options.tuner or "hyperband", trials=options.trials, epochs=options.epochs, timeout=options.timeout,
+        trial_timeout=options.trial_timeout, keep=options.keep_top, command=options.command, debug=options.debug)
+
+    def go(progress: Progress) -> int:
+        start_tensorflow(verbose=options.debug, models=space.model_kinds(), precision="float32")
+        return kerastuner.run(space, data, opened, folder, settings, progress)
+
+    return _drive(opened, folder, console, header, options.trials, go, started, options.top, requeue=False)
+
+
+def _drive(opened: optuna.Study, folder: Path, console: Console, header: str, total: int,
+           go: Callable[[Progress], int], started: float, top: int, requeue: bool) -> int:
+    """What every way of running trials shares: reap what dead processes left running, say where the
+    study stands (`header` with {done} filled in), run `go` with live progress (SIGTERM as Ctrl-C),
+    then write the leaderboard and say how the run ended."""
+    lost = storage.reap_dead(opened)
+    if lost:
+        console.print(f"trial(s) {', '.join(map(str, lost))} were left running by a process that died: failed"
+                      + (", and queued once more" if requeue else ""))
+    done = record.done(opened.get_trials(deepcopy=False))
+    console.print(header.format(done=done))
+    try:
+        with _sigterm_as_interrupt(), Progress(console, total, done) as progress:
+            progress.seed_bests(opened)
+            code = go(progress)
+    except KeyboardInterrupt:
+        code = EXIT_INTERRUPTED
+    return finish(opened, folder, console, code, started, top)
+
+
+def finish(opened: optuna.Study, folder: Path, console: Console, code: int, started: float, top: int) -> int:
+    """Write and print the leaderboard, and say how the run ended; returns `code`."""
+    table = leaderboard.frame(opened)
+    written = leaderboard.write(table, folder)
+    console.print(leaderboard.render(table, f"{opened.study_name} ({leaderboard.engine(opened)}): ranked by test "
+                                            "accuracy", top=top))
+    console.print(f"wrote {', '.join(map(str, written))} in {time.monotonic() - started:.0f} s")
+    if code == EXIT_INTERRUPTED:
+        kept = record.done(opened.get_trials(deepcopy=False))
+        console.print(f"[magenta]interrupted[/]: {kept} finished trials kept; run the same command to resume")
+    elif code == EXIT_FAILED:
+        console.print("[red]stopped[/]: too many trials failed in a row; the leaderboard shows their reasons")
+    return code
+
+
+def _split(data: datasets.Dataset) -> str:
+    return (f"{data.name} {len(data.train_labels):,} train / {len(data.val_labels):,} val / "
+            f"{len(data.test_labels):,} test")
+
+
+def _copy_space(space: Space, folder: Path) -> Path:
+    """The results folder keeps the space file it was searched with (workers elsewhere get it too)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    copy = folder / "space.py"
+    text = Path(space.source).read_text()
+    if not copy.exists() or copy.read_text() != text:
+        copy.write_text(text)
+    return copy
+
+
+def _precision_note(setting: str) -> str:
+    """Said at the start of a run whose trials train in bfloat16 on the CPU, so that nobody has to
+    learn it from a trial's attributes."""
+    if precision_wanted(setting) != "bfloat16":
+        return ""
+    return "; on the CPU, trials train in mixed bfloat16 (--precision float32 turns it off)"
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt here, as Ctrl-C does: one way to stop a run."""
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def options_from(namespace: Any, kind: type[SearchOptions] | type[JoinOptions], **extra: Any) -> Any:
+    """`kind` from an argparse namespace: the fields it has, under their own names, plus `extra`."""
+    values = {f.name: getattr(namespace, f.name) for f in fields(kind) if hasattr(namespace, f.name)}
+    return kind(**{**values, **extra})

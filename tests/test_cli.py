@@ -1,0 +1,136 @@
+"""The command line: what each command parses, and every bad input it answers with one line and exit 2."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from search import run
+from search.cli import build_parser, main
+
+SPACE = """
+SPACE = {
+    "model": "mlp",
+    "layers": Repeat(Int(1, 2), {"units": Int(32, 128, log=True)}),
+    "learning_rate": Float(1e-3, 1e-2, log=True),
+    "batch_size": 64,
+}
+BASELINES = {"tiny": {"model": "mlp", "layers": [{"units": 32}], "learning_rate": 3e-3, "batch_size": 64}}
+"""
+
+
+def test_run_and_worker_parse_into_the_python_api_field_for_field() -> None:
+    # Every option of the API is a flag of its command (or filled in by the handler), under the same name.
+    parser = build_parser()
+    run_args = parser.parse_args(["run", "spaces/mlp.py", "--trials", "7", "--workers", "1", "--keep-top", "0",
+                                  "--precision", "float32", "--engine", "keras-tuner", "--tuner", "random"])
+    options = run.options_from(run_args, run.SearchOptions, space_file=run_args.space, command="c")
+    assert (options.space_file, options.trials, options.workers, options.keep_top, options.precision) == (
+        "spaces/mlp.py", 7, 1, 0, "float32")
+    assert (options.engine, options.tuner, options.results, options.recycle_after) == ("keras-tuner", "random",
+                                                                                      "results", 25)
+    missing = {f.name for f in dataclasses.fields(run.SearchOptions)} - set(vars(run_args)) - {"space_file", "command"}
+    assert missing == set()
+    worker_args = parser.parse_args(["worker", "--study", "s", "--storage", "postgresql://h/db", "--precision", "auto"])
+    joined = run.options_from(worker_args, run.JoinOptions, command="c")
+    assert (joined.study, joined.storage, joined.precision, joined.recycle_after) == ("s", "postgresql://h/db",
+                                                                                     "auto", 25)
+    missing = {f.name for f in dataclasses.fields(run.JoinOptions)} - set(vars(worker_args)) - {"command"}
+    assert missing == set()
+
+
+BAD_RUNS = [
+    (["--trials", "0"], "--trials 0: must be > 0"),
+    (["--sampler", "bogus"], "--sampler 'bogus': expected one of tpe, random, cmaes, gp"),
+    (["--pruner", "bogus"], "--pruner 'bogus': expected one of median, hyperband, none"),
+    (["--storage", "not a url"], "--storage 'not a url': expected a journal file path ending in .log"),
+    (["--storage", "postgresql://ann:s3cret@127.0.0.1:1/none"], "--storage postgresql://ann:***@127.0.0.1:1/none: cannot open"),
+    (["--workers", "0"], "--workers 0: must be > 0"),
+    (["--trial-timeout", "-5"], "--trial-timeout -5.0: must be > 0"),
+    (["--study", "../escape"], "--study '../escape': use letters, digits"),
+    (["--dataset", "cifar"], "cifar"),
+    (["--data", "/nonexistent/mnist.npz"], "/nonexistent/mnist.npz"),
+    (["--train-size", "0"], "train_size"),
+    (["--epochs", "-1"], "--epochs -1: must be > 0"),
+]
+
+
+@pytest.mark.parametrize(("extra", "message"), BAD_RUNS, ids=[" ".join(e) for e, _ in BAD_RUNS])
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(write_space, tmp_path: Path, capsys,
+                                                           extra: list[str], message: str) -> None:
+    space = write_space(SPACE, "small.py")
+    results = tmp_path / "results"
+    assert main(["run", str(space), "--results", str(results), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and message in err, err
+    assert "s3cret" not in err  # passwords never reach the terminal
+    assert not results.exists()
+
+
+def test_bad_space_file_exits_2_naming_file_and_key(write_space, tmp_path: Path, capsys) -> None:
+    space = write_space("SPACE = {'model': 'mlp', 'layers': Repeat(Int(1, 2), {'units': Int(1024, 32)})}\n")
+    assert main(["run", str(space), "--results", str(tmp_path / "results")]) == 2
+    assert capsys.readouterr().err == f"error: {space}: layers.0.units: Int(1024, 32): low must be <= high\n"
+    assert not (tmp_path / "results").exists()
+    assert main(["show", str(space)]) == 2
+
+
+def test_show_prints_tree_and_dimensions(capsys) -> None:
+    assert main(["show", "spaces/mlp.py"]) == 0
+    out = capsys.readouterr().out
+    assert "units: Int(64, 512, log=True)" in out and "searched dimensions" in out and "S5" in out
+
+
+BAD_OPTIONS = [
+    (["--tuner", "random"], "--tuner random: needs --engine keras-tuner"),
+    (["--engine", "ray"], "--engine 'ray': expected one of optuna, keras-tuner"),
+    (["--engine", "keras-tuner", "--tuner", "grid"], "--tuner 'grid': expected one of hyperband, bayesian, random"),
+    (["--engine", "keras-tuner", "--sampler", "tpe"], "--sampler tpe: an Optuna option"),
+    (["--engine", "keras-tuner", "--pruner", "median"], "--pruner median: an Optuna option"),
+    (["--engine", "keras-tuner", "--workers", "2"], "--workers 2: --engine keras-tuner runs one trial at a time"),
+    (["--engine", "keras-tuner", "--storage", "postgresql://ann:s3cret@127.0.0.1:1/none"],
+     "--storage postgresql://ann:***@127.0.0.1:1/none: --engine keras-tuner keeps its state in"),
+]
+
+
+@pytest.mark.parametrize(("extra", "message"), BAD_OPTIONS, ids=[" ".join(e) for e, _ in BAD_OPTIONS])
+def test_bad_engine_options_exit_2_with_one_line_and_write_nothing(write_space, tmp_path: Path, capsys,
+                                                                   extra: list[str], message: str) -> None:
+    space = write_space(SPACE, "small.py")
+    results = tmp_path / "results"
+    assert main(["run", str(space), "--results", str(results), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and message in err and "s3cret" not in err, err
+    assert not results.exists()
+
+
+@pytest.mark.parametrize(("command", "message"), [
+    (["leaderboard", "nothere"], "nothere: no study found at"),
+    (["leaderboard", "nothere", "--top", "0"], "--top 0: must be > 0"),
+    (["compare", "nothere"], "nothere: no study found at"),
+    (["report", "nothere"], "nothere: no study found at"),
+    (["export", "nothere"], "nothere: no study found at"),
+    (["worker", "--study", "nothere"], "nothere: no study found at"),
+    (["baselines", "--only", "S9"], "--only S9: expected one of S1, S2, S3, S4, S4-aug, S5"),
+    (["baselines", "--scale", "0"], "--scale 0.0: must be > 0"),
+    (["show", "nothere.py"], "nothere.py: no such file"),
+], ids=lambda value: " ".join(value) if isinstance(value, list) else None)
+def test_bad_input_to_any_command_exits_2_with_one_line(tmp_path: Path, capsys, command: list[str],
+                                                        message: str) -> None:
+    results = tmp_path / "results"
+    takes_results = command[0] in ("leaderboard", "compare", "report", "export", "worker")
+    assert main([*command, *(["--results", str(results)] if takes_results else [])]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and message in err, err
+    assert not results.exists()
+
+
+def test_a_bad_precision_in_the_environment_stops_run_before_anything_is_written(write_space, tmp_path: Path,
+                                                                                 capsys, monkeypatch) -> None:
+    monkeypatch.setenv("SEARCH_PRECISION", "half")
+    space = write_space(SPACE, "small.py")
+    assert main(["run", str(space), "--results", str(tmp_path / "results")]) == 2
+    assert capsys.readouterr().err == "error: SEARCH_PRECISION='half': expected one of auto, float32, bfloat16\n"
+    assert not (tmp_path / "results").exists()
