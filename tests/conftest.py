@@ -51,15 +51,19 @@ BASELINES = {
 @pytest.fixture(scope="session")
 def finished_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real 5-trial study (one failed baseline) on a small slice; returns its results folder."""
-    from search.cli import main
+    import io
+
+    from rich.console import Console
+
+    from search.run import SearchOptions, run_search
 
     folder = tmp_path_factory.mktemp("finished")
     space = folder / "small.py"
     space.write_text(SMALL_SPACE)
     results = folder / "results"
-    code = main(["run", str(space), "--trials", "5", "--epochs", "2", "--train-size", "2000", "--seed", "0", "--workers", "1",
-                 "--results", str(results), "--keep-top", "3"])
-    assert code == 0
+    options = SearchOptions(str(space), trials=5, epochs=2, train_size=2000, seed=0, workers=1, results=str(results),
+                            keep_top=3)
+    assert run_search(options, Console(file=io.StringIO())) == 0
     return results
 
 

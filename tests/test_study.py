@@ -11,12 +11,10 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
-from conftest import expected_kernels
 
-from search import artifacts, train
+from search import train
 from search.cli import main
 from search.record import counted
-from search.runtime import cores
 from search.study import load_study
 
 QUICK = ["--epochs", "1", "--train-size", "2000", "--seed", "0", "--workers", "1"]  # one worker: repeatable
@@ -33,44 +31,6 @@ BASELINES = {"tiny": {"model": "mlp", "layers": [{"units": 32}], "learning_rate"
 
 def trials(results: Path, name: str) -> list[optuna.trial.FrozenTrial]:
     return load_study(name, results).get_trials(deepcopy=False)
-
-
-def test_search_then_resume_adds_exactly_the_missing_trials(write_space, tmp_path: Path, small_mnist) -> None:
-    space = write_space(SPACE, "small.py")
-    results = tmp_path / "results"
-    assert main(["run", str(space), "--trials", "3", "--results", str(results), "--keep-top", "2", *QUICK]) == 0
-    first = trials(results, "small")
-    assert [t.state.name for t in first] == ["COMPLETE"] * 3
-    board = pd.read_csv(results / "small" / "leaderboard.csv")
-    assert len(board) == 3 and list(board["rank"]) == [1, 2, 3]
-    assert board["test_accuracy"].is_monotonic_decreasing
-    assert board["test_accuracy"].iloc[0] > 0.8  # chance is 0.1
-    assert (results / "small" / "leaderboard.md").read_text().count("\n") == 3 + 2
-    baseline = next(t for t in first if t.user_attrs.get("baseline") == "tiny")
-    assert baseline.number == 0 and baseline.user_attrs["config"]["layers"] == [{"units": 32}]
-    assert baseline.user_attrs["n_params"] == 784 * 32 + 32 + 32 * 10 + 10
-    assert [t.user_attrs["seed"] for t in first] == [0, 1, 2]  # trial N runs with seed base + N
-    # One worker on every core, dense models only: TensorFlow's own kernels, where it has several cores.
-    assert {t.user_attrs["cpu_kernels"] for t in first} == {expected_kernels({"mlp"}, cores())}
-    for t in first:
-        assert t.value == max(t.user_attrs["val_history"]) and t.user_attrs["epochs"] == 1
-        assert 0.0 < t.user_attrs["test_accuracy"] <= 1.0
-
-    # The best two trials by test accuracy keep weights that reproduce their test accuracy exactly.
-    kept = artifacts.kept(results / "small")
-    assert [r["trial"] for r in kept] == list(board["trial"][:2])
-    model, record = artifacts.load_model(Path(kept[0]["path"]))
-    assert record["test_accuracy"] == board["test_accuracy"].iloc[0] == pytest.approx(
-        train.evaluate(model, small_mnist.test_images, small_mnist.test_labels), abs=0)
-
-    assert main(["run", str(space), "--trials", "5", "--results", str(results), *QUICK]) == 0
-    second = trials(results, "small")
-    assert [t.number for t in second] == [0, 1, 2, 3, 4]
-    assert [t.user_attrs.get("baseline") for t in second].count("tiny") == 1  # enqueued once
-    assert [t.params for t in second[:3]] == [t.params for t in first]  # earlier trials untouched
-
-    assert main(["run", str(space), "--trials", "5", "--results", str(results), *QUICK]) == 0
-    assert len(trials(results, "small")) == 5  # budget already met: nothing more runs
 
 
 @pytest.mark.slow
