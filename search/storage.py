@@ -2,8 +2,11 @@
 
 Beside the study driver: `open_storage` turns `--storage` into an Optuna storage. The default is
 a journal file, `results/<study>/journal.log`: Optuna's JournalFileBackend appends one record per
-change under a file lock, so several worker processes on one machine can share it (SQLite's single
-writer lock is what gives parallel Optuna users "database is locked"). `postgresql://...` (or any
+change under a file lock and fsyncs it before going on, so several worker processes on one machine
+can share it (SQLite's single writer lock is what gives parallel Optuna users "database is
+locked"), and a trial's end is on disk before anyone reads it as finished. A power cut or a full
+disk can still leave the last record cut short: `repair_journal` moves such a torn tail aside on
+open, and refuses a journal damaged anywhere else. `postgresql://...` (or any
 SQLAlchemy URL) is an RDBStorage with a heartbeat, so a worker that dies on another machine has its
 trial failed and retried by the others; `reap_dead` does the same for trials whose process died on
 this machine. Which trials count toward `--trials` is the trial record's to say (record.py).
@@ -11,15 +14,20 @@ this machine. Which trials count toward `--trials` is the trial record's to say 
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import sys
 import time
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+from optuna.storages.journal._file import get_lock_file
 from optuna.trial import FrozenTrial, TrialState
 
 from search.errors import InputError
@@ -51,13 +59,38 @@ def check_location(location: str) -> None:
                          "database URL such as postgresql://user:password@host/db or sqlite:///path/study.db")
 
 
+def check_given(location: str) -> None:
+    """A --storage the user gave: well formed, and a file path (a journal, or SQLite's) in a folder
+    that exists, since a typo in a path should not create folders."""
+    check_location(location)
+    if "://" in location and not location.startswith("sqlite:///"):
+        return
+    file = Path(location.removeprefix("sqlite:///"))
+    if file.is_dir():
+        raise InputError(f"--storage {location}: is a folder; give a file in it")
+    if not file.parent.is_dir():
+        raise InputError(f"--storage {location}: folder {file.parent} does not exist")
+
+
+def check_results(results: Path) -> None:
+    """--results must be a folder, or nothing yet (it is made on the first write)."""
+    if results.exists() and not results.is_dir():
+        raise InputError(f"--results {results}: is a file; give a folder")
+
+
 def open_storage(location: str) -> BaseStorage:
-    """The Optuna storage for a journal file path or a database URL."""
+    """The Optuna storage for a journal file path or a database URL. A journal is checked and, if its
+    last record was cut short, repaired first (`repair_journal`)."""
     check_location(location)
     if "://" not in location:
         Path(location).parent.mkdir(parents=True, exist_ok=True)
         # The open-lock works on every filesystem, NFS included (a symlink lock does not).
-        return JournalStorage(JournalFileBackend(location, lock_obj=JournalFileOpenLock(location)))
+        lock = JournalFileOpenLock(location)
+        repaired = repair_journal(Path(location), lock)
+        journal = JournalStorage(JournalFileBackend(location, lock_obj=lock))
+        if repaired is not None:
+            print(f"warning: {repaired.describe(journal)}", file=sys.stderr, flush=True)
+        return journal
     if location.startswith("sqlite:///"):
         Path(location.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -70,6 +103,82 @@ def open_storage(location: str) -> BaseStorage:
         )
     except Exception as err:  # bad driver, host down, wrong password: one line, password hidden
         raise InputError(f"--storage {redact(location)}: cannot open: {redact(_first_line(err))}") from err
+
+
+@dataclass(frozen=True)
+class Repair:
+    """A torn last record that `repair_journal` moved aside."""
+
+    journal: Path
+    moved_to: Path
+    size: int
+    trial_id: int | None  # the trial whose end the torn record held, if it held one
+    state: str | None
+
+    def describe(self, storage: BaseStorage) -> str:
+        what = "no finished trial was lost"
+        if self.trial_id is not None and self.state is not None:
+            try:
+                number = f"trial {storage.get_trial(self.trial_id).number}"
+            except KeyError:
+                number = f"the trial with id {self.trial_id}"
+            what = f"{number} lost its end ({self.state}): the next run fails it and runs its place again"
+        return (f"{self.journal}: its last record was cut short ({self.size} bytes, as a power cut or a full disk "
+                f"leaves it) and is moved to {self.moved_to.name}; {what}")
+
+
+_FINISHED_STATES = {1: "complete", 2: "pruned", 3: "fail"}  # optuna.trial.TrialState values
+_STATE_OP = 6  # optuna's JournalOperation.SET_TRIAL_STATE_VALUES
+
+
+def repair_journal(path: Path, lock: JournalFileOpenLock) -> Repair | None:
+    """Check a journal file under its lock: a last line cut short (no newline, or not JSON) is moved
+    to a file beside it, never deleted, and the journal truncated to its last whole record; any
+    other unreadable line stops with one line naming the file and the line."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return None
+    with get_lock_file(lock):
+        data = path.read_bytes()
+        lines = data.split(b"\n")
+        tail = lines.pop()  # after the last newline: empty when the file ends whole
+        for number, line in enumerate(lines, 1):
+            if _readable(line):
+                continue
+            if number < len(lines) or tail:
+                raise InputError(f"{path}: line {number} is not a journal record: the study cannot be read "
+                                 "safely; restore the file from a copy, or start another --study")
+            tail = line + b"\n"  # the last line has its newline but not all of its record
+        if not tail:
+            return None
+        if tail.endswith(b"}") and _readable(tail):  # whole but for its newline: nothing to move aside
+            with open(path, "ab") as journal:
+                journal.write(b"\n")
+                os.fsync(journal.fileno())
+            return None
+        moved = path.with_name(f"{path.name}.torn-{datetime.now():%Y%m%d-%H%M%S}")
+        while moved.exists():
+            moved = moved.with_name(moved.name + "+")
+        with open(moved, "wb") as aside:
+            aside.write(tail)
+            aside.flush()
+            os.fsync(aside.fileno())
+        with open(path, "r+b") as journal:
+            journal.truncate(len(data) - len(tail))
+            os.fsync(journal.fileno())
+    op = re.search(rb'"op_code":\s*(\d+)', tail)
+    trial = re.search(rb'"trial_id":\s*(\d+)', tail)
+    state = re.search(rb'"state":\s*(\d+)', tail)
+    ends = op is not None and int(op[1]) == _STATE_OP and state is not None and int(state[1]) in _FINISHED_STATES
+    return Repair(path, moved, len(tail), int(trial[1]) if ends and trial else None,
+                  _FINISHED_STATES[int(state[1])] if ends and state else None)
+
+
+def _readable(line: bytes) -> bool:
+    try:
+        json.loads(line)
+    except ValueError:
+        return False
+    return True
 
 
 def _heartbeat_lost(study: optuna.Study, trial: FrozenTrial) -> None:

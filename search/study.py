@@ -44,8 +44,9 @@ def study_name(space: Space, requested: str | None = None) -> str:
 
 def storage_url(name: str, location: str | None = None, results: Path = Path("results")) -> str:
     """The study's storage: a journal file in its results folder unless --storage says otherwise."""
+    storage.check_results(results)
     if location:
-        storage.check_location(location)
+        storage.check_given(location)
         return location
     return storage.default_location(results, name)
 

@@ -12,6 +12,8 @@ SIGTERM, each marks its running trial interrupted, and the study can be resumed.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import multiprocessing
 import os
 import queue
@@ -120,13 +122,15 @@ def _storage_error(err: BaseException) -> bool:
     return bool(names & {"OperationalError", "InterfaceError", "StorageInternalError", "DisconnectionError"})
 
 
-def _child(spec: WorkerSpec, events: Any) -> None:
-    """Entry point of a local worker process; `events` carries epoch progress to the parent."""
+def _child(spec: WorkerSpec, events: Any, parent: int) -> None:
+    """Entry point of a local worker process; `events` carries epoch progress to the parent, whose
+    pid is `parent`: the worker stops when that process dies (`_follow_parent`)."""
     from search.errors import InputError
 
     signal.signal(signal.SIGTERM, _interrupt)
+    _follow_parent(parent)
     try:
-        code = work(spec, on_epoch=lambda *event: events.put(event))
+        code = work(spec, callbacks=[_orphan_check(parent)], on_epoch=lambda *event: events.put(event))
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED
     except InputError as err:
@@ -138,6 +142,29 @@ def _child(spec: WorkerSpec, events: Any) -> None:
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+PR_SET_PDEATHSIG = 1  # Linux prctl(2): the signal this process gets when its parent dies
+
+
+def _follow_parent(parent: int) -> None:
+    """Have Linux send this worker SIGTERM when the process that started it dies: a killed driver
+    (SIGKILL, the OOM killer) must not leave its workers running the budget out on their own. The
+    SIGTERM marks the running trial interrupted, as a Ctrl-C does. A parent already gone, or an OS
+    without prctl, is caught by `_orphan_check` after each trial."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # it died before the request was in place
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _orphan_check(parent: int) -> Callable[[optuna.Study, FrozenTrial], None]:
+    """A study callback that starts no further trial once this worker's parent is gone."""
+    def check(study: optuna.Study, trial: FrozenTrial) -> None:
+        if os.getppid() != parent:
+            study.stop()
+
+    return check
 
 
 @dataclass
@@ -176,8 +203,8 @@ def run_local(spec: WorkerSpec, workers: int, on_trial: Callable[[optuna.Study, 
     restarts_left = 3 * workers  # a worker that keeps dying is a bug, not bad luck
 
     def start(index: int) -> None:
-        process = context.Process(target=_child, args=(replace(spec, worker=index, threads=threads), events),
-                                  name=f"search-worker-{index}")
+        process = context.Process(target=_child, args=(replace(spec, worker=index, threads=threads), events,
+                                                       os.getpid()), name=f"search-worker-{index}")
         process.start()
         processes[index] = process
 

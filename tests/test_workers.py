@@ -142,6 +142,38 @@ def test_ctrl_c_stops_all_workers_and_the_study_resumes(nohup: bool, write_space
     assert sum(counted(t) for t in trials("stopped", location)) == kept + 2
 
 
+def alive(pid: int) -> bool:
+    """Whether a process runs (a zombie waiting for a parent to reap it does not)."""
+    try:
+        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+
+
+def test_killing_the_driver_stops_its_workers_and_the_study_resumes(write_space, tmp_path: Path) -> None:
+    # SIGKILL gives the driver no chance to stop anything: its workers must notice on their own.
+    space = write_space(SPACE, "killed.py")
+    results = tmp_path / "results"
+    argv = ["run", str(space), "--trials", "400", "--workers", "2", "--epochs", "20", "--results", str(results),
+            *QUICK]
+    driver = search(*argv)
+    location = str(results / "killed" / "journal.log")
+    running = wait_for(lambda: Path(location).exists() and len(pids := {
+        t.user_attrs["pid"] for t in trials("killed", location) if t.state.name == "RUNNING" and "pid" in t.user_attrs
+    }) == 2 and pids)
+    driver.kill()
+    driver.wait()
+    wait_for(lambda: not any(alive(pid) for pid in running), timeout=10)
+    done = trials("killed", location)
+    assert not [t for t in done if t.state.name == "RUNNING"]
+    assert {t.user_attrs["pid"] for t in done if t.user_attrs.get("interrupted")} == running
+    kept = sum(counted(t) for t in done)
+    assert kept < 400  # they did not run the budget out
+    assert main(["run", str(space), "--trials", str(kept + 2), "--workers", "2", "--epochs", "1",
+                 "--results", str(results), *QUICK]) == 0
+    assert sum(counted(t) for t in trials("killed", location)) == kept + 2
+
+
 def test_database_restart_mid_search_loses_no_finished_trial(postgres, write_space, tmp_path: Path) -> None:
     space = write_space(SPACE, "restart.py")
     process = search("run", str(space), "--trials", "5", "--epochs", "3", "--storage", postgres.url,
