@@ -84,6 +84,15 @@ def baselines(*names: str) -> dict[str, dict[str, Any]]:
     return {SEEDS[name].label: copy.deepcopy(SEEDS[name].config) for name in names}
 
 
+def check_names(names: list[str] | None) -> None:
+    """Refuse names that are not tutorials (`baselines --only`), in one line."""
+    from search.errors import InputError
+
+    unknown = [name for name in names or [] if name not in SEEDS]
+    if unknown:
+        raise InputError(f"--only {', '.join(unknown)}: expected one of {', '.join(SEEDS)}")
+
+
 def scaled(config: dict[str, Any], scale: float) -> dict[str, Any]:
     """The config with its epochs or steps multiplied by `scale` (at least 1), for quick runs."""
     key = "steps" if config.get("steps") else "epochs"
@@ -96,14 +105,12 @@ def run_baselines(data: Any, names: list[str] | None = None, scale: float = 1.0,
     name, tutorial, published, ours (test accuracy), delta, val_accuracy, epochs (passes over the
     training set an epoch iterates: S4-aug's holds 6 versions of each image), steps, best_epoch
     (the kept round), seconds (wall, validation included).
-    `scale` multiplies every seed's epochs or steps; unknown names raise KeyError."""
+    `scale` multiplies every seed's epochs or steps; unknown names raise InputError."""
     import pandas as pd
 
     from search import models, schema, train
 
-    unknown = [name for name in names or [] if name not in SEEDS]
-    if unknown:
-        raise KeyError(f"unknown baseline {', '.join(unknown)} (known: {', '.join(SEEDS)})")
+    check_names(names)
     rows = []
     for name in names or list(SEEDS):
         seed_, config = SEEDS[name], scaled(SEEDS[name].config, scale)

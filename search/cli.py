@@ -14,7 +14,7 @@ import json
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import NoReturn
 
 from rich.console import Console
 from rich.markup import escape
@@ -23,9 +23,24 @@ from search.errors import EXIT_FAILED, EXIT_INPUT, EXIT_OK, InputError
 from search.runtime import PRECISIONS
 
 
+class UsageError(InputError):
+    """A command line argparse cannot parse."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, answering a bad argument in one line that points to --help, not with the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see python -m {self.prog} --help)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_INPUT
     args.argv = list(sys.argv[1:] if argv is None else argv)
     # Logs and pipes get a wide fixed width, so tables stay one row per trial there too.
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
@@ -39,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="search", description="Hyperparameter search for MNIST digits.")
+    parser = Parser(prog="search", description="Hyperparameter search for MNIST digits.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -75,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="what trials compute in: auto (default: bfloat16 on a CPU with AMX, else float32), "
                           "float32, or bfloat16 (Keras's mixed_bfloat16: float32 weights and output). Kept and "
                           "exported models are float32 either way")
+    run.add_argument("--accept-space-change", action="store_true",
+                     help="resume a study although its space file changed (recorded on the study; the report "
+                          "marks it); without it such a resume is refused")
     run.add_argument("--keep-top", type=int, default=10,
                      help="keep the weights of this many best trials in results/<study>/trials (10; 0: none)")
     run.set_defaults(handler=cmd_run)
@@ -122,8 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     samples.set_defaults(handler=cmd_samples)
 
     predict = commands.add_parser("predict", help="recognize digits in your own image files")
-    predict.add_argument("model", help="an export folder (with model.keras) or a .keras file")
-    predict.add_argument("images", nargs="+", help="PNG, JPEG or BMP files, any size or colour mode")
+    predict.add_argument("model", help="an export folder (runs its model.tflite, else its model.keras), "
+                                       "a .tflite or a .keras file")
+    predict.add_argument("images", nargs="+", help="PNG, JPEG or BMP files (by content, not name), any colour "
+                                                   "mode, up to 89 megapixels")
     predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
     predict.set_defaults(handler=cmd_predict)
 
@@ -185,8 +205,8 @@ def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
     run.positive(args.top, "--top")
     opened = study.load_study(args.study, Path(args.results), args.storage)
     table = leaderboard.select(leaderboard.frame(opened), args.sort, args.state, args.top)
-    _emit(table, args.format, console, f"{opened.study_name} ({leaderboard.engine(opened)}): {len(table)} trials, "
-                                       f"sorted by {args.sort}")
+    title = f"{opened.study_name} ({leaderboard.engine(opened)}): {len(table)} trials, sorted by {args.sort}"
+    leaderboard.emit(table, args.format, console, title)
     return EXIT_OK
 
 
@@ -198,25 +218,9 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
         opened = study.load_study(name, Path(args.results), args.storage)
         tables[opened.study_name] = leaderboard.frame(opened)
         engines[opened.study_name] = leaderboard.engine(opened)
-    _emit(leaderboard.compare(tables, engines), args.format, console, "best trial of each study, by test accuracy")
+    title = "best trial of each study, by test accuracy"
+    leaderboard.emit(leaderboard.compare(tables, engines), args.format, console, title)
     return EXIT_OK
-
-
-def _emit(table: Any, fmt: str, console: Console, title: str) -> None:
-    """Print a table (a pandas DataFrame) in the requested format."""
-    from search import leaderboard
-
-    if fmt == "csv":
-        sys.stdout.write(table.to_csv(index=False, float_format="%.4f"))
-    elif fmt == "md":
-        sys.stdout.write(leaderboard.markdown(table))
-    elif fmt == "json":
-        sys.stdout.write(table.to_json(orient="records", indent=2) + "\n")
-    elif "rank" in table:
-        console.print(leaderboard.render(table, title, top=None))
-    else:
-        console.print(title)
-        console.print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
 
 
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
@@ -257,9 +261,7 @@ def cmd_baselines(args: argparse.Namespace, console: Console) -> int:
     from search.runtime import start_tensorflow
 
     run.positive(args.scale, "--scale")
-    unknown = [name for name in args.only or [] if name not in baselines.SEEDS]
-    if unknown:
-        raise InputError(f"--only {', '.join(unknown)}: expected one of {', '.join(baselines.SEEDS)}")
+    baselines.check_names(args.only)
     data = datasets.load("mnist", None, args.train_size)
     kinds = {baselines.SEEDS[name].config["model"] for name in args.only or baselines.SEEDS}
     start_tensorflow(verbose=args.debug, models=kinds, precision="float32")
@@ -279,12 +281,10 @@ def cmd_samples(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_predict(args: argparse.Namespace, console: Console) -> int:
-    from search.runtime import start_tensorflow
+    from search.predict import format_table, predict, to_json
+    from search.serving import load_model
 
-    start_tensorflow(verbose=args.debug)
-    from search.predict import format_table, load_model, predict, to_json
-
-    predictions = predict(load_model(args.model), args.images)
+    predictions = predict(load_model(args.model, verbose=args.debug), args.images)
     if args.json:
         sys.stdout.write(to_json(predictions) + "\n")
     else:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import platform
-import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,15 +27,18 @@ import tensorflow as tf
 
 from search import artifacts, data, leaderboard, models, schema, train
 from search.errors import DataError, InputError
-from search.runtime import quiet_stderr
-
-KERAS_FILE = "model.keras"
-SAVED_MODEL = "saved_model"
-TFLITE_FILE = "model.tflite"
-CARD_JSON = "model_card.json"
-CARD_MARKDOWN = "model_card.md"
-SIGNATURE = "serving_default"
-INPUT_NAME, OUTPUT_NAME = "images", "probabilities"
+from search.serving import (
+    BATCH,
+    CARD_JSON,
+    CARD_MARKDOWN,
+    INPUT_NAME,
+    KERAS_FILE,
+    OUTPUT_NAME,
+    SAVED_MODEL,
+    SIGNATURE,
+    TFLITE_FILE,
+    load_tflite,
+)
 
 
 def export(study_dir: Path, trial: int | None = None, out: Path | None = None, command: str = "") -> Path:
@@ -102,15 +104,9 @@ def write_formats(model: keras.Model, folder: Path) -> None:
 
 
 def tflite_accuracy(path: Path, images: np.ndarray, labels: np.ndarray) -> float:
-    """Top-1 accuracy of a TFLite file through its serving signature, a batch at a time."""
-    # quiet_stderr: TFLite's C++ announces its XNNPACK delegate on stderr when it first runs.
-    with warnings.catch_warnings(), quiet_stderr():  # and warns that it moves to ai-edge-litert
-        warnings.simplefilter("ignore")
-        interpreter = tf.lite.Interpreter(model_path=str(path))
-        runner = interpreter.get_signature_runner(SIGNATURE)
-        batch = train.EVAL_BATCH_SIZE
-        predicted = [runner(**{INPUT_NAME: images[start : start + batch]})[OUTPUT_NAME].argmax(axis=1)
-                     for start in range(0, len(images), batch)]
+    """Top-1 accuracy of a TFLite file through its serving signature, run by LiteRT as `predict` runs it."""
+    model = load_tflite(path)
+    predicted = [model(images[start : start + BATCH]).argmax(axis=1) for start in range(0, len(images), BATCH)]
     return float(np.mean(np.concatenate(predicted) == labels))
 
 
@@ -166,7 +162,8 @@ def markdown(card: dict[str, Any]) -> str:
                   f"(SavedModel and TFLite signature `{SIGNATURE}`: `{INPUT_NAME}` -> `{OUTPUT_NAME}`).", "",
               "```python", f'keras.models.load_model("{KERAS_FILE}").predict(images)',
               f'tf.saved_model.load("{SAVED_MODEL}").signatures["{SIGNATURE}"]({INPUT_NAME}=images)["{OUTPUT_NAME}"]',
-              f'tf.lite.Interpreter("{TFLITE_FILE}").get_signature_runner()({INPUT_NAME}=images)["{OUTPUT_NAME}"]',
+              f'ai_edge_litert.interpreter.Interpreter("{TFLITE_FILE}").get_signature_runner()({INPUT_NAME}=images)'
+              f'["{OUTPUT_NAME}"]',
               "```", ""]
     return "\n".join(lines)
 

@@ -8,12 +8,14 @@ test accuracy; trials without one (pruned, failed) follow, by their best validat
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pandas as pd
 from optuna.trial import TrialState
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -119,6 +121,21 @@ def compare(studies: dict[str, pd.DataFrame], engines: dict[str, str] | None = N
             "hyperparameters": "" if best is None else best["hyperparameters"],
         })
     return pd.DataFrame(rows).sort_values("test_accuracy", ascending=False, na_position="last")
+
+
+def emit(table: pd.DataFrame, fmt: str, console: Console, title: str) -> None:
+    """Print a table as `fmt` says: table (rich), csv, md or json."""
+    if fmt == "csv":
+        sys.stdout.write(table.to_csv(index=False, float_format="%.4f"))
+    elif fmt == "md":
+        sys.stdout.write(markdown(table))
+    elif fmt == "json":
+        sys.stdout.write(table.to_json(orient="records", indent=2) + "\n")
+    elif "rank" in table:
+        console.print(render(table, title, top=None))
+    else:
+        console.print(title)
+        console.print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
 
 
 def write(table: pd.DataFrame, folder: Path) -> list[Path]:

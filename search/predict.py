@@ -1,20 +1,20 @@
 """Digits in image files: the predict stage, after export (image file -> MNIST-style 28x28 -> digit).
 
-`prepare` turns one PNG/JPEG/BMP of any size and colour mode into what MNIST itself is made of:
-grayscale, white ink on black (inverted when the background is light, as the S2 tutorial did),
-cropped to the digit's edges (found to a fraction of a pixel), its longer side scaled to 20 px and
-its centre of mass moved to (14, 14) of a 28x28 canvas. `predict` runs every file that prepares
-in one model call and keeps a one-line reason for each file that does not, so one bad file never
-stops the rest. `load_model` opens an export folder or a `.keras` file in Keras safe mode, so a
-model file cannot run code on load. `write_samples` writes real MNIST test digits as dark-on-light
-PNGs for a newcomer to try.
+`prepare` turns one PNG/JPEG/BMP of any colour mode and up to 89 megapixels into what MNIST itself
+is made of: grayscale, white ink on black (inverted when the background is light, as the S2
+tutorial did), cropped to the digit's edges (found to a fraction of a pixel), its longer side scaled
+to 20 px and its centre of mass moved to (14, 14) of a 28x28 canvas. The format is the one Pillow
+detects in the file, not its name. `predict` runs every file that prepares in one model call and
+keeps a one-line reason for each file that does not, so one bad file never stops the rest.
+The model comes from `serving.load_model` (LiteRT for an export folder, so no TensorFlow starts).
+`write_samples` writes real MNIST test digits as dark-on-light PNGs for a newcomer to try.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import zipfile
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,11 +25,17 @@ from rich.table import Table
 from rich.text import Text
 
 from search.errors import InputError
+from search.serving import BATCH, Classifier, first_line
 
 if TYPE_CHECKING:
-    import keras
+    pass
 
-MODEL_FILE = "model.keras"
+FORMATS = ("PNG", "JPEG", "MPO", "BMP")  # MPO: a phone's JPEG with a second picture, named apart by Pillow
+READS = "predict reads PNG, JPEG or BMP"
+# Pillow's own decompression-bomb bound: above it Pillow warns (in two lines), above twice it refuses.
+# An image this size already takes about 1 GB and 1-3 s to prepare; a digit needs a few hundred pixels.
+MAX_PIXELS = 89_478_485
+MEGA = 1_000_000
 SIZE, BOX, CENTRE = 28, 20, 14.0  # MNIST: 20x20 box, centre of mass at pixel (14, 14) of 28x28
 INK = 32  # a digit must stand this many grey levels above the background, else the image is blank
 # Ink fainter than this fraction of the darkest stroke only locates the edges, never defines them:
@@ -121,15 +127,38 @@ def _grayscale(path: Path) -> np.ndarray:
     if path.stat().st_size == 0:
         raise ImageProblem("empty file (0 bytes)")
     try:
-        with Image.open(path) as opened:
+        with _open(path) as opened:
             image = ImageOps.exif_transpose(opened)  # phones store portrait photos turned
             image.load()
             return _to_gray(image)
+    except ImageProblem:
+        raise
     except UnidentifiedImageError:
-        raise ImageProblem("not an image Pillow can read (want PNG, JPEG or BMP)") from None
-    except Exception as err:  # truncated data, broken EXIF, a decompression bomb: any decoder fault
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ImageProblem(f"cannot read image: {reason}") from None
+        raise ImageProblem(f"not an image in a format Pillow knows: {READS}") from None
+    except Image.DecompressionBombError:  # Pillow refuses twice its bound before the size can be read out
+        raise ImageProblem(f"over {2 * MAX_PIXELS // MEGA} megapixels: predict reads up to {MAX_PIXELS // MEGA} "
+                           "megapixels") from None
+    except Exception as err:  # truncated data, broken EXIF: any decoder fault
+        raise ImageProblem(f"cannot read image: {first_line(err)}") from None
+
+
+def _open(path: Path) -> Image.Image:
+    """The image file opened (its header read, no pixels yet), if it is a PNG, JPEG or BMP of at most
+    MAX_PIXELS; the format is what Pillow finds in the file, whatever its name says."""
+    with warnings.catch_warnings():
+        # Above its bound Pillow warns on stderr in two lines; the size check below says it in one.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        image = Image.open(path)
+    width, height = image.size
+    if image.format not in FORMATS:
+        problem = f"{image.format or 'unknown'} image: {READS}"
+    elif width * height > MAX_PIXELS:
+        problem = (f"{width}x{height} image ({width * height / MEGA:.1f} megapixels): predict reads up to "
+                   f"{MAX_PIXELS // MEGA} megapixels")
+    else:
+        return image
+    image.close()
+    raise ImageProblem(problem)
 
 
 def _to_gray(image: Image.Image) -> np.ndarray:
@@ -146,35 +175,7 @@ def _to_gray(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("L"), dtype=np.float32)
 
 
-def load_model(model_dir: str | Path) -> keras.Model:
-    """The model in an export folder (its model.keras) or in a .keras file, loaded in safe mode."""
-    import keras
-    from keras.src.saving.serialization_lib import SafeModeScope
-
-    path = Path(model_dir)
-    file = path / MODEL_FILE if path.is_dir() else path
-    if not path.exists():
-        raise InputError(f"{path}: no such file or folder")
-    if not file.is_file():
-        raise InputError(f"{path}: no {MODEL_FILE} in this folder (want an export folder or a .keras file)")
-    if file.suffix != ".keras" or not zipfile.is_zipfile(file):
-        raise InputError(f"{file}: not a Keras model file (want a .keras zip from keras.saving.save_model)")
-    try:
-        # Safe mode refuses Lambda layers and other pickled Python instead of running them. The
-        # scope pins it: a process-wide enable_unsafe_deserialization() would override the argument.
-        with SafeModeScope(True):
-            model = keras.models.load_model(file, compile=False, safe_mode=True)
-    except Exception as err:  # a corrupt zip, bad JSON or unknown layer: Keras raises many kinds
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        if "safe_mode" in str(err) or "arbitrary code" in str(err):
-            reason = "refused: it holds Python code (such as a Lambda layer) that safe mode will not run"
-        raise InputError(f"{file}: cannot load model: {reason}") from None
-    if tuple(model.output_shape[1:]) != (10,) or np.prod(model.input_shape[1:]) != SIZE * SIZE:
-        raise InputError(f"{file}: model maps {model.input_shape} to {model.output_shape}, want 28x28 -> 10")
-    return model
-
-
-def predict(model: keras.Model, paths: list[str]) -> list[Prediction]:
+def predict(model: Classifier, paths: list[str]) -> list[Prediction]:
     """One Prediction per path, in order; files that fail carry an error, the rest a digit."""
     predictions, images = [], []
     for path in paths:
@@ -184,8 +185,8 @@ def predict(model: keras.Model, paths: list[str]) -> list[Prediction]:
         except ImageProblem as err:
             predictions.append(Prediction(str(path), error=str(err)))
     if images:
-        batch = np.stack(images).reshape((-1, *model.input_shape[1:]))
-        probabilities = np.asarray(model.predict(batch, batch_size=1000, verbose=0))
+        batch = np.stack(images)
+        probabilities = np.concatenate([model(batch[start : start + BATCH]) for start in range(0, len(batch), BATCH)])
         good = [p for p in predictions if p.error is None]
         for prediction, row in zip(good, probabilities, strict=True):
             best, second = np.argsort(row)[::-1][:2]

@@ -60,6 +60,8 @@ class StudyAttr(StrEnum):
     DATA_CHECKSUM = "data_checksum"
     SETTINGS = "settings"  # what a joining worker needs (see workers.WorkerSpec)
     ENGINE = "engine"  # optuna/<sampler>+<pruner> or keras-tuner/<tuner>, comma-separated if several
+    SPACE = "space"  # space.outline of the space the study runs: a resume with another is refused
+    SPACE_CHANGES = "space_changes"  # [{"from_trial": N, "changes": [...]}]: changes accepted on resume
 
 
 # A trial flagged with one of these did not use up a place in the budget.

@@ -19,6 +19,7 @@ import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import optuna
@@ -56,7 +57,8 @@ def write_report(study: optuna.Study, study_dir: Path) -> Path:
         raise InputError(f"study {study.study_name!r} has no finished trials yet: nothing to report")
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     complete = [t for t in trials.values() if t.state == TrialState.COMPLETE]
-    sections = [*_progress(complete), _importances(study, complete), _pareto(table),
+    changes = study.user_attrs.get(StudyAttr.SPACE_CHANGES, [])
+    sections = [*_progress(complete, changes), _importances(study, complete), _pareto(table),
                 _curves(table, trials), *_best_kept(study_dir)]
     figures = study_dir / "report"
     for section in sections:
@@ -71,8 +73,9 @@ def write_report(study: optuna.Study, study_dir: Path) -> Path:
     return page
 
 
-def _progress(complete: list[FrozenTrial]) -> list[Section]:
-    """Best accuracy so far against trial number and against wall-clock time since the first start."""
+def _progress(complete: list[FrozenTrial], changes: list[dict[str, Any]]) -> list[Section]:
+    """Best accuracy so far against trial number and against wall-clock time since the first start;
+    where the space was changed on resume (`--accept-space-change`), a line marks the trial."""
     by_number = Section("best_by_trial", "Best accuracy so far, by trial number")
     by_time = Section("best_by_time", "Best accuracy so far, by wall-clock time")
     done = sorted((t for t in complete if t.datetime_complete), key=lambda t: t.datetime_complete or datetime.min)
@@ -93,6 +96,11 @@ def _progress(complete: list[FrozenTrial]) -> list[Section]:
         ax.set(xlabel=label, ylabel="accuracy")
         if section is by_number:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            for change in changes:
+                ax.axvline(change["from_trial"] - 0.5, ls=":", color="tab:red",
+                           label=f"space changed at trial {change['from_trial']}")
+            section.note = " ".join(f"The space was changed on resume from trial {change['from_trial']} on: "
+                                    f"{'; '.join(change['changes'])}." for change in changes)
         ax.legend(loc="lower right")
         section.png = _png(fig)
     return [by_number, by_time]

@@ -59,6 +59,7 @@ class SearchOptions:
     recycle_after: int = 25
     precision: str | None = None  # auto, float32, bfloat16; None: the user's SEARCH_PRECISION or auto
     keep_top: int = 10
+    accept_space_change: bool = False  # resume a study whose space file changed, recording the change
     command: str = ""  # the command line that started it, recorded with kept trials and model cards
     debug: bool = False
 
@@ -106,6 +107,7 @@ def run_search(options: SearchOptions, console: Console) -> int:
         return _run_keras_tuner(options, console, space, name, location, data, label, started)
 
     opened = study.open_study(name, location, sampler, pruner, options.seed)
+    study.check_space(opened, space, options.accept_space_change)
     study.check_dataset(opened, data)
     study.note_engine(opened, label)
     folder = Path(options.results) / name
@@ -175,6 +177,9 @@ def _check(options: SearchOptions) -> str:
     if options.engine == "keras-tuner":
         if precision == "bfloat16":
             raise InputError("--precision bfloat16: --engine keras-tuner trains in float32 only")
+        if options.accept_space_change:
+            raise InputError("--accept-space-change: KerasTuner's project holds the space it began with; pass "
+                             "--study NAME to search the changed space")
         kerastuner.check_options(options.tuner, options.sampler, options.pruner, options.workers, options.storage)
     return precision
 
@@ -185,6 +190,7 @@ def _run_keras_tuner(options: SearchOptions, console: Console, space: Space, nam
     from search.runtime import start_tensorflow
 
     opened = study.open_study(name, location, "random", "none", options.seed)  # baselines only: nothing sampled
+    study.check_space(opened, space, options.accept_space_change)
     study.check_dataset(opened, data)
     study.note_engine(opened, label)
     folder = Path(options.results) / name

@@ -53,9 +53,11 @@ class Key:
         return f"{'an int' if self.kind == 'int' else 'a number'} {' and '.join(filter(None, [low, high]))}".strip()
 
 
-LAYER = {"units": Key("int", low=1, help="width of a dense layer")}
+# Upper bounds keep a typo (Int(1, 10**9)) from asking for a model no machine could build; each is
+# far past what pays on 28x28 digits.
+LAYER = {"units": Key("int", low=1, high=16_384, help="width of a dense layer")}
 CONV_BLOCK = {
-    "filters": Key("int", low=1, help="feature maps of the block's convolution"),
+    "filters": Key("int", low=1, high=1_024, help="feature maps of the block's convolution"),
     "kernel_size": Key("int", default=3, low=1, high=28),
     "pooling": Key("choice", default="max", values=POOLINGS, help="pooling after the block (VALID padding)"),
     "pool_size": Key("int", default=2, low=1, high=28, help="pooling window"),
@@ -91,9 +93,9 @@ KEYS: dict[str, Key] = {
     "augment": Key("choice", default="none", values=AUGMENTS, help="training images only, in the input pipeline"),
     "shift_pixels": Key("int", default=1, low=0, high=14, help="for shift, shift_flip and random"),
     "rotation_degrees": Key("float", default=0.0, low=0.0, high=180.0, help="for random: up to +- this"),
-    "batch_size": Key("int", default=128, low=1),
-    "epochs": Key("int", default=10, low=1, help="passes over the (augmented) training set"),
-    "steps": Key("int", default=0, low=0, help="0: train by epochs; else exactly this many batches"),
+    "batch_size": Key("int", default=128, low=1, high=60_000),
+    "epochs": Key("int", default=10, low=1, high=10_000, help="passes over the (augmented) training set"),
+    "steps": Key("int", default=0, low=0, high=100_000_000, help="0: train by epochs; else exactly this many batches"),
 }
 
 

@@ -11,6 +11,7 @@ hierarchical path (`layers.2.units`). Builders downstream only ever see the conc
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import sys
 import types
@@ -21,6 +22,8 @@ from typing import Any, Protocol
 from search import schema
 from search.dimensions import Choice, Constant, Dimension, Float, Int, Repeat
 from search.errors import SpaceError
+
+MAX_REPEAT = 32  # blocks a Repeat may hold: far past any useful depth, and a bound for `show` and sampling
 
 __all__ = ["Choice", "Constant", "Dimension", "Float", "Int", "Repeat", "Space", "load_space", "sample", "validate"]
 
@@ -95,8 +98,12 @@ def _import(source: str) -> types.ModuleType:
         raise SpaceError(source, f"line {err.lineno}", f"syntax error: {err.msg}") from err
     except SpaceError:
         raise
+    except SystemExit as err:  # exit() in the file would otherwise end `search` without a word
+        raise SpaceError(source, "", f"calls exit({err.code!r}) when imported: a space file must only set "
+                                     "SPACE (and BASELINES)") from err
     except Exception as err:  # the file's own code raised: report it as the file's fault
-        raise SpaceError(source, "", f"failed to import: {type(err).__name__}: {err}") from err
+        text = str(err).strip().splitlines()
+        raise SpaceError(source, "", f"failed to import: {type(err).__name__}: {text[0] if text else ''}") from err
     finally:
         sys.modules.pop(name, None)
     return module
@@ -128,10 +135,10 @@ def _check_node(node: Any, source: str, path: str, top: bool = False) -> None:
         count = node.count
         if isinstance(count, Int):
             _check_int(count, source, f"{here}.count")
-            if count.low < 0:
-                raise SpaceError(source, f"{here}.count", f"{count!r}: a count must be >= 0")
-        elif not isinstance(count, int) or isinstance(count, bool) or count < 0:
-            raise SpaceError(source, here, f"Repeat count must be an Int or an int >= 0, got {count!r}")
+            if count.low < 0 or count.high > MAX_REPEAT:
+                raise SpaceError(source, f"{here}.count", f"{count!r}: a count must be in 0..{MAX_REPEAT}")
+        elif not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= MAX_REPEAT:
+            raise SpaceError(source, here, f"Repeat count must be an Int or an int in 0..{MAX_REPEAT}, got {count!r}")
         _check_node(node.block, source, f"{here}.0")
     elif not isinstance(node, (str, int, float, bool, type(None))):
         raise SpaceError(
@@ -183,14 +190,18 @@ def _check_choice(dim: Choice, source: str, path: str) -> None:
         raise SpaceError(source, path, f"{dim!r}: options must be distinct")
     if isinstance(dim.options, dict):
         for label, option in dim.options.items():
+            if not isinstance(label, str):  # the config holds the label, and a stored config only strings
+                raise SpaceError(source, path, f"branch label {label!r} ({type(label).__name__}): branch labels "
+                                               f"must be strings, e.g. Choice({{{str(label)!r}: {{...}}}})")
             if not isinstance(option, dict):
                 raise SpaceError(source, f"{path}.{label}", "a branch of a Choice dict must be a sub-space dict")
             _check_node(option, source, f"{path}.{label}")
 
 
-def sample(space: dict[str, Any], suggest: Suggester) -> dict[str, Any]:
-    """Draw one concrete config; parameter names are the keys' dotted paths."""
-    return _sample_dict(space, suggest, "")
+def sample(space: dict[str, Any], suggest: Suggester, prefix: str = "") -> dict[str, Any]:
+    """Draw one concrete config; parameter names are the keys' dotted paths, after `prefix` (a study
+    whose space was changed on resume names the new space's parameters apart: `study.param_prefix`)."""
+    return _sample_dict(space, suggest, prefix)
 
 
 def _sample_dict(node: dict[str, Any], suggest: Suggester, prefix: str) -> dict[str, Any]:
@@ -263,6 +274,47 @@ def tree(space: Space) -> Any:
                                                        if space.doc else ""))
     grow_dict(root, space.space)
     return root
+
+
+def outline(space: Space) -> dict[str, str]:
+    """Every dimension and fixed value of `SPACE`, and every baseline, by its path: what a study
+    remembers of the space it was run with, so that a resume with another space can say what changed.
+    Comments and the docstring are not part of it."""
+    out: dict[str, str] = {}
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, Choice) and node.branches:
+            out[path] = repr(node)
+            for label, sub in node.options.items():  # type: ignore[union-attr]
+                walk(sub, f"{path}.{label}")
+        elif isinstance(node, Repeat):
+            out[path] = repr(node)
+            walk(node.block, f"{path}.*")
+        elif isinstance(node, dict) and (node or not path):
+            for key, value in node.items():
+                walk(value, f"{path}.{key}" if path else str(key))
+        elif isinstance(node, (list, tuple)) and count_dimensions(node):
+            for index, value in enumerate(node):
+                walk(value, f"{path}.{index}")
+        else:
+            out[path] = repr(node)
+
+    walk(space.space, "")
+    for label, config in space.baselines.items():
+        out[f"BASELINES.{label}"] = json.dumps(config, sort_keys=True)
+    return out
+
+
+def changes(before: dict[str, str], after: dict[str, str]) -> list[str]:
+    """What differs between two outlines, one short phrase per path."""
+    found = []
+    for path in sorted(before.keys() | after.keys()):
+        old, new = before.get(path), after.get(path)
+        if old == new:
+            continue
+        found.append(f"{path}: {old} -> {new}" if old is not None and new is not None
+                     else f"{path}: added {new}" if new is not None else f"{path}: removed {old}")
+    return found
 
 
 def count_dimensions(node: Any) -> int:

@@ -26,7 +26,7 @@ from search import record, storage
 from search.data import Dataset
 from search.errors import InputError, TrialFailed
 from search.record import Attr, StudyAttr
-from search.space import Space
+from search.space import Space, changes, outline
 from search.trial import FailureGuard, Objective
 
 SAMPLERS = ("tpe", "random", "cmaes", "gp")
@@ -109,8 +109,11 @@ def open_study(name: str, location: str, sampler: str = "tpe", pruner: str = "me
                seed: int | None = None, worker: int = 0) -> optuna.Study:
     """Create the study or load it; the base seed is fixed at creation so resumes stay seeded."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(study_name=name, storage=storage.open_storage(location), direction="maximize",
-                                load_if_exists=True)
+    opened = storage.open_storage(location)
+    try:  # load first: create_study(load_if_exists=True) appends a record to a journal even when it loads
+        study = optuna.load_study(study_name=name, storage=opened)
+    except KeyError:
+        study = optuna.create_study(study_name=name, storage=opened, direction="maximize")
     if StudyAttr.SEED not in study.user_attrs:
         study.set_user_attr(StudyAttr.SEED, seed if seed is not None else random.randrange(2**31))
     base_seed = int(study.user_attrs[StudyAttr.SEED])
@@ -157,6 +160,36 @@ def note_engine(study: optuna.Study, label: str) -> None:
         study.set_user_attr(StudyAttr.ENGINE, label)
     elif label not in recorded.split(", "):
         study.set_user_attr(StudyAttr.ENGINE, f"{recorded}, {label}")
+
+
+def check_space(study: optuna.Study, space: Space, accept: bool = False) -> None:
+    """A study holds results of one space: refuse to resume it with another, naming what changed,
+    unless `accept` (--accept-space-change), which records the change and the trial it starts at."""
+    now = outline(space)
+    recorded = study.user_attrs.get(StudyAttr.SPACE)
+    if recorded is None:  # a new study (or one from before spaces were recorded)
+        study.set_user_attr(StudyAttr.SPACE, now)
+        return
+    changed = changes(recorded, now)
+    if not changed:
+        return
+    shown = "; ".join(changed[:3]) + (f"; and {len(changed) - 3} more" if len(changed) > 3 else "")
+    if not accept:
+        raise InputError(f"{space.source}: not the space study {study.study_name!r} was run with ({shown}): pass "
+                         "--study NAME to start a new study, or --accept-space-change to go on with this one")
+    history = [*study.user_attrs.get(StudyAttr.SPACE_CHANGES, []),
+               {"from_trial": len(study.get_trials(deepcopy=False)), "changes": changed}]
+    study.set_user_attr(StudyAttr.SPACE_CHANGES, history)
+    study.set_user_attr(StudyAttr.SPACE, now)
+
+
+def param_prefix(study: optuna.Study) -> str:
+    """What the parameters of the study's current space are named after: nothing, or `s2/`, `s3/`, ...
+    once its space has been changed on resume. Optuna holds one distribution per parameter name and
+    refuses another (a log scale dropped, a Choice's options changed), and the sampler should not
+    model the new space from the old one's trials anyway."""
+    changed = len(study.user_attrs.get(StudyAttr.SPACE_CHANGES, []))
+    return f"s{changed + 1}/" if changed else ""
 
 
 def check_dataset(study: optuna.Study, data: Dataset) -> None:

@@ -40,6 +40,7 @@ class Objective:
     epochs: int | None
     base_seed: int
     precision: str = "float32"  # what the model trains in: "float32" or "bfloat16" (runtime.training_precision)
+    param_prefix: str = ""  # study.param_prefix: set once the study's space has been changed on resume
     on_epoch: Callable[[int, int, int, float], None] | None = None  # trial, epoch, epochs, val_accuracy
     study_dir: Path | None = None  # where finished trials keep their weights; None keeps nothing
     keep: int = 10
@@ -65,8 +66,9 @@ class Objective:
         self._check_budget(trial)
         label = trial.user_attrs.get(Attr.BASELINE)
         baseline = label in self.space.baselines
-        config = with_epochs(dict(self.space.baselines[str(label)]) if baseline else sample(self.space.space, trial),
-                             self.epochs)
+        drawn = dict(self.space.baselines[str(label)]) if baseline else sample(self.space.space, trial,
+                                                                                 self.param_prefix)
+        config = with_epochs(drawn, self.epochs)
         seed = self.base_seed + trial.number
         record.write(trial, {Attr.CONFIG: config, Attr.SEED: seed})
         train.reset(seed)

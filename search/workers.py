@@ -95,7 +95,7 @@ def work(spec: WorkerSpec, callbacks: list[Callable[[optuna.Study, FrozenTrial],
                       + (f"; trial(s) {', '.join(map(str, lost))} queued again" if lost else ""),
                       file=sys.stderr, flush=True)
             objective = Objective(space, data, spec.epochs, int(opened.user_attrs[StudyAttr.SEED]), precision,
-                                  on_epoch=on_epoch,
+                                  param_prefix=studies.param_prefix(opened), on_epoch=on_epoch,
                                   study_dir=Path(spec.results) / spec.study, keep=spec.keep, command=spec.command,
                                   budget=spec.budget, trial_timeout=spec.trial_timeout, worker=spec.worker)
             guard = studies.optimize(opened, objective, spec.timeout, callbacks or [], spec.max_trials)

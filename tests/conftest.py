@@ -62,7 +62,8 @@ def finished_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     space.write_text(SMALL_SPACE)
     results = folder / "results"
     options = SearchOptions(str(space), trials=5, epochs=2, train_size=2000, seed=0, workers=1, results=str(results),
-                            keep_top=3)
+                            keep_top=3, command=f"python -m search run {space} --trials 5 --epochs 2 --train-size 2000 "
+                                                "--seed 0 --workers 1 --keep-top 3")
     assert run_search(options, Console(file=io.StringIO())) == 0
     return results
 

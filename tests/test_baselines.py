@@ -9,6 +9,7 @@ import pytest
 
 from search import baselines, models, schema
 from search.baselines import SEEDS
+from search.errors import InputError
 from search.space import load_space
 
 # S4: 3x3 convs (SAME) of 12 and 16 maps, 3x3/2 pooling 28 -> 13 -> 6, dense 576 -> 288 -> 144 -> 10.
@@ -73,7 +74,7 @@ def test_run_baselines_trains_and_tabulates(small_mnist) -> None:
 
 
 def test_unknown_baseline_is_named(small_mnist) -> None:
-    with pytest.raises(KeyError, match="unknown baseline S9"):
+    with pytest.raises(InputError, match="--only S9: expected one of"):
         baselines.run_baselines(small_mnist, ["S9"])
 
 

@@ -134,3 +134,28 @@ def test_a_bad_precision_in_the_environment_stops_run_before_anything_is_written
     assert main(["run", str(space), "--results", str(tmp_path / "results")]) == 2
     assert capsys.readouterr().err == "error: SEARCH_PRECISION='half': expected one of auto, float32, bfloat16\n"
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["run", "spaces/mlp.py", "--trials", "abc"],
+     "error: argument --trials: invalid int value: 'abc' (see python -m search run --help)"),
+    (["run"], "error: the following arguments are required: space (see python -m search run --help)"),
+    (["run", "spaces/mlp.py", "--precision", "half"], "error: argument --precision: invalid choice: 'half'"),
+    (["bogus"], "error: argument COMMAND: invalid choice: 'bogus'"),
+    (["leaderboard", "x", "--sort", "size"], "error: argument --sort: invalid choice: 'size'"),
+])
+def test_what_argparse_cannot_parse_is_one_line_pointing_to_help(capsys, argv: list[str], message: str) -> None:
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and err.startswith(message), err
+    assert "--help)" in err
+
+
+def test_results_naming_a_file_is_refused_in_one_line(write_space, tmp_path: Path, capsys) -> None:
+    space = write_space(SPACE, "small.py")
+    results = tmp_path / "results.txt"
+    results.write_text("not a folder")
+    for argv in (["run", str(space)], ["leaderboard", "small"], ["export", "small"]):
+        assert main([*argv, "--results", str(results)]) == 2
+        assert capsys.readouterr().err == f"error: --results {results}: is a file; give a folder\n"
+    assert results.read_text() == "not a folder"

@@ -69,3 +69,38 @@ def test_search_then_resume_adds_exactly_the_missing_trials(write_space, tmp_pat
 
     assert run_search(SearchOptions(str(space), trials=5, results=str(results), **QUICK), CONSOLE) == 0
     assert len(trials(results, "small")) == 5  # budget already met: nothing more runs
+
+
+def test_resuming_with_an_edited_space_is_refused_unless_accepted(write_space, tmp_path: Path) -> None:
+    from search.errors import InputError
+    from search.record import StudyAttr
+
+    space = write_space(SPACE, "small.py")
+    results = tmp_path / "results"
+    assert run_search(SearchOptions(str(space), trials=2, results=str(results), **QUICK), CONSOLE) == 0
+    journal = results / "small" / "journal.log"
+    before = journal.read_bytes()
+    # Narrowing the widths and re-running the same command must not mix two spaces in one study.
+    space.write_text(space.read_text().replace("Int(32, 128, log=True)", "Int(16, 32)"))
+    with pytest.raises(InputError) as caught:
+        run_search(SearchOptions(str(space), trials=4, results=str(results), **QUICK), CONSOLE)
+    assert str(caught.value) == (
+        f"{space}: not the space study 'small' was run with (layers.*.units: Int(32, 128, log=True) -> "
+        "Int(16, 32)): pass --study NAME to start a new study, or --accept-space-change to go on with this one")
+    assert journal.read_bytes() == before  # nothing written
+    # A comment or the docstring is not the space: that resume goes on.
+    space.write_text("# widths narrowed\n" + space.read_text().replace("Int(16, 32)", "Int(32, 128, log=True)"))
+    assert run_search(SearchOptions(str(space), trials=3, results=str(results), **QUICK), CONSOLE) == 0
+    space.write_text(space.read_text().replace("Int(32, 128, log=True)", "Int(16, 32)"))
+    options = SearchOptions(str(space), trials=4, results=str(results), accept_space_change=True, **QUICK)
+    assert run_search(options, CONSOLE) == 0
+    study = load_study("small", results)
+    assert study.user_attrs[StudyAttr.SPACE_CHANGES] == [
+        {"from_trial": 3, "changes": ["layers.*.units: Int(32, 128, log=True) -> Int(16, 32)"]}]
+    assert all(16 <= layer["units"] <= 32 for layer in study.trials[3].user_attrs["config"]["layers"])
+    assert all(name.startswith("s2/") for name in study.trials[3].params)  # the new space's parameters, apart
+    from search.report import write_report
+
+    page = write_report(study, results / "small").read_text()
+    assert "The space was changed on resume from trial 3 on: layers.*.units: Int(32, 128, log=True) -&gt; Int(16, 32)." \
+        in page

@@ -117,6 +117,21 @@ BAD = [
     ("import nonexistent_module\nSPACE = {}\n", "space.py: failed to import: ModuleNotFoundError"),
     ("SPACE = {'model': 'mlp'}\nBASELINES = {'b': {'model': 'mlp', 'optimizer': 'adamw'}}\n",
      "space.py: BASELINES.b.optimizer: 'adamw'"),
+    # Sizes are bounded where the space loads: a typo must not ask for a billion layers.
+    ("SPACE = {'model': 'mlp', 'layers': Repeat(Int(1, 10**9), {'units': 8})}\n",
+     "space.py: layers.count: Int(1, 1000000000): a count must be in 0..32"),
+    ("SPACE = {'model': 'mlp', 'layers': Repeat(100, {'units': 8})}\n",
+     "space.py: layers: Repeat count must be an Int or an int in 0..32, got 100"),
+    ("SPACE = {'model': 'mlp', 'layers': [{'units': Int(16, 10**6)}]}\n",
+     "space.py: layers.0.units: Int(16, 1000000): values must be an int >= 1 and <= 16384"),
+    ("SPACE = {'model': 'cnn', 'conv_blocks': Repeat(2, {'filters': Int(8, 5000)})}\n",
+     "space.py: conv_blocks.0.filters: Int(8, 5000): values must be an int >= 1 and <= 1024"),
+    ("SPACE = {'model': 'mlp', 'layers': [{'units': 100000}]}\n",
+     "space.py: layers.0.units: 100000: expected an int >= 1 and <= 16384"),
+    ("SPACE = {'model': 'mlp', 'optimizer': Choice({128: {}, 'sgd': {}})}\n",
+     "space.py: optimizer: branch label 128 (int): branch labels must be strings, e.g. Choice({'128': {...}})"),
+    ("import sys\nsys.exit(3)\n", "space.py: calls exit(3) when imported: a space file must only set SPACE"),
+    ("raise RuntimeError('first\\nsecond')\n", "space.py: failed to import: RuntimeError: first"),
 ]
 
 
@@ -129,6 +144,20 @@ def test_bad_space_is_one_line_naming_file_key_and_problem(write_space, body: st
     assert "\n" not in text
     assert text.startswith(str(path))
     assert message.split(": ", 1)[1] in text, text
+
+
+def test_show_and_sample_agree_on_what_is_searched(write_space, capsys) -> None:
+    from search.cli import main
+
+    # An Int inside a plain list is searched: `sample` asks for it, and `show` must not call it fixed.
+    path = write_space("SPACE = {'model': 'mlp', 'layers': [{'units': Int(16, 32)}, {'units': 64}], 'epochs': 2}\n")
+    trial = ask()
+    config = sample(load_space(path).space, trial)
+    assert set(trial.params) == {"layers.0.units"} and config["layers"][1] == {"units": 64}
+    assert main(["show", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "units: Int(16, 32)" in out and "Int(16, 32)  (fixed)" not in out and "1 = {'units': 64}  (fixed)" in out
+    assert "1 searched dimensions" in out
 
 
 def test_missing_file_and_wrong_suffix(tmp_path: Path) -> None:

@@ -229,8 +229,10 @@ def test_interrupted_run_resumes_with_exactly_the_missing_trials(write_space, tm
     assert main(command) == 0 and len(counted(results, "resume")) == 6  # budget met: nothing more runs
     space.write_text(space.read_text().replace("Float(1e-3, 1e-2, log=True)", "Float(1e-4, 1e-2, log=True)"))
     capsys.readouterr()
-    assert main([*command[:7], "8", *command[8:]]) == 2  # KerasTuner's project holds the space it began with
-    assert "the space differs from the one" in capsys.readouterr().err
+    assert main([*command[:7], "8", *command[8:]]) == 2  # a study holds the space it began with
+    assert "not the space study 'resume' was run with" in capsys.readouterr().err
+    assert main([*command[:7], "8", *command[8:], "--accept-space-change"]) == 2  # and KerasTuner's project too
+    assert "--accept-space-change: KerasTuner's project holds the space it began with" in capsys.readouterr().err
 
 
 def test_failing_configs_record_their_reason_and_a_streak_stops_the_run(write_space, tmp_path: Path) -> None:
