@@ -2,8 +2,9 @@
 
 Each completed trial writes its best epoch's weights (`model.weights.h5`) and a `trial.json` with
 its concrete config and figures, so export and predict never retrain: they rebuild the model from
-the config with `models.build` and load the weights. Only the best `keep` trials by test accuracy
-(the leaderboard's order) stay on disk; a trial folder appears whole or not at all.
+the config with `models.build` and load the weights. Only the best `keep` trials by validation
+accuracy stay on disk (`record.validation_order`: test accuracy never chooses a model); a trial
+folder appears whole or not at all.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from search.record import validation_order
 
 TRIALS = "trials"
 WEIGHTS = "model.weights.h5"
@@ -65,14 +68,13 @@ def keep_trial(study_dir: Path, keep: int, number: int, study: str, result: Any,
 
 
 def kept(study_dir: Path) -> list[dict[str, Any]]:
-    """Records of the kept trials, best test accuracy first."""
+    """Records of the kept trials, best validation accuracy first (then fewer parameters, earlier trial)."""
     records = []
     for record in (study_dir / TRIALS).glob(f"*/{RECORD}"):
         data = json.loads(record.read_text())
         data["path"] = str(record.parent)
         records.append(data)
-    # The leaderboard's order: test accuracy, then validation accuracy, then trial number.
-    return sorted(records, key=lambda r: (-r["test_accuracy"], -r["val_accuracy"], r["trial"]))
+    return sorted(records, key=lambda r: validation_order(r["val_accuracy"], r.get("n_params"), r["trial"]))
 
 
 def prune(study_dir: Path, keep: int) -> None:

@@ -99,6 +99,20 @@ def scaled(config: dict[str, Any], scale: float) -> dict[str, Any]:
     return {**config, key: max(1, round(config.get(key, 10) * scale))}
 
 
+def reproduce(names: list[str] | None = None, scale: float = 1.0, seed: int = 0, train_size: int | None = None,
+              verbose: bool = False, progress: Callable[[str], None] | None = None) -> Any:
+    """`search baselines`: the named tutorials (default: all) trained as written, in float32, on MNIST's
+    first `train_size` training images (default: all 55,000), tabulated by `run_baselines`."""
+    check_names(names)
+    from search import data as datasets
+    from search.runtime import start_tensorflow
+
+    data = datasets.load("mnist", None, train_size)
+    start_tensorflow(verbose=verbose, models={SEEDS[name].config["model"] for name in names or SEEDS},
+                     precision="float32")  # the tutorials as written
+    return run_baselines(data, names, scale, seed, progress)
+
+
 def run_baselines(data: Any, names: list[str] | None = None, scale: float = 1.0, seed: int = 0,
                   progress: Callable[[str], None] | None = None) -> Any:
     """Train each named seed (default: all) once on `data`; a pandas DataFrame, one row each:

@@ -10,11 +10,10 @@ one line on stderr and exit code 2, with the traceback only under `--debug`.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from rich.console import Console
 from rich.markup import escape
@@ -35,19 +34,15 @@ class Parser(argparse.ArgumentParser):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except UsageError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_INPUT
-    args.argv = list(sys.argv[1:] if argv is None else argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
     # Logs and pipes get a wide fixed width, so tables stay one row per trial there too.
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
     try:
+        args = build_parser().parse_args(argv)
+        args.argv = argv
         return int(args.handler(args, console))
     except InputError as err:
-        if args.debug:
+        if argv[:1] == ["--debug"] and not isinstance(err, UsageError):  # --debug comes before the command
             raise
         print(f"error: {err}", file=sys.stderr)
         return EXIT_INPUT
@@ -65,11 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--study", help="study name (default: the space file's name)")
     run.add_argument("--sampler", help="tpe (default), random, cmaes or gp")
     run.add_argument("--pruner", help="median (default), hyperband or none")
-    run.add_argument("--engine", default="optuna",
-                     help="optuna (default) or keras-tuner: the same space file searched by KerasTuner 1.4")
-    run.add_argument("--tuner", help="with --engine keras-tuner: hyperband (default), bayesian or random. Hyperband "
-                                     "takes --epochs (else the space's epochs) as max_epochs, factor 3; a model it "
-                                     "promotes trains on from its weights as a new trial, and --trials counts those")
+    run.add_argument("--engine", default="optuna", help="optuna (default) or keras-tuner (KerasTuner 1.4)")
+    run.add_argument("--tuner", help="with --engine keras-tuner: hyperband (default; max_epochs: --epochs, else the "
+                                     "space's), bayesian or random")
     run.add_argument("--seed", type=int, help="base seed; trial N uses seed+N (default: random, kept in the study)")
     run.add_argument("--storage", help="Optuna storage URL (default: the journal file results/<study>/journal.log)")
     run.add_argument("--epochs", type=int, help="override every config's epochs (quick runs)")
@@ -78,60 +71,51 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data", help="folder of the four IDX files (plain or .gz), or a Keras mnist.npz")
     run.add_argument("--results", default="results", help="results folder (default: results)")
     run.add_argument("--top", type=int, default=20, help="rows of the leaderboard to print (20)")
-    run.add_argument("--workers", type=int,
-                     help="worker processes on this machine (default: one per CPU core, at most 4; 1 under "
-                          "--engine keras-tuner). Several finish a search sooner, but in an order that differs "
-                          "from run to run: --workers 1 --seed N repeats a search")
-    run.add_argument("--trial-timeout", type=float, help="fail a trial that trains longer than this (seconds)")
-    run.add_argument("--recycle-after", type=int, default=25,
-                     help="replace each worker process after this many trials: TensorFlow's memory grows "
-                          "with every trial in one process (25)")
-    run.add_argument("--precision", choices=PRECISIONS,
-                     help="what trials compute in: auto (default: bfloat16 on a CPU with AMX, else float32), "
-                          "float32, or bfloat16 (Keras's mixed_bfloat16: float32 weights and output). Kept and "
-                          "exported models are float32 either way")
-    run.add_argument("--accept-space-change", action="store_true",
-                     help="resume a study although its space file changed (recorded on the study; the report "
-                          "marks it); without it such a resume is refused")
     run.add_argument("--keep-top", type=int, default=10,
-                     help="keep the weights of this many best trials in results/<study>/trials (10; 0: none)")
+                     help="keep the weights of the best trials by validation in results/<study>/trials (10; 0: none)")
+    run.add_argument("--deterministic", action="store_true",
+                     help="TensorFlow's op determinism on one thread per worker, so that `replay` is exact")
+    run.add_argument("--accept-space-change", action="store_true",
+                     help="resume a study whose space file changed (recorded; the report marks it)")
+    _worker_options(run, several=True, timeout=True)
     run.set_defaults(handler=cmd_run)
 
     worker = commands.add_parser("worker", help="join a stored study as one more worker (any machine)")
     worker.add_argument("--study", required=True, help="the study's name")
-    worker.add_argument("--trial-timeout", type=float, help="fail a trial that trains longer than this (seconds)")
-    worker.add_argument("--recycle-after", type=int, default=25,
-                        help="replace the worker process after this many trials (25)")
-    worker.add_argument("--precision", choices=PRECISIONS, help="as for run: this machine's choice (auto)")
+    _worker_options(worker, several=False, timeout=True)
     _add_location(worker)
     worker.set_defaults(handler=cmd_worker)
 
-    board = commands.add_parser("leaderboard", help="the ranked trials of a stored study (also while it runs)")
-    board.add_argument("study", help="study name or its space file")
+    confirm = _study_command(commands, "confirm", cmd_confirm, "train the best configurations again, fresh seeds")
+    confirm.add_argument("--top", type=int, default=5, help="the best by validation, the best baseline among them (5)")
+    confirm.add_argument("--seeds", type=int, default=3, help="trainings of each, with fresh seeds (3)")
+    _worker_options(confirm, several=True, timeout=False)
+
+    replay = _study_command(commands, "replay", cmd_replay, "train a finished trial again from its record, compare")
+    replay.add_argument("--trial", type=int, required=True, help="the trial's number")
+    replay.add_argument("--deterministic", action="store_true", help="with op determinism on one thread: exact "
+                                                                     "when the trial ran so (run --deterministic)")
+
+    board = _study_command(commands, "leaderboard", cmd_leaderboard, "the ranked trials of a stored study")
     board.add_argument("--top", type=int, help="show only the first K rows")
     board.add_argument("--sort", choices=["test", "val", "params", "time"], default="test")
     board.add_argument("--state", choices=["complete", "pruned", "failed", "all"], default="all")
-    board.add_argument("--format", choices=["table", "csv", "md", "json"], default="table")
-    _add_location(board)
-    board.set_defaults(handler=cmd_leaderboard)
+    board.add_argument("--format", choices=FORMATS, default="table")
 
-    compare = commands.add_parser("compare", help="the best trials of several studies side by side")
+    compare = commands.add_parser("compare", help="the trials several studies select, side by side")
     compare.add_argument("studies", nargs="+", help="study names or space files")
-    compare.add_argument("--format", choices=["table", "csv", "md", "json"], default="table")
+    compare.add_argument("--format", choices=FORMATS, default="table")
     _add_location(compare)
     compare.set_defaults(handler=cmd_compare)
 
-    export = commands.add_parser("export", help="write a kept trial as .keras, SavedModel, TFLite and a model card")
-    export.add_argument("study", help="study name or its space file")
-    export.add_argument("--trial", type=int, help="trial number (default: the leaderboard's first row)")
+    export = _study_command(commands, "export", cmd_export, "write a trial as .keras, SavedModel, TFLite and a card")
+    export.add_argument("--trial", type=int, help="trial number (default: the confirmed winner, else the kept "
+                                                  "trial with the best validation accuracy)")
+    export.add_argument("--full-train", action="store_true", help="train it again on all 60,000 training images "
+                                                                  "(the validation images too) and export that")
     export.add_argument("--out", help="output folder (default: results/<study>/export/trial-N)")
-    _add_location(export)
-    export.set_defaults(handler=cmd_export)
 
-    report = commands.add_parser("report", help="write results/<study>/report.html and its figures as PNG")
-    report.add_argument("study", help="study name or its space file")
-    _add_location(report)
-    report.set_defaults(handler=cmd_report)
+    _study_command(commands, "report", cmd_report, "write results/<study>/report.html and its figures as PNG")
 
     samples = commands.add_parser("samples", help="write real MNIST test digits as PNG files to try predict on")
     samples.add_argument("--out", required=True, help="folder to write the PNGs (and labels.json) into")
@@ -140,8 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     samples.set_defaults(handler=cmd_samples)
 
     predict = commands.add_parser("predict", help="recognize digits in your own image files")
-    predict.add_argument("model", help="an export folder (runs its model.tflite, else its model.keras), "
-                                       "a .tflite or a .keras file")
+    predict.add_argument("model", help="an export folder (its model.tflite, else model.keras), .tflite or .keras")
     predict.add_argument("images", nargs="+", help="PNG, JPEG or BMP files (by content, not name), any colour "
                                                    "mode, up to 89 megapixels")
     predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -160,9 +143,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+FORMATS = ["table", "csv", "md", "json"]
+
+
+def _study_command(commands: Any, name: str, handler: Any, help: str) -> argparse.ArgumentParser:
+    """A command on a stored study: its name (or space file), --results and --storage."""
+    command: argparse.ArgumentParser = commands.add_parser(name, help=help)
+    command.add_argument("study", help="study name or its space file")
+    _add_location(command)
+    command.set_defaults(handler=handler)
+    return command
+
+
 def _add_location(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", default="results", help="results folder (default: results)")
     parser.add_argument("--storage", help="Optuna storage URL, if not the study's own journal file")
+
+
+def _worker_options(parser: argparse.ArgumentParser, several: bool, timeout: bool) -> None:
+    """How this machine's workers train: what run, worker and confirm share."""
+    if several:
+        parser.add_argument("--workers", type=int, help="worker processes here (default: one per core, at most 4; "
+                                                        "1 under --engine keras-tuner)")
+    if timeout:
+        parser.add_argument("--trial-timeout", type=float, help="fail a trial that trains longer than this (s)")
+    parser.add_argument("--recycle-after", type=int, default=25,
+                        help="replace a worker process after this many trials: TensorFlow's memory grows (25)")
+    parser.add_argument("--precision", choices=PRECISIONS, help="auto (default: bfloat16 on a CPU with AMX, else "
+                                                                "float32), float32 or bfloat16; exports are float32")
 
 
 def _command_line(args: argparse.Namespace) -> str:
@@ -179,6 +187,18 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     return run.run_search(options, console)
 
 
+def cmd_confirm(args: argparse.Namespace, console: Console) -> int:
+    from search import run
+
+    return run.confirm_search(run.options_from(args, run.ConfirmOptions, command=_command_line(args)), console)
+
+
+def cmd_replay(args: argparse.Namespace, console: Console) -> int:
+    from search.replay import replay
+
+    return replay(args.study, args.trial, args.deterministic, Path(args.results), args.storage, console, args.debug)
+
+
 def cmd_worker(args: argparse.Namespace, console: Console) -> int:
     from search import run
 
@@ -190,64 +210,56 @@ def cmd_show(args: argparse.Namespace, console: Console) -> int:
     from search import tuner_space
 
     space = spaces.load_space(args.space)
-    console.print(spaces.tree(space))
-    console.print(f"{spaces.count_dimensions(space.space)} searched dimensions at most "
-                  "(each Repeat at its largest count, every branch)")
-    console.print(f"engines: optuna; keras-tuner {escape(tuner_space.support(space))}")
-    for label, config in space.baselines.items():
-        console.print(f"baseline [cyan]{escape(label)}[/]: {escape(str(config))}")
+    for line in (spaces.tree(space), *spaces.summary(space), f"engines: optuna; keras-tuner "
+                                                            f"{escape(tuner_space.support(space))}"):
+        console.print(line)
     return EXIT_OK
 
 
 def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
-    from search import leaderboard, run, study
+    from search import leaderboard, run
 
     run.positive(args.top, "--top")
-    opened = study.load_study(args.study, Path(args.results), args.storage)
-    table = leaderboard.select(leaderboard.frame(opened), args.sort, args.state, args.top)
+    opened, _ = _stored(args)
+    table = leaderboard.select(every := leaderboard.frame(opened), args.sort, args.state, args.top)
     title = f"{opened.study_name} ({leaderboard.engine(opened)}): {len(table)} trials, sorted by {args.sort}"
-    leaderboard.emit(table, args.format, console, title)
+    leaderboard.emit(table, args.format, console, title, notes=leaderboard.summary(opened, every))
     return EXIT_OK
 
 
 def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     from search import leaderboard, study
 
-    tables, engines = {}, {}
-    for name in args.studies:  # load all first: one bad name fails before anything is printed
-        opened = study.load_study(name, Path(args.results), args.storage)
-        tables[opened.study_name] = leaderboard.frame(opened)
-        engines[opened.study_name] = leaderboard.engine(opened)
-    title = "best trial of each study, by test accuracy"
-    leaderboard.emit(leaderboard.compare(tables, engines), args.format, console, title)
+    # All are opened first: one bad name fails before anything is printed.
+    opened = [study.load_study(name, Path(args.results), args.storage) for name in args.studies]
+    title = "the trial each study selects by validation accuracy"
+    leaderboard.emit(leaderboard.compare(opened), args.format, console, title)
     return EXIT_OK
 
 
-def cmd_export(args: argparse.Namespace, console: Console) -> int:
+def _stored(args: argparse.Namespace, tensorflow: bool = False) -> tuple[Any, Path]:
+    """The study a command names, opened to read, and its results folder; TensorFlow started after it."""
     from search import study
     from search.runtime import start_tensorflow
 
-    _, _, folder = study.locate(args.study, Path(args.results), args.storage)
-    start_tensorflow(verbose=args.debug)
-    from search.export import export
+    opened = study.load_study(args.study, Path(args.results), args.storage)
+    if tensorflow:
+        start_tensorflow(verbose=args.debug)
+    return opened, Path(args.results) / opened.study_name
 
-    out = export(folder, args.trial, Path(args.out) if args.out else None, command=_command_line(args))
-    card = json.loads((out / "model_card.json").read_text())
-    console.print(f"exported trial {card['trial']} of {card['study']} to {out}: test accuracy "
-                  f"{100 * card['test_accuracy']:.2f}% (.keras, SavedModel), {100 * card['tflite_test_accuracy']:.2f}%"
-                  f" (TFLite); {card['n_params']:,} parameters")
-    for name in sorted(p.name for p in out.iterdir()):
-        console.print(f"  {out / name}")
+
+def cmd_export(args: argparse.Namespace, console: Console) -> int:
+    opened, folder = _stored(args, tensorflow=True)
+    from search.export import describe, export
+
+    out = export(folder, args.trial, Path(args.out) if args.out else None, command=_command_line(args), study=opened,
+                 full_train=args.full_train)
+    console.print(describe(out))
     return EXIT_OK
 
 
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
-    from search import study
-    from search.runtime import start_tensorflow
-
-    _, _, folder = study.locate(args.study, Path(args.results), args.storage)
-    opened = study.load_study(args.study, Path(args.results), args.storage)
-    start_tensorflow(verbose=args.debug)
+    opened, folder = _stored(args, tensorflow=True)
     from search.report import write_report
 
     path = write_report(opened, folder)
@@ -257,16 +269,10 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_baselines(args: argparse.Namespace, console: Console) -> int:
     from search import baselines, run
-    from search import data as datasets
-    from search.runtime import start_tensorflow
 
     run.positive(args.scale, "--scale")
-    baselines.check_names(args.only)
-    data = datasets.load("mnist", None, args.train_size)
-    kinds = {baselines.SEEDS[name].config["model"] for name in args.only or baselines.SEEDS}
-    start_tensorflow(verbose=args.debug, models=kinds, precision="float32")
-    table = baselines.run_baselines(data, args.only, args.scale, args.seed,
-                                    progress=lambda line: console.print(line, highlight=False))
+    table = baselines.reproduce(args.only, args.scale, args.seed, args.train_size, args.debug,
+                                progress=lambda line: console.print(line, highlight=False))
     console.print(baselines.format_table(table))
     return EXIT_OK
 
@@ -289,7 +295,6 @@ def cmd_predict(args: argparse.Namespace, console: Console) -> int:
         sys.stdout.write(to_json(predictions) + "\n")
     else:
         console.print(format_table(predictions))
-    failed = sum(p.error is not None for p in predictions)
-    if failed:
+    if failed := sum(p.error is not None for p in predictions):
         print(f"{failed} of {len(predictions)} files could not be read", file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK

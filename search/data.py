@@ -234,6 +234,17 @@ def _default_path(dataset: str) -> Path:
     return file
 
 
+def with_validation(dataset: Dataset) -> Dataset:
+    """`dataset` whose training set also holds its validation images (all 60,000 of a full split): for
+    training a final model once the search has chosen it. Its validation images are then not held out."""
+    return Dataset(
+        name=dataset.name, source=dataset.source,
+        train_images=np.concatenate([dataset.train_images, dataset.val_images]),
+        train_labels=np.concatenate([dataset.train_labels, dataset.val_labels]),
+        val_images=dataset.val_images, val_labels=dataset.val_labels, test_images=dataset.test_images,
+        test_labels=dataset.test_labels, checksum=dataset.checksum)
+
+
 def load(
     dataset: str = "mnist",
     path: str | os.PathLike[str] | None = None,

@@ -41,36 +41,117 @@ from search.serving import (
 )
 
 
-def export(study_dir: Path, trial: int | None = None, out: Path | None = None, command: str = "") -> Path:
-    """Write a kept trial (default: the leaderboard's first row) in every format; returns the folder."""
-    record = choose(study_dir, trial)
-    folder = Path(record["path"])
-    out = out if out is not None else study_dir / "export" / f"trial-{record['trial']}"
+def export(study_dir: Path, trial: int | None = None, out: Path | None = None, command: str = "",
+           study: optuna.Study | None = None, full_train: bool = False) -> Path:
+    """Write one trial's model in every format, with its card; returns the folder. The trial is `trial`,
+    else the confirmed winner when `confirm` has run on `study`, else the kept trial with the best
+    validation accuracy. `full_train` trains its config again on all 60,000 training images (the
+    5,000 validation images too), as KerasTuner's docs recommend for a final model, instead of
+    exporting the kept weights; then `study` must be given."""
+    trial, chosen = _default(study_dir, study) if trial is None else (trial, f"trial {trial}, as asked (--trial)")
+    if full_train and study is None:
+        raise InputError("--full-train needs the study (its trials' records)")
+    source = _source(study, trial) if full_train and study is not None else choose(study_dir, trial)
+    out = out if out is not None else study_dir / "export" / (f"trial-{trial}" + ("-full" if full_train else ""))
     # Replacing an earlier export is fine; deleting a folder of someone's other files is not.
     if out.exists() and not (out.is_dir() and ((out / CARD_JSON).is_file() or not any(out.iterdir()))):
         raise InputError(f"--out {out}: exists and is not an export; give a new or empty folder")
     # Every check runs before the first file is written.
-    try:
-        model, _ = artifacts.load_model(folder)
-    except Exception as err:  # a damaged h5 file raises OSError, a mismatched one ValueError
-        raise InputError(f"{folder}: cannot rebuild the model from its kept files: {_one_line(err)}") from err
-    dataset = data.load(record["dataset"])
-    if dataset.checksum != record["data_checksum"]:
-        raise DataError(f"{folder}: trial ran on {record['dataset']} with checksum {record['data_checksum']}, "
+    dataset = data.load(source["dataset"])
+    if dataset.checksum != source["data_checksum"]:
+        raise DataError(f"trial {trial} ran on {source['dataset']} with checksum {source['data_checksum']}, "
                         f"this machine's copy has {dataset.checksum}")
-    test_accuracy = train.evaluate(model, dataset.test_images, dataset.test_labels)
-    if test_accuracy != record["test_accuracy"]:
-        raise InputError(f"{folder}: the kept weights score test accuracy {test_accuracy} but the trial "
-                         f"recorded {record['test_accuracy']}: weights and record do not match")
+    if full_train:
+        model, trained_on = _train_full(source, dataset)
+        test_accuracy = train.evaluate(model, dataset.test_images, dataset.test_labels)  # once, afterwards
+    else:
+        model, test_accuracy, trained_on = _kept(source, dataset), source["test_accuracy"], (
+            f"the trial's own training: {len(dataset.train_labels):,} training images, its best epoch by validation")
 
     # An earlier export there (or an empty folder; checked above) is replaced whole.
     with artifacts.staged(out) as staging:
         write_formats(model, staging)
         tflite = tflite_accuracy(staging / TFLITE_FILE, dataset.test_images, dataset.test_labels)
-        card = model_card(record, model, dataset, test_accuracy, tflite, staging, command)
+        card = model_card(source, model, dataset, test_accuracy, tflite, staging, command)
+        card.update({"chosen": chosen, "trained_on": trained_on,
+                     **({"val_accuracy": None, "search_val_accuracy": source["val_accuracy"]} if full_train else {})})
         (staging / CARD_JSON).write_text(json.dumps(card, indent=2) + "\n")
         (staging / CARD_MARKDOWN).write_text(markdown(card))
     return out
+
+
+def describe(out: Path) -> str:
+    """What `export` wrote, from the card: the trial, its accuracy in each format, and the files."""
+    card = json.loads((out / CARD_JSON).read_text())
+    files = "".join(f"\n  {out / name}" for name in sorted(p.name for p in out.iterdir()))
+    return (f"exported trial {card['trial']} of {card['study']} to {out}: test accuracy "
+            f"{100 * card['test_accuracy']:.2f}% (.keras, SavedModel), {100 * card['tflite_test_accuracy']:.2f}% "
+            f"(TFLite); {card['n_params']:,} parameters; chosen as {card['chosen']}{files}")
+
+
+def _default(study_dir: Path, study: optuna.Study | None) -> tuple[int, str]:
+    """The trial to export when none is named, and why: the confirmed winner, else the best kept trial
+    by validation accuracy (never by test accuracy, which is measured only to be reported)."""
+    from search import confirm
+
+    found = confirm.summary(study) if study is not None else None
+    if found is not None and found.winner.runs:
+        winner = found.winner
+        return winner.trial.number, (
+            f"the confirmed winner: best mean validation accuracy over {len(winner.runs)} seeds (val "
+            f"{confirm.spread(winner.val)}, test {confirm.spread(winner.test)}) of {len(found.candidates)} "
+            f"configurations. {confirm.verdict(found)}")
+    kept = artifacts.kept(study_dir)
+    if not kept:
+        raise InputError(f"{study_dir}: no kept trials to export (a search keeps the best --keep-top trials)")
+    return int(kept[0]["trial"]), "the kept trial with the best validation accuracy (no confirmation was run)"
+
+
+def _kept(record: dict[str, Any], dataset: data.Dataset) -> keras.Model:
+    """A kept trial's model, checked: its weights must score exactly the test accuracy it recorded."""
+    folder = Path(record["path"])
+    try:
+        model, _ = artifacts.load_model(folder)
+    except Exception as err:  # a damaged h5 file raises OSError, a mismatched one ValueError
+        raise InputError(f"{folder}: cannot rebuild the model from its kept files: {_one_line(err)}") from err
+    test_accuracy = train.evaluate(model, dataset.test_images, dataset.test_labels)
+    if test_accuracy != record["test_accuracy"]:
+        raise InputError(f"{folder}: the kept weights score test accuracy {test_accuracy} but the trial "
+                         f"recorded {record['test_accuracy']}: weights and record do not match")
+    return model
+
+
+def _source(study: optuna.Study, number: int) -> dict[str, Any]:
+    """What `--full-train` needs of a completed trial, from its stored record (kept or not)."""
+    from search import record
+    from search.record import Attr, StudyAttr
+
+    trials = study.get_trials(deepcopy=False)
+    if not 0 <= number < len(trials) or trials[number].state.name != "COMPLETE" or record.confirmation(
+            trials[number]):
+        raise InputError(f"--trial {number}: not a completed search trial of study {study.study_name!r}")
+    row, attrs = record.read(trials[number]), trials[number].user_attrs
+    settings = study.user_attrs.get(StudyAttr.SETTINGS) or {}
+    return {"trial": number, "study": study.study_name, "baseline": row.baseline or None, "config": row.config,
+            "seed": row.seed, "val_accuracy": row.val_accuracy, "best_epoch": attrs.get(Attr.BEST_EPOCH),
+            "dataset": study.user_attrs.get(StudyAttr.DATASET, "mnist"),
+            "data_checksum": study.user_attrs.get(StudyAttr.DATA_CHECKSUM), "run_command": settings.get("command")}
+
+
+def _train_full(source: dict[str, Any], dataset: data.Dataset) -> tuple[keras.Model, str]:
+    """The trial's config trained again with its seed on all 60,000 training images, for its best
+    epoch's count of epochs (a config that counts steps keeps its steps); the last epoch's weights."""
+    from search.runtime import training_precision
+
+    config = dict(source["config"])
+    if not config.get("steps") and source.get("best_epoch"):
+        config["epochs"] = int(source["best_epoch"])
+    full = data.with_validation(dataset)
+    train.reset(int(source["seed"]))
+    result = train.fit(train.training_model(config, training_precision()), config, full, last=True)
+    span = f"{config['steps']:,} steps" if config.get("steps") else f"{config.get('epochs', 10)} epochs"
+    return result.model, (f"all {len(full.train_labels):,} training images (the 5,000 validation images too), "
+                          f"{span}, seed {source['seed']}: no held-out validation, so no validation accuracy")
 
 
 def choose(study_dir: Path, trial: int | None) -> dict[str, Any]:
@@ -144,7 +225,11 @@ def markdown(card: dict[str, Any]) -> str:
         ("model", f"`{leaderboard.describe(config)}`"),
         ("test accuracy", f"{card['test_accuracy']:.4f} ({dataset['test_images']:,} images; "
                           f"TFLite {card['tflite_test_accuracy']:.4f})"),
-        ("validation accuracy", f"{card['val_accuracy']:.4f}"),
+        ("validation accuracy", "none held out (trained on it too); in the search: "
+                                f"{card['search_val_accuracy']:.4f}" if card["val_accuracy"] is None
+         else f"{card['val_accuracy']:.4f}"),
+        ("chosen as", card.get("chosen", "")),
+        ("trained on", card.get("trained_on", "")),
         ("parameters", f"{card['n_params']:,}"),
         ("seed", str(card["seed"])),
         ("data set", f"{data.TITLES.get(dataset['name'], dataset['name'])}, checksum `{dataset['checksum']}`"),

@@ -23,7 +23,7 @@ from search import record
 from search.record import Attr, StudyAttr
 
 COLUMNS = ["rank", "trial", "state", "val_accuracy", "test_accuracy", "n_params", "epochs",
-           "train_seconds", "baseline", "hyperparameters", "reason"]
+           "train_seconds", "baseline", "hyperparameters", "reason", "selected"]
 SHOWN = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
@@ -38,8 +38,9 @@ def describe(config: dict[str, Any]) -> str:
         parts.append("-".join(str(layer.get("units")) for layer in config["layers"]))
     for key, short in (("activation", ""), ("conv_activation", "conv="), ("dropout", "drop="), ("batch_norm", "bn="),
                        ("l2", "l2="), ("init", "init="), ("input_scaling", "in="), ("optimizer", ""),
-                       ("learning_rate", "lr="), ("momentum", "mom="), ("schedule", ""), ("ema", "ema="),
-                       ("augment", "aug="), ("batch_size", "bs="), ("epochs", "ep="), ("steps", "steps=")):
+                       ("learning_rate", "lr="), ("momentum", "mom="), ("schedule", ""), ("warmup", "warm="),
+                       ("weight_decay", "wd="), ("label_smoothing", "ls="), ("ema", "ema="), ("augment", "aug="),
+                       ("batch_size", "bs="), ("epochs", "ep="), ("steps", "steps=")):
         value = config.get(key)
         if value is None or value is False or (value == 0 and key != "learning_rate"):
             continue  # defaults that change nothing would only make the line longer
@@ -49,7 +50,7 @@ def describe(config: dict[str, Any]) -> str:
             continue  # adam has no momentum setting; showing it would suggest it mattered
         if key == "epochs" and config.get("steps"):
             continue  # training by steps: the epochs setting is not used
-        if key in ("learning_rate", "l2"):
+        if key in ("learning_rate", "l2", "weight_decay"):
             parts.append(f"{short}{value:.2e}")
         else:
             parts.append(f"{short}{value:.2f}" if isinstance(value, float) else f"{short}{value}")
@@ -61,17 +62,20 @@ QUIET_DEFAULTS = {"init": "glorot", "input_scaling": "unit", "schedule": "consta
 
 
 def frame(study: optuna.Study) -> pd.DataFrame:
-    """One row per finished trial, ranked by test accuracy."""
+    """One row per finished search trial, ranked by test accuracy; `selected` marks the trial chosen by
+    validation accuracy (`record.selected`), the one a user would pick without the test set. `confirm`'s
+    trainings are not search trials: `confirmation` shows them."""
+    records = [record.read(t) for t in study.get_trials(deepcopy=False, states=SHOWN)
+               if not t.user_attrs.get(Attr.SURPLUS) and not record.confirmation(t)]  # surplus: never ran
+    chosen = record.selected(records)
     rows = []
-    for trial in study.get_trials(deepcopy=False, states=SHOWN):
-        if trial.user_attrs.get(Attr.SURPLUS):
-            continue  # started after the budget was taken: it never ran
-        row = record.read(trial)
+    for row in records:
         rows.append({
             "trial": row.number, "state": row.state, "val_accuracy": row.val_accuracy,
             "test_accuracy": row.test_accuracy, "n_params": row.n_params, "epochs": row.epochs,
             "train_seconds": row.train_seconds, "baseline": row.baseline,
             "hyperparameters": describe(row.config), "reason": row.reason,
+            "selected": chosen is not None and row.number == chosen.number,
         })
     table = pd.DataFrame(rows, columns=COLUMNS[1:])
     table = table.sort_values(["test_accuracy", "val_accuracy", "trial"], ascending=[False, False, True],
@@ -103,17 +107,21 @@ def engine(study: optuna.Study) -> str:
     return str(study.user_attrs.get(StudyAttr.ENGINE) or "optuna")
 
 
-def compare(studies: dict[str, pd.DataFrame], engines: dict[str, str] | None = None) -> pd.DataFrame:
-    """The best trial of each study, side by side, with the engine that ran it and how many trials each ran."""
+def compare(studies: list[optuna.Study]) -> pd.DataFrame:
+    """The trial each study selects by validation accuracy, side by side, with the engine that ran it and
+    how many trials each ran; the best test accuracy first."""
+    tables = {study.study_name: frame(study) for study in studies}
+    engines = {study.study_name: engine(study) for study in studies}
     rows = []
-    for name, table in studies.items():
-        best = table.iloc[0] if len(table) else None
+    for name, table in tables.items():
+        chosen = table[table["selected"]]
+        best = chosen.iloc[0] if len(chosen) else None
         counts = table["state"].value_counts()
         rows.append({
-            "study": name, "engine": (engines or {}).get(name, ""), "trials": len(table),
+            "study": name, "engine": engines[name], "trials": len(table),
             "complete": int(counts.get("complete", 0)),
             "pruned": int(counts.get("pruned", 0)), "failed": int(counts.get("fail", 0)),
-            "best_trial": None if best is None else int(best["trial"]),
+            "selected_trial": None if best is None else int(best["trial"]),
             "val_accuracy": math.nan if best is None else best["val_accuracy"],
             "test_accuracy": math.nan if best is None else best["test_accuracy"],
             "n_params": None if best is None else best["n_params"],
@@ -123,8 +131,8 @@ def compare(studies: dict[str, pd.DataFrame], engines: dict[str, str] | None = N
     return pd.DataFrame(rows).sort_values("test_accuracy", ascending=False, na_position="last")
 
 
-def emit(table: pd.DataFrame, fmt: str, console: Console, title: str) -> None:
-    """Print a table as `fmt` says: table (rich), csv, md or json."""
+def emit(table: pd.DataFrame, fmt: str, console: Console, title: str, notes: list[str] | None = None) -> None:
+    """Print a table as `fmt` says: table (rich, with the `notes` lines under it), csv, md or json."""
     if fmt == "csv":
         sys.stdout.write(table.to_csv(index=False, float_format="%.4f"))
     elif fmt == "md":
@@ -133,6 +141,8 @@ def emit(table: pd.DataFrame, fmt: str, console: Console, title: str) -> None:
         sys.stdout.write(table.to_json(orient="records", indent=2) + "\n")
     elif "rank" in table:
         console.print(render(table, title, top=None))
+        for line in notes or []:
+            console.print(line)
     else:
         console.print(title)
         console.print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
@@ -168,10 +178,52 @@ def render(table: pd.DataFrame, title: str, top: int | None = 20) -> Table:
                        no_wrap=not wide, overflow="fold", ratio=1 if wide else None)
     for row in table.head(top).itertuples():
         label = f"[cyan]{escape(row.baseline)}[/] " if row.baseline else ""
+        label = ("[bold magenta]selected by validation[/] " if row.selected else "") + label
         note = f" [dim]({escape(row.reason)})[/]" if row.state != "complete" and row.reason else ""
         out.add_row(str(row.rank), str(row.trial), _state(row.state), _pct(row.val_accuracy),
                     _pct(row.test_accuracy), _count(row.n_params), _na(row.epochs),
                     _na(row.train_seconds), label + escape(row.hyperparameters) + note)
+    return out
+
+
+def summary(study: optuna.Study, table: pd.DataFrame) -> list[str]:
+    """The lines under the leaderboard: the trial chosen by validation, and the confirmed winner."""
+    from search import confirm
+
+    lines = []
+    chosen = table[table["selected"]]
+    if len(chosen):
+        row = chosen.iloc[0]
+        label = f" [{row['baseline']}]" if row["baseline"] else ""
+        lines.append(f"selected by validation: trial {row['trial']}{escape(label)} val {_pct(row['val_accuracy'])} "
+                     f"test {_pct(row['test_accuracy'])} (rank {row['rank']} by test)")
+    found = confirm.summary(study)
+    if found is not None and found.winner.runs:
+        winner = found.winner
+        lines.append(f"confirmed winner ({len(winner.runs)} of {found.seeds} seeds): {escape(winner.name)} val "
+                     f"{confirm.spread(winner.val)}, test {confirm.spread(winner.test)}"
+                     + ("" if found.complete else "; the confirmation is not finished: run confirm again"))
+        lines.append(escape(confirm.verdict(found)))
+    return lines
+
+
+def render_confirmation(found: Any) -> Table:
+    """`confirm`'s table (a `confirm.Confirmation`): each configuration's mean ± standard deviation over
+    its seeds, best mean validation accuracy first, beside its search trial's own figures."""
+    from search import confirm
+
+    out = Table(title=f"confirmation: {len(found.candidates)} configurations x {found.seeds} seeds, by mean "
+                      "validation accuracy", header_style="bold", title_justify="left")
+    for column in ("trial", "seeds", "val (mean ± sd)", "test (mean ± sd)", "search val", "search test",
+                   "hyperparameters"):
+        out.add_column(column, justify="left" if column == "hyperparameters" else "right",
+                       overflow="fold", ratio=1 if column == "hyperparameters" else None)
+    for candidate in found.candidates:
+        row = candidate.trial
+        label = f"[cyan]{escape(row.baseline)}[/] " if row.baseline else ""
+        out.add_row(str(row.number), f"{len(candidate.runs)}/{found.seeds}", confirm.spread(candidate.val),
+                    confirm.spread(candidate.test), _pct(row.val_accuracy), _pct(row.test_accuracy),
+                    label + escape(describe(row.config)))
     return out
 
 

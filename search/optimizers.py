@@ -98,8 +98,13 @@ def learning_rate(config: dict[str, Any], steps_per_epoch: int, total_steps: int
         # lr * decay_rate ** (step / decay_steps), floored when staircase: S3 decays once an epoch.
         return keras.optimizers.schedules.ExponentialDecay(
             rate, config["decay_steps"] or steps_per_epoch, config["decay_rate"], staircase=config["staircase"])
-    if schedule == "cosine":
-        return keras.optimizers.schedules.CosineDecay(rate, config["decay_steps"] or total_steps)
+    if schedule == "cosine":  # with warmup, one-cycle: up from a tenth of the rate, then down to zero
+        steps = config["decay_steps"] or total_steps
+        warmup = round(config["warmup"] * steps)
+        if not warmup:
+            return keras.optimizers.schedules.CosineDecay(rate, steps)
+        return keras.optimizers.schedules.CosineDecay(rate / 10, steps - warmup, warmup_target=rate,
+                                                      warmup_steps=warmup)
     raise TrialFailed(f"unknown schedule {schedule!r}")  # schema validation makes this unreachable
 
 
@@ -109,7 +114,9 @@ def make_optimizer(config: dict[str, Any], steps_per_epoch: int = 1, total_steps
     if name not in OPTIMIZERS:
         raise TrialFailed(f"unknown optimizer {name!r}")  # schema validation makes this unreachable
     rate = learning_rate(config, steps_per_epoch, total_steps)
-    options = {} if name == "adam" else {"momentum": config["momentum"]}
+    options: dict[str, Any] = {} if name == "adam" else {"momentum": config["momentum"]}
+    if config["weight_decay"] > 0:  # Keras's decoupled decay: w -= rate * weight_decay * w before each update
+        options["weight_decay"] = config["weight_decay"]
     if config["ema"] > 0:
         return AVERAGED[name](rate, ema_decay=config["ema"], **options)
     return OPTIMIZERS[name](rate, **options)

@@ -10,6 +10,7 @@ trial prints one line instead.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import optuna
@@ -25,13 +26,14 @@ from search import record
 class Progress:
     """Counts and bests over the trials of this run, shown live or logged line by line."""
 
-    def __init__(self, console: Console, total: int, done: int, live: bool | None = None) -> None:
+    def __init__(self, console: Console, total: int, done: int, live: bool | None = None,
+                 counts: Callable[[FrozenTrial], bool] = record.counted) -> None:
         self.console = console
         self.total = total
         self.done = done
+        self.counts_toward = counts  # which finished trials move the bar: search trials, or confirm's
         self.counts = {"complete": 0, "pruned": 0, "fail": 0}
-        self.best_val = float("nan")
-        self.best_test = float("nan")
+        self.best: record.Record | None = None
         self.started = time.monotonic()
         self.live = console.is_terminal if live is None else live
         self.bar: RichProgress | None = None
@@ -64,7 +66,7 @@ class Progress:
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         """The Optuna callback: a trial finished."""
-        if not record.counted(trial):  # interrupted, lost with its worker, or never run
+        if not self.counts_toward(trial):  # interrupted, lost with its worker, never run, or not of this run
             return
         state = trial.state.name.lower()
         self.counts[state] = self.counts.get(state, 0) + 1
@@ -77,17 +79,19 @@ class Progress:
             self.console.file.flush()  # one line per trial must reach a log file as it happens
 
     def _update_bests(self, trial: FrozenTrial) -> None:
-        if trial.state != TrialState.COMPLETE or trial.value is None:
+        """The best trial by validation accuracy (`record.by_validation`), as every choice of a model goes;
+        its test accuracy is shown beside it, never chosen by."""
+        if trial.state != TrialState.COMPLETE or trial.value is None or record.confirmation(trial):
             return
         row = record.read(trial)
-        if not self.best_val >= row.val_accuracy:  # written so NaN (no best yet) also takes the value
-            self.best_val = row.val_accuracy
-        if not self.best_test >= row.test_accuracy:
-            self.best_test = row.test_accuracy
+        if self.best is None or record.by_validation(row) < record.by_validation(self.best):
+            self.best = row
 
     def _status(self, running: str = "") -> str:
         counts = f"{self.counts['pruned']} pruned, {self.counts['fail']} failed"
-        return f"{counts} | best val {_pct(self.best_val)} test {_pct(self.best_test)} {running}"
+        best = "-" if self.best is None else (f"val {_pct(self.best.val_accuracy)} (trial {self.best.number}, test "
+                                              f"{_pct(self.best.test_accuracy)})")
+        return f"{counts} | best {best} {running}"
 
     def _line(self, trial: FrozenTrial) -> str:
         row = record.read(trial)

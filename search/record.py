@@ -40,11 +40,18 @@ class Attr(StrEnum):
     INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM: does not count toward the budget
     SURPLUS = "surplus"  # started after the budget was taken: never ran, does not count
     RETRY_OF = "retry_of"  # the trial lost with its worker that this one runs again
+    CONFIRM_OF = "confirm_of"  # `confirm`: the trial whose config this one trains again, with a fresh seed
+    REPLICA = "replica"  # `confirm`: which of the S trainings of that config this is (0..S-1)
     HOST = "host"
     PID = "pid"
     WORKER = "worker"
     CPU_KERNELS = "cpu_kernels"  # "oneDNN" or "Eigen"
     PRECISION = "precision"  # "float32" or "bfloat16"
+    CPU = "cpu"  # the CPU's model name: oneDNN picks its kernels by the instructions a CPU has
+    THREADS = "threads"  # TensorFlow's intra-op threads (None: one per core)
+    DETERMINISTIC = "deterministic"  # TensorFlow's op determinism on one thread (`run --deterministic`)
+    VERSIONS = "versions"  # tensorflow, keras, numpy
+    TRAIN_SIZE = "train_size"  # training images (None: all 55,000)
     ENGINE = "engine"  # set on KerasTuner's trials: keras-tuner/<tuner>
     KERAS_TUNER_TRIAL = "keras_tuner_trial"  # KerasTuner's own trial id
     INITIAL_EPOCH = "initial_epoch"  # Hyperband: the epoch a promoted model continues from
@@ -62,6 +69,7 @@ class StudyAttr(StrEnum):
     ENGINE = "engine"  # optuna/<sampler>+<pruner> or keras-tuner/<tuner>, comma-separated if several
     SPACE = "space"  # space.outline of the space the study runs: a resume with another is refused
     SPACE_CHANGES = "space_changes"  # [{"from_trial": N, "changes": [...]}]: changes accepted on resume
+    CONFIRMED = "confirmed"  # confirm's plan: {"top": K, "seeds": S, "trials": [the K trial numbers]}
 
 
 # A trial flagged with one of these did not use up a place in the budget.
@@ -70,10 +78,29 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 LOST_REASON = "its worker died during the trial (queued once more)"
 
 
+@dataclass(frozen=True)
+class Machine:
+    """Where and how a process trains: what a trial records as it starts, so that a later run can reap
+    it (host, pid) and a replay can train it again the same way (the rest)."""
+
+    worker: int = 0
+    cpu_kernels: str = "oneDNN"
+    precision: str = "float32"
+    threads: int | None = None
+    deterministic: bool = False
+    train_size: int | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    cpu: str = ""
+
+    def attrs(self) -> dict[Attr, Any]:
+        return {Attr.HOST: HOST, Attr.PID: os.getpid(), Attr.WORKER: self.worker, Attr.CPU_KERNELS: self.cpu_kernels,
+                Attr.PRECISION: self.precision, Attr.THREADS: self.threads, Attr.DETERMINISTIC: self.deterministic,
+                Attr.TRAIN_SIZE: self.train_size, Attr.VERSIONS: self.versions, Attr.CPU: self.cpu}
+
+
 def machine(worker: int, cpu_kernels: str, precision: str) -> dict[Attr, Any]:
-    """Where and how a trial trains: recorded as it starts (the pid lets a later run reap it)."""
-    return {Attr.HOST: HOST, Attr.PID: os.getpid(), Attr.WORKER: worker, Attr.CPU_KERNELS: cpu_kernels,
-            Attr.PRECISION: precision}
+    """The short form of `Machine(...).attrs()`."""
+    return Machine(worker, cpu_kernels, precision).attrs()
 
 
 def outcome(val_history: list[float], train_seconds: float, n_params: int | None = None,
@@ -99,19 +126,49 @@ def reason_of(err: BaseException) -> str:
     return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"[:300]
 
 
+def confirmation(trial: FrozenTrial | optuna.Trial) -> bool:
+    """A `confirm` training of an earlier trial's config: not a search trial, outside the budget."""
+    return trial.user_attrs.get(Attr.CONFIRM_OF) is not None
+
+
 def lost(trial: FrozenTrial) -> bool:
     """Failed from outside: every failure the trial itself sees records a reason; a dead worker's cannot."""
     return trial.state == TrialState.FAIL and Attr.REASON not in trial.user_attrs
 
 
-def counted(trial: FrozenTrial) -> bool:
-    """Finished trials count toward the budget, except lost ones and those flagged in EXCLUDED."""
+def finished(trial: FrozenTrial) -> bool:
+    """A trial that ran to an end of its own: complete, pruned or failed, but not lost with its worker
+    and not flagged in EXCLUDED (interrupted, never run)."""
     return trial.state in FINISHED and not lost(trial) and not any(trial.user_attrs.get(f) for f in EXCLUDED)
 
 
+def counted(trial: FrozenTrial) -> bool:
+    """Finished search trials count toward the budget (a `confirm` training is not a search trial)."""
+    return finished(trial) and not confirmation(trial)
+
+
 def pending(trial: FrozenTrial) -> bool:
-    """Trials that will count once they finish: queued, or running and not flagged surplus."""
-    return trial.state in (TrialState.WAITING, TrialState.RUNNING) and not trial.user_attrs.get(Attr.SURPLUS)
+    """Search trials that will count once they finish: queued, or running and not flagged surplus."""
+    return (trial.state in (TrialState.WAITING, TrialState.RUNNING) and not trial.user_attrs.get(Attr.SURPLUS)
+            and not confirmation(trial))
+
+
+def validation_order(val_accuracy: float, n_params: int | None, number: int) -> tuple[float, float, int]:
+    """The order every choice of a model follows (kept trials, export, "best", confirm): the best
+    validation accuracy first, then fewer parameters, then the earlier trial. Test accuracy never
+    chooses; it is measured once per finished model, to be reported."""
+    val = val_accuracy if math.isfinite(val_accuracy) else -math.inf
+    return (-val, n_params if n_params is not None else math.inf, number)
+
+
+def by_validation(row: Record) -> tuple[float, float, int]:
+    return validation_order(row.val_accuracy, row.n_params, row.number)
+
+
+def selected(rows: Iterable[Record]) -> Record | None:
+    """The completed search trial a user would pick without looking at the test set."""
+    complete = [row for row in rows if row.state == "complete" and row.confirm_of is None]
+    return min(complete, key=by_validation) if complete else None
 
 
 def done(trials: Iterable[FrozenTrial]) -> int:
@@ -141,6 +198,7 @@ class Record:
     reason: str
     val_history: list[float] = field(default_factory=list)
     counted: bool = False
+    confirm_of: int | None = None  # a `confirm` training of this trial's config
 
 
 def read(trial: FrozenTrial) -> Record:
@@ -161,4 +219,4 @@ def read(trial: FrozenTrial) -> Record:
         n_params=attrs.get(Attr.N_PARAMS), epochs=attrs.get(Attr.EPOCHS), train_seconds=attrs.get(Attr.TRAIN_SECONDS),
         baseline=attrs.get(Attr.BASELINE) or "", config=attrs.get(Attr.CONFIG) or {}, seed=attrs.get(Attr.SEED),
         reason=attrs.get(Attr.REASON) or (LOST_REASON if lost(trial) else ""), val_history=history,
-        counted=counted(trial))
+        counted=counted(trial), confirm_of=attrs.get(Attr.CONFIRM_OF))

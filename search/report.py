@@ -237,18 +237,54 @@ def _best_kept(study_dir: Path) -> list[Section]:
     return [matrix, mistakes]
 
 
+def _answer(study: optuna.Study, table: pd.DataFrame) -> list[str]:
+    """The page's first section, as paragraphs: the model to ship and how good it is, with its spread,
+    against the best baseline; the confirmed winner when `confirm` has run, else the trial chosen by
+    validation accuracy."""
+    from search import confirm
+
+    found = confirm.summary(study)
+    if found is not None and found.winner.runs:
+        lines = [f"Confirmed winner: {found.winner.name}, {leaderboard.describe(found.winner.trial.config)}: "
+                 f"validation accuracy {confirm.spread(found.winner.val)}, test accuracy "
+                 f"{confirm.spread(found.winner.test)} (mean ± standard deviation over {len(found.winner.runs)} "
+                 f"trainings with fresh seeds)."]
+        if found.baseline is not None and found.baseline is not found.winner:
+            lines.append(f"Best baseline, {found.baseline.name}: validation {confirm.spread(found.baseline.val)}, "
+                         f"test {confirm.spread(found.baseline.test)}.")
+        return [*lines, confirm.verdict(found)]
+    chosen = table[table["selected"]]
+    if not len(chosen):
+        return ["No trial has completed yet: there is no model to choose."]
+    row = chosen.iloc[0]
+    label = f" [{row['baseline']}]" if row["baseline"] else ""
+    lines = [f"Selected by validation accuracy: trial {row['trial']}{label}, {row['hyperparameters']}: "
+             f"validation {_percent(row['val_accuracy'])}, test "
+             f"{_percent(row['test_accuracy'])}, from one training: about ±0.1 points of noise that one training "
+             "cannot show (`search confirm` measures it)."]
+    baselines = table[(table["baseline"] != "") & (table["state"] == "complete")]
+    if len(baselines) and not row["baseline"]:
+        best = baselines.sort_values("val_accuracy", ascending=False).iloc[0]
+        lines.append(f"Best baseline by validation, {best['baseline']}: validation {_percent(best['val_accuracy'])}, "
+                     f"test {_percent(best['test_accuracy'])}.")
+    return lines
+
+
+def _percent(value: float) -> str:
+    return "-" if pd.isna(value) else f"{100 * value:.2f}%"
+
+
 def _html(study: optuna.Study, table: pd.DataFrame, sections: list[Section]) -> str:
     states = table["state"].value_counts()
-    best = table["test_accuracy"].max()
     summary = (f"{len(table)} finished trials ({', '.join(f'{n} {s}' for s, n in states.items())}); "
-               f"data set {study.user_attrs.get(StudyAttr.DATASET, '?')}; best test accuracy "
-               f"{'none yet' if pd.isna(best) else f'{best:.4f}'}; written {datetime.now():%Y-%m-%d %H:%M}.")
+               f"data set {study.user_attrs.get(StudyAttr.DATASET, '?')}; written {datetime.now():%Y-%m-%d %H:%M}.")
     shown = {"val_accuracy": "{:.4f}", "test_accuracy": "{:.4f}", "n_params": "{:,}"}
     formatters = {column: (lambda v, f=form: "" if pd.isna(v) else f.format(v)) for column, form in shown.items()}
     board = table.to_html(index=False, escape=True, na_rep="", border=0, table_id="leaderboard",
                           formatters=formatters)
     parts = [f"<h1>Study {html.escape(study.study_name)}</h1>", f"<p>{html.escape(summary)}</p>",
-             "<h2>Leaderboard</h2>", board]
+             '<section id="answer"><h2>The answer</h2>',
+             *(f"<p>{html.escape(line)}</p>" for line in _answer(study, table)), "</section>"]
     for section in sections:
         parts.append(f'<section id="{section.name}"><h2>{html.escape(section.title)}</h2>')
         if section.png is not None:
@@ -258,6 +294,7 @@ def _html(study: optuna.Study, table: pd.DataFrame, sections: list[Section]) -> 
         if section.note:
             parts.append(f'<p class="note">{html.escape(section.note)}</p>')
         parts.append("</section>")
+    parts += ['<section id="all-trials"><h2>All trials, ranked by test accuracy</h2>', board, "</section>"]
     # The empty data: icon stops the browser asking the file system for a favicon that is not there.
     return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,">'
             f"<title>{html.escape(study.study_name)}: search report</title><style>{STYLE}</style></head>\n"

@@ -22,8 +22,8 @@ from typing import Any
 import optuna
 from rich.console import Console
 
+from search import confirm, leaderboard, record, storage, study, tuner_space, workers
 from search import data as datasets
-from search import leaderboard, record, storage, study, tuner_space, workers
 from search import tuner as kerastuner
 from search.errors import EXIT_FAILED, EXIT_INTERRUPTED, InputError
 from search.progress import Progress
@@ -59,8 +59,25 @@ class SearchOptions:
     recycle_after: int = 25
     precision: str | None = None  # auto, float32, bfloat16; None: the user's SEARCH_PRECISION or auto
     keep_top: int = 10
+    deterministic: bool = False  # op determinism on one thread per worker: every trial replays exactly
     accept_space_change: bool = False  # resume a study whose space file changed, recording the change
     command: str = ""  # the command line that started it, recorded with kept trials and model cards
+    debug: bool = False
+
+
+@dataclass
+class ConfirmOptions:
+    """What a confirmation is asked for (`search confirm --help`); the rest comes from the study."""
+
+    study: str
+    top: int = 5  # configurations: the best by validation accuracy, the best baseline among them
+    seeds: int = 3  # trainings of each, with fresh seeds
+    storage: str | None = None
+    results: str = "results"
+    workers: int | None = None
+    recycle_after: int = 25
+    precision: str | None = None
+    command: str = ""
     debug: bool = False
 
 
@@ -117,7 +134,7 @@ def run_search(options: SearchOptions, console: Console) -> int:
         data_path=options.data, train_size=options.train_size, epochs=options.epochs, budget=options.trials,
         sampler=sampler, pruner=pruner, timeout=options.timeout, trial_timeout=options.trial_timeout,
         results=options.results, keep=options.keep_top, command=options.command, debug=options.debug,
-        max_trials=options.recycle_after, precision=precision)
+        max_trials=options.recycle_after, precision=precision, deterministic=options.deterministic)
     # Threads and precision belong to each machine (a joining worker picks its own).
     settings = {k: v for k, v in vars(spec).items() if k not in ("worker", "threads", "debug", "precision")}
     study.save_settings(opened, {**settings, "space_source": Path(spec.space_file).read_text()})
@@ -129,7 +146,8 @@ def run_search(options: SearchOptions, console: Console) -> int:
         outcome = workers.run_local(spec, count, on_trial=progress, say=console.print, on_epoch=progress.epoch)
         return outcome.exit_code()
 
-    return _drive(opened, folder, console, header, options.trials, go, started, options.top, requeue=True)
+    return _drive(opened, folder, console, header, options.trials, go, requeue=True,
+                  end=lambda code: finish(opened, folder, console, code, started, options.top))
 
 
 def join_search(options: JoinOptions, console: Console) -> int:
@@ -143,10 +161,7 @@ def join_search(options: JoinOptions, console: Console) -> int:
     if not settings:
         raise InputError(f"study {options.study!r} has no settings to join with: start it with `search run` first")
     folder = Path(options.results) / opened.study_name
-    folder.mkdir(parents=True, exist_ok=True)
-    space_file = folder / "space.py"
-    space_file.write_text(settings["space_source"])
-    load_space(space_file)  # the same validation as `run`, before any trial starts
+    space_file = _restore_space(folder, settings["space_source"])
     spec = workers.WorkerSpec.joining(
         settings, space_file=str(space_file), results=options.results, debug=options.debug,
         location=study.storage_url(opened.study_name, options.storage, Path(options.results)),
@@ -157,7 +172,49 @@ def join_search(options: JoinOptions, console: Console) -> int:
     def go(progress: Progress) -> int:
         return workers.run_local(spec, 1, on_trial=progress, say=console.print).exit_code()
 
-    return _drive(opened, folder, console, header, spec.budget, go, started, top=10, requeue=True)
+    return _drive(opened, folder, console, header, spec.budget, go, requeue=True,
+                  end=lambda code: finish(opened, folder, console, code, started, 10))
+
+
+def confirm_search(options: ConfirmOptions, console: Console) -> int:
+    """Train the `top` best configurations of a stored study `seeds` more times each (confirm.py), in
+    worker processes on this machine, then print what the confirmation found."""
+    started = time.monotonic()
+    positive(options.workers, "--workers")
+    positive(options.recycle_after, "--recycle-after")
+    precision = precision_setting(options.precision)
+    opened = study.load_study(options.study, Path(options.results), options.storage)
+    settings = opened.user_attrs.get(StudyAttr.SETTINGS)
+    if not settings:
+        raise InputError(f"study {opened.study_name!r} has no worker settings (a KerasTuner study): confirm runs "
+                         "through Optuna's workers")
+    _, total = confirm.queue(opened, options.top, options.seeds)
+    folder = Path(options.results) / opened.study_name
+    space_file = _restore_space(folder, settings["space_source"])
+    spec = workers.WorkerSpec.joining(
+        settings, space_file=str(space_file), results=options.results, debug=options.debug, queued_only=True,
+        location=study.storage_url(opened.study_name, options.storage, Path(options.results)),
+        max_trials=options.recycle_after, command=options.command, precision=precision)
+    count = options.workers or workers.default_count()
+    header = (f"confirming study [bold]{opened.study_name}[/]: {{done}} of {total} trainings done ({options.top} "
+              f"configurations x {options.seeds} seeds)" + (f"; {count} workers" if count > 1 else ""))
+
+    def go(progress: Progress) -> int:
+        return workers.run_local(spec, count, on_trial=progress, say=console.print, on_epoch=progress.epoch).exit_code()
+
+    def end(code: int) -> int:
+        found = confirm.summary(opened)
+        assert found is not None
+        console.print(leaderboard.render_confirmation(found))
+        console.print(confirm.verdict(found))
+        console.print(f"in {time.monotonic() - started:.0f} s")
+        return _say_how_it_ended(opened, console, code, counts=_confirmations)
+
+    return _drive(opened, folder, console, header, total, go, requeue=True, counts=_confirmations, end=end)
+
+
+def _confirmations(trial: optuna.trial.FrozenTrial) -> bool:
+    return record.confirmation(trial) and record.finished(trial)
 
 
 def _check(options: SearchOptions) -> str:
@@ -205,27 +262,29 @@ def _run_keras_tuner(options: SearchOptions, console: Console, space: Space, nam
         start_tensorflow(verbose=options.debug, models=space.model_kinds(), precision="float32")
         return kerastuner.run(space, data, opened, folder, settings, progress)
 
-    return _drive(opened, folder, console, header, options.trials, go, started, options.top, requeue=False)
+    return _drive(opened, folder, console, header, options.trials, go, requeue=False,
+                  end=lambda code: finish(opened, folder, console, code, started, options.top))
 
 
 def _drive(opened: optuna.Study, folder: Path, console: Console, header: str, total: int,
-           go: Callable[[Progress], int], started: float, top: int, requeue: bool) -> int:
+           go: Callable[[Progress], int], requeue: bool, end: Callable[[int], int],
+           counts: Callable[[optuna.trial.FrozenTrial], bool] = record.counted) -> int:
     """What every way of running trials shares: reap what dead processes left running, say where the
-    study stands (`header` with {done} filled in), run `go` with live progress (SIGTERM as Ctrl-C),
-    then write the leaderboard and say how the run ended."""
+    study stands (`header` with {done} filled in: the trials `counts` counts), run `go` with live
+    progress (SIGTERM as Ctrl-C), then `end` with the exit code."""
     lost = storage.reap_dead(opened)
     if lost:
         console.print(f"trial(s) {', '.join(map(str, lost))} were left running by a process that died: failed"
                       + (", and queued once more" if requeue else ""))
-    done = record.done(opened.get_trials(deepcopy=False))
+    done = sum(counts(t) for t in opened.get_trials(deepcopy=False))
     console.print(header.format(done=done))
     try:
-        with _sigterm_as_interrupt(), Progress(console, total, done) as progress:
+        with _sigterm_as_interrupt(), Progress(console, total, done, counts=counts) as progress:
             progress.seed_bests(opened)
             code = go(progress)
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED
-    return finish(opened, folder, console, code, started, top)
+    return end(code)
 
 
 def finish(opened: optuna.Study, folder: Path, console: Console, code: int, started: float, top: int) -> int:
@@ -234,13 +293,31 @@ def finish(opened: optuna.Study, folder: Path, console: Console, code: int, star
     written = leaderboard.write(table, folder)
     console.print(leaderboard.render(table, f"{opened.study_name} ({leaderboard.engine(opened)}): ranked by test "
                                             "accuracy", top=top))
+    for line in leaderboard.summary(opened, table):
+        console.print(line)
     console.print(f"wrote {', '.join(map(str, written))} in {time.monotonic() - started:.0f} s")
+    return _say_how_it_ended(opened, console, code)
+
+
+def _say_how_it_ended(opened: optuna.Study, console: Console, code: int,
+                      counts: Callable[[optuna.trial.FrozenTrial], bool] = record.counted) -> int:
     if code == EXIT_INTERRUPTED:
-        kept = record.done(opened.get_trials(deepcopy=False))
+        kept = sum(counts(t) for t in opened.get_trials(deepcopy=False))
         console.print(f"[magenta]interrupted[/]: {kept} finished trials kept; run the same command to resume")
     elif code == EXIT_FAILED:
         console.print("[red]stopped[/]: too many trials failed in a row; the leaderboard shows their reasons")
     return code
+
+
+def _restore_space(folder: Path, source: str) -> Path:
+    """The study's space file, as stored on the study, written into its results folder here (a worker on
+    another machine has no copy) and validated as `run` validates it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    space_file = folder / "space.py"
+    if not space_file.is_file() or space_file.read_text() != source:
+        space_file.write_text(source)
+    load_space(space_file)
+    return space_file
 
 
 def _split(data: datasets.Dataset) -> str:
@@ -279,7 +356,8 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def options_from(namespace: Any, kind: type[SearchOptions] | type[JoinOptions], **extra: Any) -> Any:
+def options_from(namespace: Any, kind: type[SearchOptions] | type[JoinOptions] | type[ConfirmOptions],
+                 **extra: Any) -> Any:
     """`kind` from an argparse namespace: the fields it has, under their own names, plus `extra`."""
     values = {f.name: getattr(namespace, f.name) for f in fields(kind) if hasattr(namespace, f.name)}
     return kind(**{**values, **extra})

@@ -104,6 +104,26 @@ def cpu_kernels() -> str:
     return "oneDNN" if _pywrap_util_port.IsMklEnabled() else "Eigen"
 
 
+@functools.cache
+def cpu_model() -> str:
+    """This CPU's model name as Linux reports it ("" elsewhere): oneDNN picks its kernels by the
+    instructions a CPU has, so a trial replays exactly only on the same kind of CPU."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return ""
+
+
+def versions() -> dict[str, str]:
+    """The versions of what a trial's arithmetic depends on (once TensorFlow has started)."""
+    import keras
+    import numpy
+    import tensorflow as tf
+
+    return {"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": numpy.__version__}
+
+
 def cores() -> int:
     """CPU cores this process may run on (a container's limit, not the host's count)."""
     try:
@@ -126,7 +146,8 @@ def quiet_stderr() -> Iterator[None]:
 
 
 def start_tensorflow(verbose: bool = False, threads: int | None = None,
-                     models: Collection[str] | None = None, precision: str | None = None) -> list[str]:
+                     models: Collection[str] | None = None, precision: str | None = None,
+                     deterministic: bool = False, onednn: bool | None = None) -> list[str]:
     """Import TensorFlow and list its devices (quietly unless `verbose`); returns the device names.
 
     `threads` caps TensorFlow's thread pools, so that local workers share the cores instead of each
@@ -136,9 +157,17 @@ def start_tensorflow(verbose: bool = False, threads: int | None = None,
     `precision` (as `precision_wanted` takes it) pick TensorFlow's CPU kernels (`use_onednn`);
     `models` None leaves TensorFlow's own default (a process that only predicts). It only takes
     effect before TensorFlow is first imported, and a TF_ENABLE_ONEDNN_OPTS the user set wins.
+
+    `deterministic` turns on TensorFlow's op determinism on one thread: the same seed then trains the
+    same weights, bit for bit, on the same kind of machine (`run --deterministic`, `replay`). `onednn`
+    forces the kernels (a replay takes the ones its trial recorded).
     """
-    if models is not None and "tensorflow" not in sys.modules:
-        os.environ[ONEDNN] = "1" if onednn_wanted(models, threads or cores(), precision) else "0"
+    if deterministic:
+        threads = 1
+    if onednn is None and models is not None:
+        onednn = onednn_wanted(models, threads or cores(), precision)
+    if onednn is not None and "tensorflow" not in sys.modules:
+        os.environ[ONEDNN] = "1" if onednn else "0"
     with contextlib.nullcontext() if verbose else quiet_stderr():
         import tensorflow as tf
 
@@ -148,6 +177,8 @@ def start_tensorflow(verbose: bool = False, threads: int | None = None,
                 tf.config.threading.set_inter_op_parallelism_threads(1 if threads == 1 else 2)
             except RuntimeError:  # the runtime is already up (a second call in the same process)
                 pass
+        if deterministic:
+            tf.config.experimental.enable_op_determinism()
         for gpu in tf.config.list_physical_devices("GPU"):
             # TensorFlow maps all of a GPU's memory for the first process that touches it; growing on
             # demand lets several local workers share one GPU.

@@ -276,6 +276,15 @@ def tree(space: Space) -> Any:
     return root
 
 
+def summary(space: Space) -> list[str]:
+    """What `show` prints under the tree: the dimensions, and each baseline."""
+    from rich.markup import escape
+
+    return [f"{count_dimensions(space.space)} searched dimensions at most (each Repeat at its largest count, "
+            "every branch)", *(f"baseline [cyan]{escape(label)}[/]: {escape(str(config))}"
+                                for label, config in space.baselines.items())]
+
+
 def outline(space: Space) -> dict[str, str]:
     """Every dimension and fixed value of `SPACE`, and every baseline, by its path: what a study
     remembers of the space it was run with, so that a resume with another space can say what changed.

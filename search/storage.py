@@ -30,6 +30,7 @@ from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 from optuna.storages.journal._file import get_lock_file
 from optuna.trial import FrozenTrial, TrialState
 
+from search import record
 from search.errors import InputError
 from search.record import HOST, Attr
 
@@ -201,8 +202,9 @@ def retry_lost(study: optuna.Study, trial: FrozenTrial) -> None:
     """Queue the configuration of a trial lost with its worker once more (not a retry's)."""
     if trial.user_attrs.get(Attr.RETRY_OF) is None:
         attrs: dict[str, Any] = {Attr.RETRY_OF: trial.number}
-        if trial.user_attrs.get(Attr.BASELINE):
-            attrs[Attr.BASELINE] = trial.user_attrs[Attr.BASELINE]
+        # What makes it a baseline or a confirm training goes with it (a confirm training's seed too).
+        kept = (Attr.BASELINE,) if not record.confirmation(trial) else (Attr.CONFIRM_OF, Attr.REPLICA, Attr.SEED)
+        attrs.update({key: trial.user_attrs[key] for key in kept if trial.user_attrs.get(key) is not None})
         study.enqueue_trial(trial.params, user_attrs=attrs)
 
 

@@ -231,8 +231,8 @@ def optimize(study: optuna.Study, objective: Objective, timeout: float | None,
     """
     guard = FailureGuard()
     assert objective.budget is not None
-    todo = remaining(study, objective.budget) + sum(t.state == TrialState.WAITING for t in study.get_trials(
-        deepcopy=False))
+    waiting = sum(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False))
+    todo = waiting + (0 if objective.queued_only else remaining(study, objective.budget))
     todo = min(todo, max_trials) if max_trials is not None else todo
     if todo > 0:
         logging.getLogger("optuna").setLevel(logging.ERROR)  # failures are reported by our callbacks

@@ -53,9 +53,10 @@ BATCHES_PER_CALL = 64
 class EpochLog(keras.callbacks.Callback):
     """Validation accuracy of each epoch, the best epoch's weights, and NaN detection."""
 
-    def __init__(self, monitor: str = "val_accuracy") -> None:
+    def __init__(self, monitor: str = "val_accuracy", last: bool = False) -> None:
         super().__init__()
         self.monitor = monitor
+        self.last = last  # keep the last epoch, not the best (validation not held out: a final model)
         self.val_history: list[float] = []
         self.loss_history: list[float] = []
         self.best_epoch = 0  # 1-based; 0 until an epoch finishes
@@ -82,7 +83,7 @@ class EpochLog(keras.callbacks.Callback):
             self.nan_epoch = epoch + 1
             self.model.stop_training = True
             return
-        if not self.best_epoch or value > self.best_value:
+        if not self.best_epoch or value > self.best_value or self.last:
             self.best_epoch = epoch + 1
             self.best_weights = [np.array(w) for w in self.model.get_weights()]
 
@@ -145,6 +146,21 @@ def reset(seed: int) -> None:
     keras.utils.set_random_seed(seed)
 
 
+def loss_function(config: dict[str, Any]) -> Any:
+    """The mean cross-entropy of a batch of integer labels and probabilities, with the config's label
+    smoothing (Keras's sparse cross-entropy has none, so smoothed targets are one-hot)."""
+    smoothing = config["label_smoothing"]
+
+    def loss(labels: Any, probabilities: Any) -> Any:
+        if not smoothing:
+            return keras.ops.mean(keras.losses.sparse_categorical_crossentropy(labels, probabilities))
+        targets = keras.ops.one_hot(keras.ops.cast(keras.ops.reshape(labels, (-1,)), "int32"), models.NUM_CLASSES)
+        return keras.ops.mean(keras.losses.categorical_crossentropy(targets, probabilities,
+                                                                    label_smoothing=smoothing))
+
+    return loss
+
+
 def training_model(config: dict[str, Any], precision: str = "float32") -> keras.Model:
     """The model a trial trains for `config`: built in `precision` ("float32" or "bfloat16";
     `runtime.training_precision` says which this process uses) and `for_training` (the fused conv
@@ -158,19 +174,21 @@ def fit(
     data: Dataset,
     callbacks: list[keras.callbacks.Callback] | None = None,
     log: EpochLog | None = None,
+    last: bool = False,
 ) -> FitResult:
     """Train `model` as `config` says with the compiled loop; callbacks see `val_accuracy` after
     every epoch (round), and `on_train_batch_end` after every call of `BATCHES_PER_CALL` batches.
 
-    Pass your own `log` to read the learning curve even when a callback (a pruner) raises.
+    Pass your own `log` to read the learning curve even when a callback (a pruner) raises. The model
+    comes back with its best epoch's weights by validation, or with `last` its last epoch's.
     """
     config = schema.resolve(config)
-    log = log if log is not None else EpochLog()
+    log = log if log is not None else EpochLog(last=last)
     steps = plan(config, len(data.train_images))
     optimizer = make_optimizer(config, steps.steps_per_epoch, steps.total_steps)
     # Nothing is traced here: compiling only records the optimizer and loss on the model, as
     # model.fit would leave them, for code that reads `model.optimizer` afterwards.
-    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", jit_compile=JIT_COMPILE)
+    model.compile(optimizer=optimizer, loss=loss_function(config), jit_compile=JIT_COMPILE)
     loop = CompiledLoop(model, optimizer, config, data)
     averaging = [AveragedWeights(optimizer)] if config["ema"] > 0 else []
     batches = steps.steps_per_round or steps.steps_per_epoch
@@ -262,6 +280,7 @@ class CompiledLoop:
         count, versions, batch_size = len(data.train_images), augment.copies(config), config["batch_size"]
         flip, pixels = config["augment"] == "shift_flip", config["shift_pixels"]
         randomly, degrees = config["augment"] == "random", config["rotation_degrees"]
+        criterion = loss_function(config)
         variables = model.trainable_variables
         optimizer.build(variables)
 
@@ -274,7 +293,7 @@ class CompiledLoop:
                 x = augment.random_shift_rotate(x, pixels, degrees)
             with tf.GradientTape() as tape:
                 probabilities = model(x, training=True)
-                loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, probabilities))
+                loss = criterion(y, probabilities)
                 penalties = model.losses  # computed from the weights on each access: once per step
                 penalty = tf.add_n([tf.cast(term, loss.dtype) for term in penalties]) if penalties else 0.0
                 total = loss + penalty
@@ -344,7 +363,7 @@ def fit_keras(
     optimizer = make_optimizer(config, steps.steps_per_epoch, steps.total_steps)
     model.compile(
         optimizer=optimizer,
-        loss="sparse_categorical_crossentropy",
+        loss=loss_function(config),
         metrics=["accuracy"],
         steps_per_execution=steps.steps_per_execution,
         jit_compile=JIT_COMPILE,

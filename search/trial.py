@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,6 @@ from search import artifacts, record
 from search.data import Dataset
 from search.errors import TrialFailed
 from search.record import Attr
-from search.runtime import cpu_kernels
 from search.space import Space, sample
 
 # After this many failures in a row the space (or the machine) is broken, not one trial.
@@ -39,7 +38,7 @@ class Objective:
     data: Dataset
     epochs: int | None
     base_seed: int
-    precision: str = "float32"  # what the model trains in: "float32" or "bfloat16" (runtime.training_precision)
+    machine: record.Machine = field(default_factory=record.Machine)  # how this process trains, recorded
     param_prefix: str = ""  # study.param_prefix: set once the study's space has been changed on resume
     on_epoch: Callable[[int, int, int, float], None] | None = None  # trial, epoch, epochs, val_accuracy
     study_dir: Path | None = None  # where finished trials keep their weights; None keeps nothing
@@ -47,7 +46,7 @@ class Objective:
     command: str = ""  # the command line that runs this search, recorded with each kept trial
     budget: int | None = None  # the study's total trial budget, shared by all workers
     trial_timeout: float | None = None
-    worker: int = 0
+    queued_only: bool = False  # run queued trials only (`confirm`): a trial the sampler would draw is not run
 
     def __call__(self, trial: optuna.Trial) -> float:
         # Anywhere in the trial, set-up and sampling included: else Optuna fails it without a reason,
@@ -62,27 +61,24 @@ class Objective:
         # TensorFlow loads only when a trial runs, so `show` and input errors stay instant.
         from search import train
 
-        record.write(trial, record.machine(self.worker, cpu_kernels(), self.precision))
+        record.write(trial, self.machine.attrs())
         self._check_budget(trial)
-        label = trial.user_attrs.get(Attr.BASELINE)
-        baseline = label in self.space.baselines
-        drawn = dict(self.space.baselines[str(label)]) if baseline else sample(self.space.space, trial,
-                                                                                 self.param_prefix)
-        config = with_epochs(drawn, self.epochs)
-        seed = self.base_seed + trial.number
+        config, seed, searched = self._what(trial)
         record.write(trial, {Attr.CONFIG: config, Attr.SEED: seed})
         train.reset(seed)
         log = train.EpochLog()
         deadline = Deadline(self.trial_timeout)
         n_params = result = test_accuracy = reason = None
         try:
-            model = train.training_model(config, self.precision)
+            model = train.training_model(config, self.machine.precision)
             n_params = int(model.count_params())
-            callbacks = self._callbacks(trial, config, deadline, baseline)
+            # Baselines and confirm's trainings are references, never pruned: their epochs are only reported.
+            callbacks = self._callbacks(trial, config, deadline, prune=searched)
             result = train.fit(model, config, self.data, callbacks=callbacks, log=log)
             deadline.check()
             test_accuracy = result.accuracy(self.data.test_images, self.data.test_labels)
-            self._keep(trial, result, config, seed, test_accuracy)
+            if not record.confirmation(trial):  # a confirm training's model is one of S: the trial keeps its own
+                self._keep(trial, result, config, seed, test_accuracy)
             return result.val_accuracy
         except optuna.TrialPruned:
             reason = (f"pruned after epoch {len(log.val_history)}: val_accuracy {log.val_history[-1]:.4f} below "
@@ -98,22 +94,39 @@ class Objective:
             record.write(trial, record.outcome(log.val_history, log.seconds, n_params,
                                                result.best_epoch if result else None, test_accuracy, reason))
 
+    def _what(self, trial: optuna.Trial) -> tuple[dict[str, Any], int, bool]:
+        """The trial's config and seed, and whether it is a searched one: a baseline's config, a `confirm`
+        training's (its trial's config, its own recorded seed), or one the sampler draws."""
+        attrs = trial.user_attrs
+        source = attrs.get(Attr.CONFIRM_OF)
+        if source is not None:
+            done = trial.study.get_trials(deepcopy=False)[int(source)]
+            return dict(done.user_attrs[Attr.CONFIG]), int(attrs[Attr.SEED]), False
+        seed = self.base_seed + trial.number
+        label = attrs.get(Attr.BASELINE)
+        if label in self.space.baselines:
+            return with_epochs(dict(self.space.baselines[str(label)]), self.epochs), seed, False
+        return with_epochs(sample(self.space.space, trial, self.param_prefix), self.epochs), seed, True
+
     def _check_budget(self, trial: optuna.Trial) -> None:
-        """Trial numbers are handed out atomically, so the budget goes to the lowest numbers."""
-        if self.budget is None:
+        """Trial numbers are handed out atomically, so the budget goes to the lowest numbers. A `confirm`
+        training is outside the budget; with `queued_only`, a trial nobody queued is not run."""
+        attrs = trial.user_attrs
+        if record.confirmation(trial):
             return
+        unqueued = self.queued_only and attrs.get(Attr.BASELINE) is None and attrs.get(Attr.RETRY_OF) is None
         ahead = record.taken(t for t in trial.study.get_trials(deepcopy=False) if t.number < trial.number)
-        if ahead >= self.budget:
-            record.write(trial, {Attr.SURPLUS: True, Attr.REASON: f"not run: the budget of {self.budget} trials is "
-                                                                  "taken"})
+        if unqueued or (self.budget is not None and ahead >= self.budget):
+            why = "nothing more is queued" if unqueued else f"the budget of {self.budget} trials is taken"
+            record.write(trial, {Attr.SURPLUS: True, Attr.REASON: f"not run: {why}"})
             trial.study.stop()
             raise TrialFailed("budget reached")
 
     def _callbacks(self, trial: optuna.Trial, config: dict[str, Any], deadline: Deadline,
-                   baseline: bool) -> list[Any]:
+                   prune: bool) -> list[Any]:
         from search import schema, train
 
-        callbacks: list[Any] = [pruning_callback(trial, prune=not baseline), deadline.callback()]
+        callbacks: list[Any] = [pruning_callback(trial, prune=prune), deadline.callback()]
         if self.on_epoch is not None:  # rounds, not epochs: a config that trains by steps has its own count
             rounds = train.plan(schema.resolve(config), len(self.data.train_images)).rounds
             callbacks.append(progress_callback(self.on_epoch, trial.number, rounds))

@@ -61,6 +61,8 @@ class WorkerSpec:
     max_trials: int | None = None  # leave after this many trials (the parent starts a fresh one)
     debug: bool = False
     precision: str | None = None  # None: SEARCH_PRECISION or auto (search.runtime.precision_wanted)
+    deterministic: bool = False  # TensorFlow's op determinism on one thread (run --deterministic)
+    queued_only: bool = False  # run the queued trials, sample none (confirm)
 
     @classmethod
     def joining(cls, settings: dict[str, Any], **here: Any) -> WorkerSpec:
@@ -76,14 +78,17 @@ def work(spec: WorkerSpec, callbacks: list[Callable[[optuna.Study, FrozenTrial],
          on_epoch: Callable[[int, int, int, float], None] | None = None) -> int:
     """Run trials for the study until its budget is met; returns an exit code."""
     from search import data as datasets
+    from search import runtime
     from search import study as studies
-    from search.runtime import start_tensorflow, training_precision
     from search.space import load_space
     from search.trial import Objective
 
     space = load_space(spec.space_file)
-    start_tensorflow(verbose=spec.debug, threads=spec.threads, models=space.model_kinds(), precision=spec.precision)
-    precision = training_precision(spec.precision)
+    runtime.start_tensorflow(verbose=spec.debug, threads=spec.threads, models=space.model_kinds(),
+                             precision=spec.precision, deterministic=spec.deterministic)
+    machine = record.Machine(spec.worker, runtime.cpu_kernels(), runtime.training_precision(spec.precision),
+                             1 if spec.deterministic else spec.threads, spec.deterministic, spec.train_size,
+                             runtime.versions(), runtime.cpu_model())
     data = datasets.load(spec.dataset, spec.data_path, spec.train_size)
     waited = 0.0
     while True:
@@ -94,10 +99,10 @@ def work(spec: WorkerSpec, callbacks: list[Callable[[optuna.Study, FrozenTrial],
                 print(f"worker {spec.worker}: storage reachable again"
                       + (f"; trial(s) {', '.join(map(str, lost))} queued again" if lost else ""),
                       file=sys.stderr, flush=True)
-            objective = Objective(space, data, spec.epochs, int(opened.user_attrs[StudyAttr.SEED]), precision,
+            objective = Objective(space, data, spec.epochs, int(opened.user_attrs[StudyAttr.SEED]), machine,
                                   param_prefix=studies.param_prefix(opened), on_epoch=on_epoch,
                                   study_dir=Path(spec.results) / spec.study, keep=spec.keep, command=spec.command,
-                                  budget=spec.budget, trial_timeout=spec.trial_timeout, worker=spec.worker)
+                                  budget=spec.budget, trial_timeout=spec.trial_timeout, queued_only=spec.queued_only)
             guard = studies.optimize(opened, objective, spec.timeout, callbacks or [], spec.max_trials)
         except KeyboardInterrupt:
             return EXIT_INTERRUPTED
@@ -209,7 +214,7 @@ def run_local(spec: WorkerSpec, workers: int, on_trial: Callable[[optuna.Study, 
         processes[index] = process
 
     opened = studies.load_study(spec.study, Path(spec.results), spec.location)
-    seen = {t.number for t in opened.get_trials(deepcopy=False) if record.counted(t)}
+    seen = {t.number for t in opened.get_trials(deepcopy=False) if record.finished(t)}
     for index in range(workers):
         start(index)
     try:
@@ -231,8 +236,10 @@ def run_local(spec: WorkerSpec, workers: int, on_trial: Callable[[optuna.Study, 
                     say(f"worker {index} exited with {_describe(code)}"
                         + (f"; trial(s) {', '.join(map(str, lost))} failed and queued again" if lost else ""))
                     restarts_left -= 1
+                left = (lambda: _waiting(opened)) if spec.queued_only else (
+                    lambda: studies.remaining(opened, spec.budget) + _waiting(opened))
                 if outcome.failed is None and restarts_left > 0 and spec.timeout is None and _tolerant(
-                        lambda: studies.remaining(opened, spec.budget) + _waiting(opened), default=1) > 0:
+                        left, default=1) > 0:
                     start(index)
             if not processes and outcome.failed is None and spec.timeout is None:
                 # A trial created but never run (the database lost inside Optuna's ask) holds a place
@@ -314,7 +321,7 @@ def _waiting(study: optuna.Study) -> int:
 
 def _report_new(study: optuna.Study, seen: set[int], on_trial: Callable[[optuna.Study, FrozenTrial], None]) -> None:
     for trial in study.get_trials(deepcopy=False):
-        if trial.number not in seen and record.counted(trial):
+        if trial.number not in seen and record.finished(trial):
             seen.add(trial.number)
             on_trial(study, trial)
 

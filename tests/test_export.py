@@ -213,3 +213,38 @@ def test_a_search_trained_in_bfloat16_exports_its_recorded_accuracy(tmp_path: Pa
     assert [t.user_attrs["precision"] for t in done] == ["bfloat16", "bfloat16"]
     # export rebuilds the float32 model and refuses unless it scores exactly the recorded accuracy
     assert main(["export", "mixed", *where]) == 0
+
+
+def test_with_no_confirmation_export_takes_the_kept_trial_best_by_validation(finished_study: Path,
+                                                                            tmp_path: Path) -> None:
+    from search import record
+    from search.study import load_study
+
+    board = pd.read_csv(finished_study / "small" / "leaderboard.csv")
+    complete = board[board["state"] == "complete"]
+    by_validation = sorted(complete.itertuples(), key=lambda r: record.validation_order(r.val_accuracy, r.n_params,
+                                                                                         r.trial))
+    # keep-top 3 kept the best three by validation accuracy, whatever their test accuracy
+    assert [r["trial"] for r in artifacts.kept(finished_study / "small")] == [r.trial for r in by_validation[:3]]
+    folder = export(finished_study / "small", out=tmp_path / "default", study=load_study("small", finished_study))
+    card = json.loads((folder / "model_card.json").read_text())
+    assert card["trial"] == by_validation[0].trial == board[board["selected"]]["trial"].iloc[0]
+    assert card["chosen"] == "the kept trial with the best validation accuracy (no confirmation was run)"
+
+
+def test_full_train_retrains_on_all_60000_images_and_tests_once(finished_study: Path, tmp_path: Path) -> None:
+    from search.study import load_study
+
+    study = load_study("small", finished_study)
+    board = pd.read_csv(finished_study / "small" / "leaderboard.csv")
+    number = int(board[board["selected"]]["trial"].iloc[0])
+    folder = export(finished_study / "small", out=tmp_path / "full", study=study, full_train=True)
+    card = json.loads((folder / "model_card.json").read_text())
+    assert card["trial"] == number and card["val_accuracy"] is None
+    assert card["search_val_accuracy"] == board[board["trial"] == number]["val_accuracy"].iloc[0] == pytest.approx(
+        card["search_val_accuracy"])
+    best_epoch = study.get_trials(deepcopy=False)[number].user_attrs["best_epoch"]  # the search's best by validation
+    assert card["trained_on"].startswith(f"all 60,000 training images (the 5,000 validation images too), "
+                                         f"{best_epoch} epochs")
+    assert card["test_accuracy"] > 0.85 and abs(card["tflite_test_accuracy"] - card["test_accuracy"]) <= 0.005
+    assert "none held out" in (folder / "model_card.md").read_text()

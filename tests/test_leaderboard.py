@@ -45,11 +45,14 @@ def test_filters_sorts_and_formats(finished_study: Path, capsys) -> None:
     assert code == 0 and "tiny" in out and "rank" in out
 
 
-def test_compare_puts_best_trials_side_by_side(finished_study: Path, capsys) -> None:
+def test_compare_puts_the_trials_selected_by_validation_side_by_side(finished_study: Path, capsys) -> None:
     code, out, _ = run(capsys, "compare", "small", "small", "--results", str(finished_study), "--format", "json")
     (row,) = json.loads(out)  # the same study twice is one row
-    best = pd.read_csv(finished_study / "small" / "leaderboard.csv").iloc[0]
-    assert code == 0 and row["best_trial"] == best["trial"] and row["trials"] == 5 and row["failed"] == 1
+    board = pd.read_csv(finished_study / "small" / "leaderboard.csv")
+    complete = board[board["state"] == "complete"]
+    best = complete.sort_values(["val_accuracy", "n_params", "trial"], ascending=[False, True, True]).iloc[0]
+    assert board["selected"].sum() == 1 and board[board["selected"]]["trial"].iloc[0] == best["trial"]
+    assert code == 0 and row["selected_trial"] == best["trial"] and row["trials"] == 5 and row["failed"] == 1
     assert abs(row["test_accuracy"] - best["test_accuracy"]) < 1e-4
 
 
@@ -71,3 +74,12 @@ def test_describe_shows_the_training_features_a_config_changes() -> None:
     # Defaults say nothing: the line stays short.
     assert describe({"model": "mlp", "layers": [{"units": 64}], "init": "glorot", "schedule": "constant",
                      "augment": "none", "ema": 0.0, "epochs": 3}) == "mlp 64 ep=3"
+
+
+def test_the_trial_chosen_by_validation_is_marked_and_named_under_the_table(finished_study: Path, capsys) -> None:
+    code, out, _ = run(capsys, "leaderboard", "small", "--results", str(finished_study))
+    board = pd.read_csv(finished_study / "small" / "leaderboard.csv")
+    chosen = board[board["selected"]].iloc[0]
+    assert code == 0 and out.count("selected by validation") == 2  # the row's mark, and the line under the table
+    assert (f"selected by validation: trial {chosen['trial']} val {100 * chosen['val_accuracy']:.2f}% test "
+            f"{100 * chosen['test_accuracy']:.2f}% (rank {chosen['rank']} by test)") in " ".join(out.split())

@@ -83,3 +83,16 @@ def test_no_stored_name_is_spelt_outside_the_record() -> None:
     offenders = [f"{path.name}:{number}" for path in sorted(package.glob("*.py"))
                  for number, line in enumerate(path.read_text().splitlines(), 1) if stored.search(line)]
     assert offenders == []
+
+
+def test_a_model_is_chosen_by_validation_then_fewer_parameters_then_the_earlier_trial() -> None:
+    def row(number: int, val: float, test: float, params: int, state: str = "complete", **extra: object) -> record.Record:
+        return record.Record(number, state, val, test, params, 3, 1.0, "", {}, 0, "", **extra)  # type: ignore[arg-type]
+
+    rows = [row(0, 0.98, 0.99, 500), row(1, 0.99, 0.97, 900), row(2, 0.99, 0.98, 100), row(3, 0.99, 0.96, 100),
+            row(4, 0.995, 0.90, 10, state="pruned"), row(5, 0.999, 0.99, 10, confirm_of=1)]
+    assert [r.number for r in sorted(rows[:4], key=record.by_validation)] == [2, 3, 1, 0]
+    chosen = record.selected(rows)  # pruned and confirm trainings are not candidates; test accuracy never decides
+    assert chosen is not None and chosen.number == 2
+    assert record.selected([]) is None
+    assert record.validation_order(float("nan"), None, 7) > record.validation_order(0.1, 10**9, 0)

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import optuna
+import pandas as pd
 import pytest
 
 from search import artifacts
@@ -136,3 +137,17 @@ def test_report_command_on_a_real_study(finished_study: Path, capsys: pytest.Cap
     assert html.count("<img") >= 5 and "leaderboard" in html
     assert "report.html" in capsys.readouterr().out
     assert main(["report", "missing", "--results", str(finished_study)]) == 2
+
+
+def test_the_report_leads_with_the_model_chosen_by_validation_and_ends_with_the_table(
+        searched: tuple[optuna.Study, Path], report: Path) -> None:
+    study, study_dir = searched
+    page = report.read_text()
+    sections = re.findall(r'<section id="([^"]+)"', page)
+    assert sections[0] == "answer" and sections[-1] == "all-trials" and sections[1:-1] == FIGURES
+    board = pd.read_csv(study_dir / "leaderboard.csv")
+    chosen = board[board["selected"]].iloc[0]
+    answer = re.search(r'<section id="answer">(.*?)</section>', page, re.S).group(1)  # type: ignore[union-attr]
+    assert (f"Selected by validation accuracy: trial {chosen['trial']}," in answer
+            and f"validation {100 * chosen['val_accuracy']:.2f}%, test {100 * chosen['test_accuracy']:.2f}%" in answer)
+    assert chosen["val_accuracy"] == board[board["state"] == "complete"]["val_accuracy"].max()
