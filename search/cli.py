@@ -61,8 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--sampler", help="tpe (default), random, cmaes or gp")
     run.add_argument("--pruner", help="median (default), hyperband or none")
     run.add_argument("--engine", default="optuna", help="optuna (default) or keras-tuner (KerasTuner 1.4)")
-    run.add_argument("--tuner", help="with --engine keras-tuner: hyperband (default; max_epochs: --epochs, else the "
-                                     "space's), bayesian or random")
+    run.add_argument("--tuner", help="with --engine keras-tuner: hyperband (default), bayesian or random")
     run.add_argument("--seed", type=int, help="base seed; trial N uses seed+N (default: random, kept in the study)")
     run.add_argument("--storage", help="Optuna storage URL (default: the journal file results/<study>/journal.log)")
     run.add_argument("--epochs", type=int, help="override every config's epochs (quick runs)")
@@ -71,12 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data", help="folder of the four IDX files (plain or .gz), or a Keras mnist.npz")
     run.add_argument("--results", default="results", help="results folder (default: results)")
     run.add_argument("--top", type=int, default=20, help="rows of the leaderboard to print (20)")
-    run.add_argument("--keep-top", type=int, default=10,
-                     help="keep the weights of the best trials by validation in results/<study>/trials (10; 0: none)")
-    run.add_argument("--deterministic", action="store_true",
-                     help="TensorFlow's op determinism on one thread per worker, so that `replay` is exact")
-    run.add_argument("--accept-space-change", action="store_true",
-                     help="resume a study whose space file changed (recorded; the report marks it)")
+    run.add_argument("--keep-top", type=int, default=10, help="trials by validation that keep their weights (10)")
+    run.add_argument("--deterministic", action="store_true", help="op determinism, one thread: `replay` is exact")
+    run.add_argument("--accept-space-change", action="store_true", help="resume although the space file changed")
+    run.add_argument("--objectives", default="accuracy", help="accuracy (default), or with params and/or latency: "
+                                                              "a multi-objective search (no pruning)")
+    run.add_argument("--max-params", type=int, help="reject configs with more weights, before training")
+    run.add_argument("--max-latency-ms", type=float, help="reject configs slower on one image (CPU, ms)")
     _worker_options(run, several=True, timeout=True)
     run.set_defaults(handler=cmd_run)
 
@@ -111,8 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     export = _study_command(commands, "export", cmd_export, "write a trial as .keras, SavedModel, TFLite and a card")
     export.add_argument("--trial", type=int, help="trial number (default: the confirmed winner, else the kept "
                                                   "trial with the best validation accuracy)")
-    export.add_argument("--full-train", action="store_true", help="train it again on all 60,000 training images "
-                                                                  "(the validation images too) and export that")
+    export.add_argument("--full-train", action="store_true", help="train it again on all 60,000 images, export that")
+    export.add_argument("--ensemble", type=int, metavar="K", help="one model averaging the K best kept trials")
     export.add_argument("--out", help="output folder (default: results/<study>/export/trial-N)")
 
     _study_command(commands, "report", cmd_report, "write results/<study>/report.html and its figures as PNG")
@@ -125,8 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="recognize digits in your own image files")
     predict.add_argument("model", help="an export folder (its model.tflite, else model.keras), .tflite or .keras")
-    predict.add_argument("images", nargs="+", help="PNG, JPEG or BMP files (by content, not name), any colour "
-                                                   "mode, up to 89 megapixels")
+    predict.add_argument("images", nargs="+", help="PNG, JPEG or BMP files, any colour mode, up to 89 megapixels")
     predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
     predict.set_defaults(handler=cmd_predict)
 
@@ -253,7 +252,7 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
     from search.export import describe, export
 
     out = export(folder, args.trial, Path(args.out) if args.out else None, command=_command_line(args), study=opened,
-                 full_train=args.full_train)
+                 full_train=args.full_train, ensemble=args.ensemble)
     console.print(describe(out))
     return EXIT_OK
 

@@ -145,9 +145,9 @@ def verdict(confirmation: Confirmation) -> str:
     low, high, p = welch(a, b)
     beats = low > 0
     return (f"{head}; the {LEVEL:.0%} confidence interval of the difference is [{100 * low:+.2f}, "
-            f"{100 * high:+.2f}] points (Welch's t-test, p = {p:.2g}): "
-            + ("more than the noise: it beats the baseline." if beats else
-               "not more than the noise: it does not beat the baseline by more than chance."))
+            f"{100 * high:+.2f}] points (Welch's t-test, p = {p:.2g}), so "
+            + ("the winner beats the baseline by more than the noise." if beats else
+               "the difference is not more than the noise: the winner does not beat the baseline."))
 
 
 def welch(a: list[float], b: list[float]) -> tuple[float, float, float]:

@@ -42,12 +42,18 @@ from search.serving import (
 
 
 def export(study_dir: Path, trial: int | None = None, out: Path | None = None, command: str = "",
-           study: optuna.Study | None = None, full_train: bool = False) -> Path:
+           study: optuna.Study | None = None, full_train: bool = False, ensemble: int | None = None) -> Path:
     """Write one trial's model in every format, with its card; returns the folder. The trial is `trial`,
     else the confirmed winner when `confirm` has run on `study`, else the kept trial with the best
     validation accuracy. `full_train` trains its config again on all 60,000 training images (the
     5,000 validation images too), as KerasTuner's docs recommend for a final model, instead of
-    exporting the kept weights; then `study` must be given."""
+    exporting the kept weights; then `study` must be given. `ensemble` K exports one model averaging
+    the probabilities of the K best kept trials instead (`export_ensemble`)."""
+    if ensemble is not None:
+        if trial is not None or full_train:
+            raise InputError(f"--ensemble {ensemble}: it takes the best kept trials itself; drop --trial and "
+                             "--full-train")
+        return export_ensemble(study_dir, ensemble, out, command, study)
     trial, chosen = _default(study_dir, study) if trial is None else (trial, f"trial {trial}, as asked (--trial)")
     if full_train and study is None:
         raise InputError("--full-train needs the study (its trials' records)")
@@ -75,6 +81,50 @@ def export(study_dir: Path, trial: int | None = None, out: Path | None = None, c
         card = model_card(source, model, dataset, test_accuracy, tflite, staging, command)
         card.update({"chosen": chosen, "trained_on": trained_on,
                      **({"val_accuracy": None, "search_val_accuracy": source["val_accuracy"]} if full_train else {})})
+        (staging / CARD_JSON).write_text(json.dumps(card, indent=2) + "\n")
+        (staging / CARD_MARKDOWN).write_text(markdown(card))
+    return out
+
+
+def export_ensemble(study_dir: Path, size: int, out: Path | None = None, command: str = "",
+                    study: optuna.Study | None = None) -> Path:
+    """One Keras model averaging the probabilities of `size` kept trials, in every format: the confirmed
+    configurations in order of mean validation accuracy when `confirm` has run on `study`, else the best
+    kept trials by validation accuracy. Each member must score exactly its recorded test accuracy; the
+    ensemble's own test accuracy is measured once, here, and put on the card beside its members'."""
+    from search import confirm
+
+    if size <= 0:
+        raise InputError(f"--ensemble {size}: must be > 0")
+    kept = artifacts.kept(study_dir)
+    found = confirm.summary(study) if study is not None else None
+    order = [c.trial.number for c in found.candidates] if found is not None and found.winner.runs else []
+    members = [r for n in order for r in kept if r["trial"] == n] or kept
+    if size > len(members):
+        raise InputError(f"--ensemble {size}: only {len(members)} kept trials to average (keep more with --keep-top)")
+    members = members[:size]
+    out = out if out is not None else study_dir / "export" / f"ensemble-{size}"
+    if out.exists() and not (out.is_dir() and ((out / CARD_JSON).is_file() or not any(out.iterdir()))):
+        raise InputError(f"--out {out}: exists and is not an export; give a new or empty folder")
+    dataset = data.load(members[0]["dataset"])
+    for member in members:
+        if member["data_checksum"] != dataset.checksum:
+            raise DataError(f"trial {member['trial']} ran on other data than this machine's {dataset.name}")
+    model = models.ensemble([_kept(member, dataset) for member in members], [f"trial_{m['trial']}" for m in members])
+    test_accuracy = train.evaluate(model, dataset.test_images, dataset.test_labels)  # once, afterwards
+    names = ", ".join(str(m["trial"]) for m in members)
+    source = {**members[0], "trial": f"ensemble of trials {names}", "baseline": None, "config": None, "seed": None,
+              "best_epoch": None, "val_accuracy": None}
+    with artifacts.staged(out) as staging:
+        write_formats(model, staging)
+        tflite = tflite_accuracy(staging / TFLITE_FILE, dataset.test_images, dataset.test_labels)
+        card = model_card(source, model, dataset, test_accuracy, tflite, staging, command)
+        card.update({
+            "chosen": (f"the {size} confirmed configurations with the best mean validation accuracy" if order
+                       else f"the {size} kept trials with the best validation accuracy"),
+            "trained_on": "each member's own training; the ensemble averages their ten probabilities",
+            "members": [{key: m.get(key) for key in ("trial", "baseline", "val_accuracy", "test_accuracy", "n_params")}
+                        | {"model": leaderboard.describe(m["config"])} for m in members]})
         (staging / CARD_JSON).write_text(json.dumps(card, indent=2) + "\n")
         (staging / CARD_MARKDOWN).write_text(markdown(card))
     return out
@@ -198,7 +248,7 @@ def model_card(record: dict[str, Any], model: keras.Model, dataset: data.Dataset
         "study": record["study"],
         "trial": record["trial"],
         "baseline": record.get("baseline"),
-        "config": schema.resolve(record["config"]),
+        "config": schema.resolve(record["config"]) if record.get("config") else None,
         "val_accuracy": record["val_accuracy"],
         "test_accuracy": test_accuracy,
         "tflite_test_accuracy": tflite_test_accuracy,
@@ -219,15 +269,18 @@ def model_card(record: dict[str, Any], model: keras.Model, dataset: data.Dataset
 
 def markdown(card: dict[str, Any]) -> str:
     """The card for people: a summary table, the hyperparameters, the files and how to load them."""
-    config, dataset, versions = card["config"], card["dataset"], card["versions"]
+    config, dataset, versions = card["config"] or {}, card["dataset"], card["versions"]
     baseline = f" (baseline {card['baseline']})" if card["baseline"] else ""
+    members = card.get("members") or []
     rows = [
-        ("model", f"`{leaderboard.describe(config)}`"),
+        ("model", f"`{leaderboard.describe(config)}`" if config else f"the average of {len(members)} models: "
+         + "; ".join(f"trial {m['trial']} `{m['model']}` (val {m['val_accuracy']:.4f}, test {m['test_accuracy']:.4f})"
+                     for m in members)),
         ("test accuracy", f"{card['test_accuracy']:.4f} ({dataset['test_images']:,} images; "
                           f"TFLite {card['tflite_test_accuracy']:.4f})"),
-        ("validation accuracy", "none held out (trained on it too); in the search: "
-                                f"{card['search_val_accuracy']:.4f}" if card["val_accuracy"] is None
-         else f"{card['val_accuracy']:.4f}"),
+        ("validation accuracy", f"{card['val_accuracy']:.4f}" if card["val_accuracy"] is not None else
+         f"none held out (trained on it too); in the search: {card['search_val_accuracy']:.4f}"
+         if "search_val_accuracy" in card else "see each member"),
         ("chosen as", card.get("chosen", "")),
         ("trained on", card.get("trained_on", "")),
         ("parameters", f"{card['n_params']:,}"),

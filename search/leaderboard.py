@@ -22,7 +22,7 @@ from rich.table import Table
 from search import record
 from search.record import Attr, StudyAttr
 
-COLUMNS = ["rank", "trial", "state", "val_accuracy", "test_accuracy", "n_params", "epochs",
+COLUMNS = ["rank", "trial", "state", "val_accuracy", "test_accuracy", "n_params", "latency_ms", "epochs",
            "train_seconds", "baseline", "hyperparameters", "reason", "selected"]
 SHOWN = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
@@ -64,15 +64,21 @@ QUIET_DEFAULTS = {"init": "glorot", "input_scaling": "unit", "schedule": "consta
 def frame(study: optuna.Study) -> pd.DataFrame:
     """One row per finished search trial, ranked by test accuracy; `selected` marks the trial chosen by
     validation accuracy (`record.selected`), the one a user would pick without the test set. `confirm`'s
-    trainings are not search trials: `confirmation` shows them."""
+    trainings are not search trials: `confirmation` shows them. A study with several objectives lists
+    exactly its Pareto set (Optuna's `best_trials`): every other trial is beaten on all of them."""
     records = [record.read(t) for t in study.get_trials(deepcopy=False, states=SHOWN)
-               if not t.user_attrs.get(Attr.SURPLUS) and not record.confirmation(t)]  # surplus: never ran
+               if not t.user_attrs.get(Attr.SURPLUS) and not t.user_attrs.get(Attr.REJECTED)  # never trained
+               and not record.confirmation(t)]
+    if len(study.directions) > 1:
+        pareto = {t.number for t in study.best_trials}
+        records = [row for row in records if row.number in pareto]
     chosen = record.selected(records)
     rows = []
     for row in records:
         rows.append({
             "trial": row.number, "state": row.state, "val_accuracy": row.val_accuracy,
-            "test_accuracy": row.test_accuracy, "n_params": row.n_params, "epochs": row.epochs,
+            "test_accuracy": row.test_accuracy, "n_params": row.n_params, "latency_ms": row.latency_ms,
+            "epochs": row.epochs,
             "train_seconds": row.train_seconds, "baseline": row.baseline,
             "hyperparameters": describe(row.config), "reason": row.reason,
             "selected": chosen is not None and row.number == chosen.number,
@@ -171,7 +177,7 @@ def markdown(table: pd.DataFrame) -> str:
 def render(table: pd.DataFrame, title: str, top: int | None = 20) -> Table:
     """A rich table of the first `top` rows."""
     out = Table(title=title, header_style="bold", title_justify="left")
-    for column in ("rank", "trial", "state", "val_acc", "test_acc", "params", "epochs", "seconds",
+    for column in ("rank", "trial", "state", "val_acc", "test_acc", "params", "ms", "epochs", "seconds",
                    "hyperparameters"):
         wide = column == "hyperparameters"
         out.add_column(column, justify="left" if wide or column == "state" else "right",
@@ -181,7 +187,7 @@ def render(table: pd.DataFrame, title: str, top: int | None = 20) -> Table:
         label = ("[bold magenta]selected by validation[/] " if row.selected else "") + label
         note = f" [dim]({escape(row.reason)})[/]" if row.state != "complete" and row.reason else ""
         out.add_row(str(row.rank), str(row.trial), _state(row.state), _pct(row.val_accuracy),
-                    _pct(row.test_accuracy), _count(row.n_params), _na(row.epochs),
+                    _pct(row.test_accuracy), _count(row.n_params), _na(row.latency_ms), _na(row.epochs),
                     _na(row.train_seconds), label + escape(row.hyperparameters) + note)
     return out
 
@@ -191,6 +197,13 @@ def summary(study: optuna.Study, table: pd.DataFrame) -> list[str]:
     from search import confirm
 
     lines = []
+    rejected = sum(bool(t.user_attrs.get(Attr.REJECTED)) for t in study.get_trials(deepcopy=False))
+    if rejected:
+        lines.append(f"{rejected} configs were rejected before training, over --max-params or --max-latency-ms "
+                     "(not counted, not listed)")
+    if len(study.directions) > 1:
+        lines.append(f"Pareto set of {len(table)} trials ({', '.join(study.user_attrs.get(StudyAttr.OBJECTIVES, []))}):"
+                     " each trial not listed is beaten on every objective by one that is")
     chosen = table[table["selected"]]
     if len(chosen):
         row = chosen.iloc[0]

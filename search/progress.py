@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.progress import Progress as RichProgress
 
 from search import record
+from search.record import Attr
 
 
 class Progress:
@@ -81,7 +82,7 @@ class Progress:
     def _update_bests(self, trial: FrozenTrial) -> None:
         """The best trial by validation accuracy (`record.by_validation`), as every choice of a model goes;
         its test accuracy is shown beside it, never chosen by."""
-        if trial.state != TrialState.COMPLETE or trial.value is None or record.confirmation(trial):
+        if trial.state != TrialState.COMPLETE or not trial.values or record.confirmation(trial):
             return
         row = record.read(trial)
         if self.best is None or record.by_validation(row) < record.by_validation(self.best):
@@ -100,6 +101,8 @@ class Progress:
             what = f"val {_pct(row.val_accuracy)} ({escape(row.reason)})"
         elapsed = time.monotonic() - self.started
         label = escape(f" [{row.baseline}]") if row.baseline else ""
+        if row.confirm_of is not None:
+            label = f" [confirms trial {row.confirm_of}, seed {trial.user_attrs.get(Attr.REPLICA, 0) + 1}]"
         seconds = "-" if row.train_seconds is None else row.train_seconds
         return (f"trial {trial.number}{label} {trial.state.name.lower()}: {what}, {row.epochs or 0} epochs, "
                 f"{seconds} s | {self.done}/{self.total} done, {self._status()}| elapsed {elapsed:.0f} s")

@@ -36,8 +36,10 @@ class Attr(StrEnum):
     BEST_EPOCH = "best_epoch"  # 1-based: the epoch whose weights the trial keeps
     TRAIN_SECONDS = "train_seconds"
     N_PARAMS = "n_params"
+    LATENCY_MS = "latency_ms"  # single-image CPU inference latency (models.latency_ms)
     REASON = "reason"  # why a trial did not complete; a trial that sees its own failure records one
     INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM: does not count toward the budget
+    REJECTED = "rejected"  # over --max-params or --max-latency-ms, never trained: does not count
     SURPLUS = "surplus"  # started after the budget was taken: never ran, does not count
     RETRY_OF = "retry_of"  # the trial lost with its worker that this one runs again
     CONFIRM_OF = "confirm_of"  # `confirm`: the trial whose config this one trains again, with a fresh seed
@@ -70,10 +72,11 @@ class StudyAttr(StrEnum):
     SPACE = "space"  # space.outline of the space the study runs: a resume with another is refused
     SPACE_CHANGES = "space_changes"  # [{"from_trial": N, "changes": [...]}]: changes accepted on resume
     CONFIRMED = "confirmed"  # confirm's plan: {"top": K, "seeds": S, "trials": [the K trial numbers]}
+    OBJECTIVES = "objectives"  # what the study optimizes: ["accuracy"], or with "params" and/or "latency"
 
 
 # A trial flagged with one of these did not use up a place in the budget.
-EXCLUDED = (Attr.INTERRUPTED, Attr.SURPLUS)
+EXCLUDED = (Attr.INTERRUPTED, Attr.SURPLUS, Attr.REJECTED)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 LOST_REASON = "its worker died during the trial (queued once more)"
 
@@ -105,12 +108,14 @@ def machine(worker: int, cpu_kernels: str, precision: str) -> dict[Attr, Any]:
 
 def outcome(val_history: list[float], train_seconds: float, n_params: int | None = None,
             best_epoch: int | None = None, test_accuracy: float | None = None,
-            reason: str | None = None, interrupted: bool = False) -> dict[Attr, Any]:
+            reason: str | None = None, interrupted: bool = False, latency_ms: float | None = None,
+            rejected: bool = False) -> dict[Attr, Any]:
     """What a trial's training left, whichever engine ran it; absent figures are left out."""
     values: dict[Attr, Any] = {Attr.EPOCHS: len(val_history), Attr.TRAIN_SECONDS: round(train_seconds, 2),
                                Attr.VAL_HISTORY: list(val_history), Attr.N_PARAMS: n_params,
-                               Attr.BEST_EPOCH: best_epoch, Attr.TEST_ACCURACY: test_accuracy,
-                               Attr.REASON: reason, Attr.INTERRUPTED: interrupted or None}
+                               Attr.LATENCY_MS: latency_ms, Attr.BEST_EPOCH: best_epoch,
+                               Attr.TEST_ACCURACY: test_accuracy, Attr.REASON: reason,
+                               Attr.INTERRUPTED: interrupted or None, Attr.REJECTED: rejected or None}
     return {key: value for key, value in values.items() if value is not None}
 
 
@@ -199,6 +204,7 @@ class Record:
     val_history: list[float] = field(default_factory=list)
     counted: bool = False
     confirm_of: int | None = None  # a `confirm` training of this trial's config
+    latency_ms: float | None = None
 
 
 def read(trial: FrozenTrial) -> Record:
@@ -206,12 +212,12 @@ def read(trial: FrozenTrial) -> Record:
     attrs = trial.user_attrs
     history = [float(v) for v in attrs.get(Attr.VAL_HISTORY) or []]
     finite = [v for v in history if math.isfinite(v)]
-    if trial.state == TrialState.COMPLETE and trial.value is not None:
-        val = float(trial.value)
+    if trial.state == TrialState.COMPLETE and trial.values:
+        val = float(trial.values[0])  # accuracy is always the first objective
     else:
         val = max(finite) if finite else math.nan
-    state = ("interrupted" if attrs.get(Attr.INTERRUPTED) else "lost" if lost(trial)
-             else trial.state.name.lower())
+    state = ("interrupted" if attrs.get(Attr.INTERRUPTED) else "rejected" if attrs.get(Attr.REJECTED)
+             else "lost" if lost(trial) else trial.state.name.lower())
     test = attrs.get(Attr.TEST_ACCURACY)
     return Record(
         number=trial.number, state=state, val_accuracy=val,
@@ -219,4 +225,4 @@ def read(trial: FrozenTrial) -> Record:
         n_params=attrs.get(Attr.N_PARAMS), epochs=attrs.get(Attr.EPOCHS), train_seconds=attrs.get(Attr.TRAIN_SECONDS),
         baseline=attrs.get(Attr.BASELINE) or "", config=attrs.get(Attr.CONFIG) or {}, seed=attrs.get(Attr.SEED),
         reason=attrs.get(Attr.REASON) or (LOST_REASON if lost(trial) else ""), val_history=history,
-        counted=counted(trial), confirm_of=attrs.get(Attr.CONFIRM_OF))
+        counted=counted(trial), confirm_of=attrs.get(Attr.CONFIRM_OF), latency_ms=attrs.get(Attr.LATENCY_MS))

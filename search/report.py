@@ -13,6 +13,8 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
+import math
 import os
 import tempfile
 import warnings
@@ -58,7 +60,7 @@ def write_report(study: optuna.Study, study_dir: Path) -> Path:
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     complete = [t for t in trials.values() if t.state == TrialState.COMPLETE]
     changes = study.user_attrs.get(StudyAttr.SPACE_CHANGES, [])
-    sections = [*_progress(complete, changes), _importances(study, complete), _pareto(table),
+    sections = [*_progress(complete, changes), _importances(study, complete), _pareto(study, complete),
                 _curves(table, trials), *_best_kept(study_dir)]
     figures = study_dir / "report"
     for section in sections:
@@ -69,7 +71,7 @@ def write_report(study: optuna.Study, study_dir: Path) -> Path:
         if stale.name not in drawn:
             stale.unlink(missing_ok=True)
     page = study_dir / "report.html"
-    _write_atomic(page, _html(study, table, sections).encode())
+    _write_atomic(page, _html(study, table, sections, study_dir).encode())
     return page
 
 
@@ -119,7 +121,9 @@ def _importances(study: optuna.Study, complete: list[FrozenTrial]) -> Section:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            importances = optuna.importance.get_param_importances(study)
+            # With several objectives, importance for the first: validation accuracy.
+            target = (lambda t: t.values[0]) if len(study.directions) > 1 else None
+            importances = optuna.importance.get_param_importances(study, target=target)
         except (ValueError, RuntimeError, ZeroDivisionError) as err:
             section.note = f"Optuna could not compute importances: {err}"
             return section
@@ -133,27 +137,41 @@ def _importances(study: optuna.Study, complete: list[FrozenTrial]) -> Section:
     return section
 
 
-def _pareto(table: pd.DataFrame) -> Section:
-    """Test accuracy against parameter count; the front holds trials no smaller model beats."""
-    section = Section("pareto", "Test accuracy against parameter count (Pareto front in red)")
-    rows = table.dropna(subset=["test_accuracy", "n_params"]).sort_values(["n_params", "test_accuracy"],
-                                                                           ascending=[True, False])
-    if rows.empty:
-        section.note = "No trial has a test accuracy yet."
+def _pareto(study: optuna.Study, complete: list[FrozenTrial]) -> Section:
+    """Validation accuracy against parameter count, the search's own measure: the front holds the
+    trials no smaller model beats (a multi-objective study's own Pareto set), baselines marked on it."""
+    section = Section("pareto", "Validation accuracy against parameter count (Pareto front in red, baselines as "
+                                "triangles)")
+    rows = sorted((r for r in map(record.read, complete) if r.n_params and r.confirm_of is None),
+                  key=lambda r: (r.n_params, -r.val_accuracy))
+    if not rows:
+        section.note = "No trial has completed yet."
         return section
-    front, best = [], -1.0
-    for row in rows.itertuples():
-        if row.test_accuracy > best:
-            front.append(row)
-            best = row.test_accuracy
+    if len(study.directions) > 1:
+        numbers = {t.number for t in study.best_trials}
+        front = [r for r in rows if r.number in numbers]
+    else:
+        front, best = [], -1.0
+        for row in rows:
+            if row.val_accuracy > best:
+                front.append(row)
+                best = row.val_accuracy
     fig, ax = _figure(7, 4)
-    ax.scatter(rows["n_params"].astype(float), rows["test_accuracy"], s=18, color="tab:grey", label="trial")
-    ax.step([float(r.n_params) for r in front], [r.test_accuracy for r in front], where="post", color="tab:red",
+    ax.scatter([float(r.n_params or 0) for r in rows], [r.val_accuracy for r in rows], s=18, color="tab:grey",
+               label="trial")
+    ax.step([float(r.n_params or 0) for r in front], [r.val_accuracy for r in front], where="post", color="tab:red",
             marker="o", label="Pareto front")
     for row in front:
-        ax.annotate(f"#{row.trial}", (float(row.n_params), row.test_accuracy), textcoords="offset points",
+        ax.annotate(f"#{row.number}", (float(row.n_params or 0), row.val_accuracy), textcoords="offset points",
                     xytext=(4, -10), fontsize=8, color="tab:red")
-    ax.set(xscale="log", xlabel="parameters (log scale)", ylabel="test accuracy")
+    baselines = [r for r in rows if r.baseline]
+    if baselines:
+        ax.scatter([float(r.n_params or 0) for r in baselines], [r.val_accuracy for r in baselines], s=60,
+                   marker="^", color="tab:cyan", edgecolor="black", label="baseline", zorder=3)
+        for row in baselines:
+            ax.annotate(row.baseline.split()[0], (float(row.n_params or 0), row.val_accuracy),
+                        textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set(xscale="log", xlabel="parameters (log scale)", ylabel="validation accuracy")
     ax.legend(loc="lower right")
     section.png = _png(fig)
     return section
@@ -237,10 +255,27 @@ def _best_kept(study_dir: Path) -> list[Section]:
     return [matrix, mistakes]
 
 
-def _answer(study: optuna.Study, table: pd.DataFrame) -> list[str]:
+def _answer(study: optuna.Study, table: pd.DataFrame, study_dir: Path) -> list[str]:
     """The page's first section, as paragraphs: the model to ship and how good it is, with its spread,
     against the best baseline; the confirmed winner when `confirm` has run, else the trial chosen by
-    validation accuracy."""
+    validation accuracy; and each exported ensemble against its members."""
+    return [*_chosen(study, table), *_ensembles(study_dir)]
+
+
+def _ensembles(study_dir: Path) -> list[str]:
+    lines = []
+    for card_file in sorted((study_dir / "export").glob("ensemble-*/model_card.json")):
+        card = json.loads(card_file.read_text())
+        members = card.get("members") or []
+        best = max((m["test_accuracy"] for m in members), default=math.nan)
+        lines.append(f"Exported top-{len(members)} ensemble ({card_file.parent.name}): test accuracy "
+                     f"{_percent(card['test_accuracy'])}, against {_percent(best)} for its best single member and "
+                     f"{_percent(members[0]['test_accuracy']) if members else '-'} for its first by validation; "
+                     f"{card['n_params']:,} parameters in all.")
+    return lines
+
+
+def _chosen(study: optuna.Study, table: pd.DataFrame) -> list[str]:
     from search import confirm
 
     found = confirm.summary(study)
@@ -274,7 +309,7 @@ def _percent(value: float) -> str:
     return "-" if pd.isna(value) else f"{100 * value:.2f}%"
 
 
-def _html(study: optuna.Study, table: pd.DataFrame, sections: list[Section]) -> str:
+def _html(study: optuna.Study, table: pd.DataFrame, sections: list[Section], study_dir: Path) -> str:
     states = table["state"].value_counts()
     summary = (f"{len(table)} finished trials ({', '.join(f'{n} {s}' for s, n in states.items())}); "
                f"data set {study.user_attrs.get(StudyAttr.DATASET, '?')}; written {datetime.now():%Y-%m-%d %H:%M}.")
@@ -284,7 +319,7 @@ def _html(study: optuna.Study, table: pd.DataFrame, sections: list[Section]) -> 
                           formatters=formatters)
     parts = [f"<h1>Study {html.escape(study.study_name)}</h1>", f"<p>{html.escape(summary)}</p>",
              '<section id="answer"><h2>The answer</h2>',
-             *(f"<p>{html.escape(line)}</p>" for line in _answer(study, table)), "</section>"]
+             *(f"<p>{html.escape(line)}</p>" for line in _answer(study, table, study_dir)), "</section>"]
     for section in sections:
         parts.append(f'<section id="{section.name}"><h2>{html.escape(section.title)}</h2>')
         if section.png is not None:

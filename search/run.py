@@ -60,6 +60,9 @@ class SearchOptions:
     precision: str | None = None  # auto, float32, bfloat16; None: the user's SEARCH_PRECISION or auto
     keep_top: int = 10
     deterministic: bool = False  # op determinism on one thread per worker: every trial replays exactly
+    objectives: str = "accuracy"  # or with params and/or latency: a multi-objective search, without pruning
+    max_params: int | None = None  # configs over these are rejected before training; the sampler learns it
+    max_latency_ms: float | None = None
     accept_space_change: bool = False  # resume a study whose space file changed, recording the change
     command: str = ""  # the command line that started it, recorded with kept trials and model cards
     debug: bool = False
@@ -106,13 +109,13 @@ def run_search(options: SearchOptions, console: Console) -> int:
     or time runs out, or Ctrl-C; returns an exit code (errors.EXIT_*). Bad input raises `InputError`
     before anything is written."""
     started = time.monotonic()
-    precision = _check(options)
+    precision, goals = _check(options)
     space = load_space(options.space_file)
     if options.engine == "keras-tuner":
         tuner_space.check_space(space, options.tuner or "hyperband", options.epochs)
     name = study.study_name(space, options.study)
     location = study.storage_url(name, options.storage, Path(options.results))
-    sampler, pruner = options.sampler or "tpe", options.pruner or "median"
+    sampler, pruner = options.sampler or "tpe", options.pruner or ("median" if len(goals) == 1 else "none")
     if options.engine == "optuna":
         study.make_sampler(sampler, 0)  # a bad --sampler or --pruner stops here, before anything is written
         study.make_pruner(pruner)
@@ -120,10 +123,11 @@ def run_search(options: SearchOptions, console: Console) -> int:
     label = (kerastuner.engine_label(options.tuner or "hyperband") if options.engine == "keras-tuner"
              else study.engine_label(sampler, pruner))
     study.check_engine(location, name, label)
+    study.check_objectives(location, name, goals)
     if options.engine == "keras-tuner":
         return _run_keras_tuner(options, console, space, name, location, data, label, started)
 
-    opened = study.open_study(name, location, sampler, pruner, options.seed)
+    opened = study.open_study(name, location, sampler, pruner, options.seed, goals=goals)
     study.check_space(opened, space, options.accept_space_change)
     study.check_dataset(opened, data)
     study.note_engine(opened, label)
@@ -134,13 +138,18 @@ def run_search(options: SearchOptions, console: Console) -> int:
         data_path=options.data, train_size=options.train_size, epochs=options.epochs, budget=options.trials,
         sampler=sampler, pruner=pruner, timeout=options.timeout, trial_timeout=options.trial_timeout,
         results=options.results, keep=options.keep_top, command=options.command, debug=options.debug,
-        max_trials=options.recycle_after, precision=precision, deterministic=options.deterministic)
+        max_trials=options.recycle_after, precision=precision, deterministic=options.deterministic,
+        objectives=goals, max_params=options.max_params, max_latency_ms=options.max_latency_ms)
     # Threads and precision belong to each machine (a joining worker picks its own).
     settings = {k: v for k, v in vars(spec).items() if k not in ("worker", "threads", "debug", "precision")}
     study.save_settings(opened, {**settings, "space_source": Path(spec.space_file).read_text()})
     study.enqueue_baselines(opened, space)
+    limits = [f"at most {limit:,} {unit}" for limit, unit in ((options.max_params, "parameters"),
+                                                             (options.max_latency_ms, "ms a digit")) if limit]
     header = (f"study [bold]{name}[/] in {storage.redact(location)}: {{done}} of {options.trials} trials done; "
-              f"{_split(data)}" + (f"; {count} workers" if count > 1 else "") + _precision_note(precision))
+              f"{_split(data)}" + (f"; {count} workers" if count > 1 else "") + _precision_note(precision)
+              + (f"; objectives {', '.join(goals)}, no pruning (Optuna prunes only one objective)" if len(goals) > 1
+                 else "") + (f"; {', '.join(limits)}" if limits else ""))
 
     def go(progress: Progress) -> int:
         outcome = workers.run_local(spec, count, on_trial=progress, say=console.print, on_epoch=progress.epoch)
@@ -217,12 +226,18 @@ def _confirmations(trial: optuna.trial.FrozenTrial) -> bool:
     return record.confirmation(trial) and record.finished(trial)
 
 
-def _check(options: SearchOptions) -> str:
-    """Every option that can be checked without the space file or the data; returns the precision setting."""
+def _check(options: SearchOptions) -> tuple[str, tuple[str, ...]]:
+    """Every option that can be checked without the space file or the data; returns the precision setting
+    and the objectives."""
     for value, flag in ((options.trials, "--trials"), (options.timeout, "--timeout"), (options.epochs, "--epochs"),
                         (options.top, "--top"), (options.workers, "--workers"),
-                        (options.trial_timeout, "--trial-timeout"), (options.recycle_after, "--recycle-after")):
+                        (options.trial_timeout, "--trial-timeout"), (options.recycle_after, "--recycle-after"),
+                        (options.max_params, "--max-params"), (options.max_latency_ms, "--max-latency-ms")):
         positive(value, flag)
+    goals = study.objectives(options.objectives)
+    if len(goals) > 1 and options.pruner not in (None, "none"):
+        raise InputError(f"--pruner {options.pruner}: Optuna cannot prune a study with several objectives "
+                         f"(--objectives {options.objectives}); leave --pruner out")
     if options.keep_top < 0:
         raise InputError(f"--keep-top {options.keep_top}: must be >= 0")
     precision = precision_setting(options.precision)  # a bad SEARCH_PRECISION stops here too
@@ -238,7 +253,9 @@ def _check(options: SearchOptions) -> str:
             raise InputError("--accept-space-change: KerasTuner's project holds the space it began with; pass "
                              "--study NAME to search the changed space")
         kerastuner.check_options(options.tuner, options.sampler, options.pruner, options.workers, options.storage)
-    return precision
+        if len(goals) > 1 or options.max_params or options.max_latency_ms:
+            raise InputError("--objectives, --max-params and --max-latency-ms need --engine optuna")
+    return precision, goals
 
 
 def _run_keras_tuner(options: SearchOptions, console: Console, space: Space, name: str, location: str,

@@ -29,7 +29,9 @@ from search.record import Attr, StudyAttr
 from search.space import Space, changes, outline
 from search.trial import FailureGuard, Objective
 
-SAMPLERS = ("tpe", "random", "cmaes", "gp")
+SAMPLERS = ("tpe", "nsga2", "random", "cmaes", "gp")
+OBJECTIVES = {"accuracy": optuna.study.StudyDirection.MAXIMIZE, "params": optuna.study.StudyDirection.MINIMIZE,
+              "latency": optuna.study.StudyDirection.MINIMIZE}
 PRUNERS = ("median", "hyperband", "none")
 STARTUP_TRIALS = 5  # searched trials the median pruner waits for before judging any
 
@@ -79,6 +81,8 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
         # group=True keeps each conditional branch's parameters in their own model; constant_liar
         # stops parallel workers from proposing the same point while a trial is still running.
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True)
+    if name == "nsga2":  # the genetic multi-objective sampler (works with one objective too)
+        return optuna.samplers.NSGAIISampler(seed=seed)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "cmaes":
@@ -105,15 +109,27 @@ def make_pruner(name: str, baselines: int = 0) -> optuna.pruners.BasePruner:
     raise InputError(f"--pruner {name!r}: expected one of {', '.join(PRUNERS)}")
 
 
+def objectives(text: str) -> tuple[str, ...]:
+    """`--objectives accuracy,params`: the names, accuracy first, each once."""
+    names = tuple(part.strip() for part in text.split(","))
+    unknown = [name for name in names if name not in OBJECTIVES]
+    if unknown or len(set(names)) != len(names) or names[0] != "accuracy":
+        raise InputError(f"--objectives {text}: expected accuracy, then any of params and latency, each once "
+                         "(e.g. accuracy,params)")
+    return names
+
+
 def open_study(name: str, location: str, sampler: str = "tpe", pruner: str = "median",
-               seed: int | None = None, worker: int = 0) -> optuna.Study:
-    """Create the study or load it; the base seed is fixed at creation so resumes stay seeded."""
+               seed: int | None = None, worker: int = 0, goals: tuple[str, ...] = ("accuracy",)) -> optuna.Study:
+    """Create the study or load it; the base seed is fixed at creation so resumes stay seeded. `goals`
+    (a new study's objectives) set its directions."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     opened = storage.open_storage(location)
     try:  # load first: create_study(load_if_exists=True) appends a record to a journal even when it loads
         study = optuna.load_study(study_name=name, storage=opened)
     except KeyError:
-        study = optuna.create_study(study_name=name, storage=opened, direction="maximize")
+        study = optuna.create_study(study_name=name, storage=opened, directions=[OBJECTIVES[g] for g in goals])
+        study.set_user_attr(StudyAttr.OBJECTIVES, list(goals))
     if StudyAttr.SEED not in study.user_attrs:
         study.set_user_attr(StudyAttr.SEED, seed if seed is not None else random.randrange(2**31))
     base_seed = int(study.user_attrs[StudyAttr.SEED])
@@ -190,6 +206,20 @@ def param_prefix(study: optuna.Study) -> str:
     model the new space from the old one's trials anyway."""
     changed = len(study.user_attrs.get(StudyAttr.SPACE_CHANGES, []))
     return f"s{changed + 1}/" if changed else ""
+
+
+def check_objectives(location: str, name: str, goals: tuple[str, ...]) -> None:
+    """A study keeps the objectives it began with (Optuna fixes a study's directions at creation)."""
+    if not storage.exists(location):
+        return
+    try:
+        stored = optuna.load_study(study_name=name, storage=storage.open_storage(location))
+    except KeyError:
+        return
+    recorded = tuple(stored.user_attrs.get(StudyAttr.OBJECTIVES) or ("accuracy",))
+    if recorded != goals:
+        raise InputError(f"study {name!r} optimizes {','.join(recorded)}, this run asks for {','.join(goals)}: "
+                         "pass --study NAME to start another")
 
 
 def check_dataset(study: optuna.Study, data: Dataset) -> None:

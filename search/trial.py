@@ -28,6 +28,8 @@ from search.space import Space, sample
 
 # After this many failures in a row the space (or the machine) is broken, not one trial.
 MAX_CONSECUTIVE_FAILURES = 10
+# Configs over --max-params or --max-latency-ms cost no training, and the sampler learns from them.
+MAX_CONSECUTIVE_REJECTIONS = 200
 
 
 @dataclass
@@ -47,8 +49,11 @@ class Objective:
     budget: int | None = None  # the study's total trial budget, shared by all workers
     trial_timeout: float | None = None
     queued_only: bool = False  # run queued trials only (`confirm`): a trial the sampler would draw is not run
+    objectives: tuple[str, ...] = ("accuracy",)  # with "params", "latency": several objectives, no pruning
+    max_params: int | None = None  # a config over a limit is rejected before it trains
+    max_latency_ms: float | None = None
 
-    def __call__(self, trial: optuna.Trial) -> float:
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         # Anywhere in the trial, set-up and sampling included: else Optuna fails it without a reason,
         # which reads as a trial lost with a dead worker.
         try:
@@ -57,9 +62,9 @@ class Objective:
             record.write(trial, {Attr.INTERRUPTED: True, Attr.REASON: "interrupted"})
             raise
 
-    def _run(self, trial: optuna.Trial) -> float:
+    def _run(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         # TensorFlow loads only when a trial runs, so `show` and input errors stay instant.
-        from search import train
+        from search import models, train
 
         record.write(trial, self.machine.attrs())
         self._check_budget(trial)
@@ -68,21 +73,30 @@ class Objective:
         train.reset(seed)
         log = train.EpochLog()
         deadline = Deadline(self.trial_timeout)
-        n_params = result = test_accuracy = reason = None
+        n_params = result = test_accuracy = reason = latency = None
+        rejected = False
         try:
             model = train.training_model(config, self.machine.precision)
             n_params = int(model.count_params())
+            if self.max_latency_ms is not None or "latency" in self.objectives:
+                latency = models.latency_ms(models.build(config))  # the served build; weights do not matter
+            if over := self._limits(trial, n_params, latency):
+                rejected = True
+                reason = f"rejected before training: {over}"
+                raise optuna.TrialPruned(reason)
             # Baselines and confirm's trainings are references, never pruned: their epochs are only reported.
             callbacks = self._callbacks(trial, config, deadline, prune=searched)
             result = train.fit(model, config, self.data, callbacks=callbacks, log=log)
             deadline.check()
             test_accuracy = result.accuracy(self.data.test_images, self.data.test_labels)
+            latency = latency if latency is not None else models.latency_ms(result.model)
             if not record.confirmation(trial):  # a confirm training's model is one of S: the trial keeps its own
                 self._keep(trial, result, config, seed, test_accuracy)
-            return result.val_accuracy
+            figures = {"accuracy": result.val_accuracy, "params": float(n_params), "latency": latency}
+            return result.val_accuracy if len(self.objectives) == 1 else tuple(figures[o] for o in self.objectives)
         except optuna.TrialPruned:
-            reason = (f"pruned after epoch {len(log.val_history)}: val_accuracy {log.val_history[-1]:.4f} below "
-                      "the pruner's bar")
+            reason = reason or (f"pruned after epoch {len(log.val_history)}: val_accuracy {log.val_history[-1]:.4f} "
+                                "below the pruner's bar")
             raise
         except TrialFailed as err:
             reason = str(err)
@@ -92,7 +106,21 @@ class Objective:
             raise TrialFailed(reason) from err
         finally:
             record.write(trial, record.outcome(log.val_history, log.seconds, n_params,
-                                               result.best_epoch if result else None, test_accuracy, reason))
+                                               result.best_epoch if result else None, test_accuracy, reason,
+                                               latency_ms=latency, rejected=rejected))
+
+    def _limits(self, trial: optuna.Trial, n_params: int, latency: float | None) -> str:
+        """Tell the sampler how far the config is from --max-params and --max-latency-ms (Optuna's
+        constraints: feasible at 0 or below, so TPE learns to avoid the rest); what it is over, if any."""
+        over = []
+        for key, value, limit, unit in (("params", n_params, self.max_params, " parameters"),
+                                        ("latency", latency, self.max_latency_ms, " ms")):
+            if limit is None or value is None:
+                continue
+            trial.set_constraint(key, (value - limit) / limit)
+            if value > limit:
+                over.append(f"{value:,}{unit} over --max-{'params' if key == 'params' else 'latency-ms'} {limit:,}")
+        return "; ".join(over)
 
     def _what(self, trial: optuna.Trial) -> tuple[dict[str, Any], int, bool]:
         """The trial's config and seed, and whether it is a searched one: a baseline's config, a `confirm`
@@ -126,7 +154,10 @@ class Objective:
                    prune: bool) -> list[Any]:
         from search import schema, train
 
-        callbacks: list[Any] = [pruning_callback(trial, prune=prune), deadline.callback()]
+        # Optuna cannot prune, nor take intermediate values, with several objectives.
+        callbacks: list[Any] = [deadline.callback()]
+        if len(self.objectives) == 1:
+            callbacks.append(pruning_callback(trial, prune=prune))
         if self.on_epoch is not None:  # rounds, not epochs: a config that trains by steps has its own count
             rounds = train.plan(schema.resolve(config), len(self.data.train_images)).rounds
             callbacks.append(progress_callback(self.on_epoch, trial.number, rounds))
@@ -199,14 +230,23 @@ def pruning_callback(trial: optuna.Trial, prune: bool = True) -> Any:
 
 
 class FailureGuard:
-    """A study callback that stops the run after too many failed trials in a row."""
+    """A study callback that stops the run after too many failed trials in a row, or too many configs
+    in a row rejected by --max-params or --max-latency-ms (the space can hardly meet them)."""
 
     def __init__(self, limit: int = MAX_CONSECUTIVE_FAILURES) -> None:
         self.limit = limit
-        self.streak = 0
+        self.streak = self.rejected = 0
         self.tripped: str | None = None
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if trial.user_attrs.get(Attr.REJECTED):
+            self.rejected += 1
+            if self.rejected >= MAX_CONSECUTIVE_REJECTIONS:
+                self.tripped = (f"{self.rejected} configs in a row were over the limits; last: "
+                                f"{record.read(trial).reason}: narrow the space or raise the limit")
+                study.stop()
+            return
+        self.rejected = 0
         if any(trial.user_attrs.get(flag) for flag in record.EXCLUDED):
             return
         if trial.state != TrialState.FAIL:

@@ -63,6 +63,9 @@ class WorkerSpec:
     precision: str | None = None  # None: SEARCH_PRECISION or auto (search.runtime.precision_wanted)
     deterministic: bool = False  # TensorFlow's op determinism on one thread (run --deterministic)
     queued_only: bool = False  # run the queued trials, sample none (confirm)
+    objectives: tuple[str, ...] = ("accuracy",)
+    max_params: int | None = None
+    max_latency_ms: float | None = None
 
     @classmethod
     def joining(cls, settings: dict[str, Any], **here: Any) -> WorkerSpec:
@@ -102,7 +105,9 @@ def work(spec: WorkerSpec, callbacks: list[Callable[[optuna.Study, FrozenTrial],
             objective = Objective(space, data, spec.epochs, int(opened.user_attrs[StudyAttr.SEED]), machine,
                                   param_prefix=studies.param_prefix(opened), on_epoch=on_epoch,
                                   study_dir=Path(spec.results) / spec.study, keep=spec.keep, command=spec.command,
-                                  budget=spec.budget, trial_timeout=spec.trial_timeout, queued_only=spec.queued_only)
+                                  budget=spec.budget, trial_timeout=spec.trial_timeout, queued_only=spec.queued_only,
+                                  objectives=tuple(spec.objectives), max_params=spec.max_params,
+                                  max_latency_ms=spec.max_latency_ms)
             guard = studies.optimize(opened, objective, spec.timeout, callbacks or [], spec.max_trials)
         except KeyboardInterrupt:
             return EXIT_INTERRUPTED

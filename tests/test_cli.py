@@ -43,7 +43,7 @@ def test_run_and_worker_parse_into_the_python_api_field_for_field() -> None:
 
 BAD_RUNS = [
     (["--trials", "0"], "--trials 0: must be > 0"),
-    (["--sampler", "bogus"], "--sampler 'bogus': expected one of tpe, random, cmaes, gp"),
+    (["--sampler", "bogus"], "--sampler 'bogus': expected one of tpe, nsga2, random, cmaes, gp"),
     (["--pruner", "bogus"], "--pruner 'bogus': expected one of median, hyperband, none"),
     (["--storage", "not a url"], "--storage 'not a url': expected a journal file path ending in .log"),
     (["--storage", "postgresql://ann:s3cret@127.0.0.1:1/none"], "--storage postgresql://ann:***@127.0.0.1:1/none: cannot open"),
@@ -90,6 +90,13 @@ BAD_OPTIONS = [
     (["--engine", "keras-tuner", "--sampler", "tpe"], "--sampler tpe: an Optuna option"),
     (["--engine", "keras-tuner", "--pruner", "median"], "--pruner median: an Optuna option"),
     (["--engine", "keras-tuner", "--workers", "2"], "--workers 2: --engine keras-tuner runs one trial at a time"),
+    (["--max-params", "0"], "--max-params 0: must be > 0"),
+    (["--max-latency-ms", "-1"], "--max-latency-ms -1.0: must be > 0"),
+    (["--objectives", "accuracy,foo"], "--objectives accuracy,foo: expected accuracy, then any of params and latency"),
+    (["--objectives", "params"], "--objectives params: expected accuracy, then"),
+    (["--objectives", "accuracy,params", "--pruner", "median"],
+     "--pruner median: Optuna cannot prune a study with several objectives (--objectives accuracy,params)"),
+    (["--engine", "keras-tuner", "--max-params", "100"], "--objectives, --max-params and --max-latency-ms need"),
     (["--engine", "keras-tuner", "--storage", "postgresql://ann:s3cret@127.0.0.1:1/none"],
      "--storage postgresql://ann:***@127.0.0.1:1/none: --engine keras-tuner keeps its state in"),
 ]
@@ -159,3 +166,17 @@ def test_results_naming_a_file_is_refused_in_one_line(write_space, tmp_path: Pat
         assert main([*argv, "--results", str(results)]) == 2
         assert capsys.readouterr().err == f"error: --results {results}: is a file; give a folder\n"
     assert results.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--ensemble", "0"], "--ensemble 0: must be > 0"),
+    (["--ensemble", "4"], "--ensemble 4: only 3 kept trials to average (keep more with --keep-top)"),
+    (["--ensemble", "2", "--trial", "1"], "--ensemble 2: it takes the best kept trials itself; drop --trial"),
+])
+def test_a_bad_ensemble_is_one_line_and_writes_nothing(finished_study: Path, capsys, argv: list[str],
+                                                       message: str) -> None:
+    before = sorted(p.name for p in (finished_study / "small").iterdir())
+    assert main(["export", "small", *argv, "--results", str(finished_study)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {message}"), err
+    assert sorted(p.name for p in (finished_study / "small").iterdir()) == before

@@ -248,3 +248,37 @@ def test_full_train_retrains_on_all_60000_images_and_tests_once(finished_study: 
                                          f"{best_epoch} epochs")
     assert card["test_accuracy"] > 0.85 and abs(card["tflite_test_accuracy"] - card["test_accuracy"]) <= 0.005
     assert "none held out" in (folder / "model_card.md").read_text()
+
+
+ENSEMBLE_RELOAD = """
+import json, sys
+import numpy as np, keras
+assert "search" not in sys.modules
+from ai_edge_litert.interpreter import Interpreter
+folder, images, labels = sys.argv[1], np.load(sys.argv[2]), np.load(sys.argv[3])
+model = keras.models.load_model(f"{folder}/model.keras")
+runner = Interpreter(f"{folder}/model.tflite").get_signature_runner("serving_default")
+tflite = np.concatenate([runner(images=images[s:s + 1000])["probabilities"] for s in range(0, len(images), 1000)])
+print(json.dumps({"keras": float(np.mean(model.predict(images, batch_size=1000, verbose=0).argmax(1) == labels)),
+                  "tflite": float(np.mean(tflite.argmax(1) == labels)), "layers": len(model.layers)}))
+"""
+
+
+def test_an_ensemble_export_reloads_without_search_at_its_cards_accuracy(finished_study: Path, small_mnist,
+                                                                        tmp_path: Path) -> None:
+    kept = artifacts.kept(finished_study / "small")
+    folder = export(finished_study / "small", ensemble=2, out=tmp_path / "ensemble")
+    card = json.loads((folder / "model_card.json").read_text())
+    assert [m["trial"] for m in card["members"]] == [r["trial"] for r in kept[:2]]  # the best two by validation
+    assert [m["test_accuracy"] for m in card["members"]] == [r["test_accuracy"] for r in kept[:2]]
+    assert card["n_params"] == sum(r["n_params"] for r in kept[:2])
+    np.save(tmp_path / "images.npy", small_mnist.test_images)
+    np.save(tmp_path / "labels.npy", small_mnist.test_labels)
+    reload = subprocess.run([sys.executable, "-c", ENSEMBLE_RELOAD, str(folder), str(tmp_path / "images.npy"),
+                             str(tmp_path / "labels.npy")], capture_output=True, text=True, cwd=tmp_path,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"})
+    assert reload.returncode == 0, reload.stderr
+    scores = json.loads(reload.stdout.strip().splitlines()[-1])
+    assert scores["keras"] == card["test_accuracy"] and scores["tflite"] == card["tflite_test_accuracy"]
+    assert scores["layers"] == 1 + 2 + 1  # the input, one nested model per member, their average
+    assert "the average of 2 models" in (folder / "model_card.md").read_text()

@@ -408,7 +408,7 @@ def test_only_png_jpeg_and_bmp_are_read_by_content_not_name(
     with pytest.raises(SystemExit):
         main(["predict", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
-    assert "PNG, JPEG or BMP files (by content, not name), any colour mode, up to 89 megapixels" in help_text
+    assert "PNG, JPEG or BMP files, any colour mode, up to 89 megapixels" in help_text
 
 
 def test_very_large_images_are_refused_in_one_line_without_pillows_warning(
