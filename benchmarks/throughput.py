@@ -231,6 +231,7 @@ def keras_tuner_rate(config: dict[str, Any], dataset: data.Dataset, images: int,
     y = dataset.train_labels[:images]
     clock = TrainClock("keras-tuner")
     keras.utils.set_random_seed(0)
+
     class RandomSearch(keras_tuner.RandomSearch):  # type: ignore[misc]
         def _configure_tensorboard_dir(self, *args: Any, **kwargs: Any) -> None:
             pass  # stock KerasTuner imports tensorboard here for every trial; nothing uses it

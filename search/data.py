@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from search.errors import DataError
+from search.errors import DataError, one_line
 
 DATASETS = ("mnist", "fashion-mnist")
 TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
@@ -126,7 +126,7 @@ def _read_idx_folder(folder: Path) -> tuple[dict[str, np.ndarray], dict[str, str
             raw = file.read_bytes()
             data = gzip.decompress(raw) if file.suffix == ".gz" else raw
         except (OSError, EOFError, zlib.error) as exc:
-            raise DataError(f"{file}: cannot read: {_one_line(exc)}") from exc
+            raise DataError(f"{file}: cannot read: {one_line(exc)}") from exc
         arrays[name], sources[name] = _parse_idx(data, str(file)), str(file)
     return arrays, sources
 
@@ -141,7 +141,7 @@ def _read_npz(file: Path) -> dict[str, np.ndarray]:
                 raise DataError(f"{file}: no array {', '.join(missing)}; need all four of {wanted}")
             return {name: npz[key] for name, key in keys.items()}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{file}: not a readable .npz: {_one_line(exc)}") from exc
+        raise DataError(f"{file}: not a readable .npz: {one_line(exc)}") from exc
 
 
 def _read_zarr_zip(file: Path) -> dict[str, np.ndarray]:
@@ -151,7 +151,7 @@ def _read_zarr_zip(file: Path) -> dict[str, np.ndarray]:
         with zipfile.ZipFile(file) as archive:
             return {name: _read_zarr_array(archive, name) for name in ARRAYS}
     except (OSError, KeyError, ValueError, RuntimeError, TypeError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{file}: not a readable MNIST zarr zip: {_one_line(exc)}") from exc
+        raise DataError(f"{file}: not a readable MNIST zarr zip: {one_line(exc)}") from exc
 
 
 def _read_zarr_array(archive: zipfile.ZipFile, name: str) -> np.ndarray:
@@ -171,11 +171,6 @@ def _read_zarr_array(archive: zipfile.ZipFile, name: str) -> np.ndarray:
         Blosc().decode(chunk, out=buffer[i * rows : (i + 1) * rows])
     buffer.setflags(write=False)  # else a view of it could be made writeable again
     return buffer[: shape[0]]
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def _verify(dataset: str, arrays: dict[str, np.ndarray], sources: dict[str, str]) -> str:

@@ -41,3 +41,14 @@ class DataError(InputError):
 
 class TrialFailed(SearchError):
     """This trial cannot go on (unbuildable config, NaN loss, ...); the search continues."""
+
+
+def first_line(err: BaseException) -> str:
+    """An exception's first line of text, or its type's name when it has none."""
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
+def one_line(err: BaseException) -> str:
+    """An exception as one line for a message: its type, and its first line of text if it has one."""
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__

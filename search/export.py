@@ -26,7 +26,7 @@ import optuna
 import tensorflow as tf
 
 from search import artifacts, data, leaderboard, models, schema, train
-from search.errors import DataError, InputError
+from search.errors import DataError, InputError, one_line
 from search.serving import (
     BATCH,
     CARD_JSON,
@@ -163,7 +163,7 @@ def _kept(record: dict[str, Any], dataset: data.Dataset) -> keras.Model:
     try:
         model, _ = artifacts.load_model(folder)
     except Exception as err:  # a damaged h5 file raises OSError, a mismatched one ValueError
-        raise InputError(f"{folder}: cannot rebuild the model from its kept files: {_one_line(err)}") from err
+        raise InputError(f"{folder}: cannot rebuild the model from its kept files: {one_line(err)}") from err
     test_accuracy = train.evaluate(model, dataset.test_images, dataset.test_labels)
     if test_accuracy != record["test_accuracy"]:
         raise InputError(f"{folder}: the kept weights score test accuracy {test_accuracy} but the trial "
@@ -284,16 +284,18 @@ def markdown(card: dict[str, Any]) -> str:
         ("chosen as", card.get("chosen", "")),
         ("trained on", card.get("trained_on", "")),
         ("parameters", f"{card['n_params']:,}"),
-        ("seed", str(card["seed"])),
+        ("seed", str(card["seed"]) if card["seed"] is not None else "each member's own"),
         ("data set", f"{data.TITLES.get(dataset['name'], dataset['name'])}, checksum `{dataset['checksum']}`"),
         ("command", f"`{card['command']}`" if card["command"] else "(not recorded)"),
         ("date", card["date"]),
         ("versions", ", ".join(f"{name} {version}" for name, version in versions.items())),
     ]
-    lines = [f"# {card['study']}, trial {card['trial']}{baseline}", "", "| | |", "|---|---|"]
+    what = card["trial"] if isinstance(card["trial"], str) else f"trial {card['trial']}"  # or "ensemble of ..."
+    lines = [f"# {card['study']}, {what}{baseline}", "", "| | |", "|---|---|"]
     lines += [f"| {key} | {value} |" for key, value in rows]
-    lines += ["", "## Hyperparameters", "", "| key | value |", "|---|---|"]
-    lines += [f"| {key} | `{json.dumps(value)}` |" for key, value in config.items()]
+    if config:
+        lines += ["", "## Hyperparameters", "", "| key | value |", "|---|---|"]
+        lines += [f"| {key} | `{json.dumps(value)}` |" for key, value in config.items()]
     lines += ["", "## Files", "", "| file | bytes |", "|---|---|"]
     lines += [f"| `{name}` | {size:,} |" for name, size in card["files"].items()]
     lines += ["", f"Each takes raw 28x28 uint8 images and returns ten class probabilities "
@@ -310,8 +312,3 @@ def _size(path: Path) -> int:
     if path.is_dir():
         return sum(file.stat().st_size for file in path.rglob("*") if file.is_file())
     return path.stat().st_size
-
-
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__

@@ -17,18 +17,14 @@ import math
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from rich.table import Table
 from rich.text import Text
 
-from search.errors import InputError
-from search.serving import BATCH, Classifier, first_line
-
-if TYPE_CHECKING:
-    pass
+from search.errors import InputError, first_line
+from search.serving import BATCH, Classifier
 
 FORMATS = ("PNG", "JPEG", "MPO", "BMP")  # MPO: a phone's JPEG with a second picture, named apart by Pillow
 READS = "predict reads PNG, JPEG or BMP"

@@ -20,6 +20,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from search.errors import one_line
+
 HOST = socket.gethostname()
 
 
@@ -127,8 +129,7 @@ def write(trial: optuna.Trial, values: Mapping[Attr, Any]) -> None:
 
 def reason_of(err: BaseException) -> str:
     """One line for a trial that raised: its type and first line, at most 300 characters."""
-    text = str(err).strip()
-    return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"[:300]
+    return one_line(err)[:300]
 
 
 def confirmation(trial: FrozenTrial | optuna.Trial) -> bool:

@@ -203,9 +203,9 @@ def _curves(table: pd.DataFrame, trials: dict[int, FrozenTrial]) -> Section:
 
 
 def _best_kept(study_dir: Path) -> list[Section]:
-    """Confusion matrix and the surest mistakes of the best kept trial, rerun on its test set."""
-    matrix = Section("confusion_matrix", "Confusion matrix of the best kept trial")
-    mistakes = Section("misclassified", "Misclassified test images of the best kept trial, surest first "
+    """Confusion matrix and the surest mistakes of the kept trial best by validation, rerun on the test set."""
+    matrix = Section("confusion_matrix", "Confusion matrix of the kept trial best by validation")
+    mistakes = Section("misclassified", "Misclassified test images of the kept trial best by validation, surest first "
                                         "(true -> predicted, confidence)")
     kept = artifacts.kept(study_dir)
     if not kept:
@@ -232,7 +232,7 @@ def _best_kept(study_dir: Path) -> list[Section]:
         ax.text(guess, true, str(count), ha="center", va="center", fontsize=7,
                 color="white" if count > counts.max() / 4 else "black")
     accuracy = float(np.mean(predicted == labels))
-    matrix.title = (f"Confusion matrix of trial {record['trial']}, the best kept one: test accuracy "
+    matrix.title = (f"Confusion matrix of trial {record['trial']}, the kept trial best by validation: test accuracy "
                     f"{accuracy:.4f} on {len(labels):,} images")
     ax.set(xticks=range(10), yticks=range(10), xlabel="predicted", ylabel="true",
            title=f"trial {record['trial']}: {accuracy:.4f} test accuracy")
@@ -240,7 +240,7 @@ def _best_kept(study_dir: Path) -> list[Section]:
     wrong = np.flatnonzero(predicted != labels)
     wrong = wrong[np.argsort(-probabilities[wrong, predicted[wrong]], kind="stable")][:MISTAKES]
     if not len(wrong):
-        mistakes.note = "The best kept trial classifies every test image correctly."
+        mistakes.note = "The kept trial best by validation classifies every test image correctly."
         return [matrix, mistakes]
     columns = 6
     fig = Figure(figsize=(7, 1.3 * -(-len(wrong) // columns)), layout="constrained")

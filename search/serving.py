@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from search.errors import InputError
+from search.errors import InputError, first_line
 from search.runtime import quiet_stderr, start_tensorflow
 
 if TYPE_CHECKING:
@@ -143,8 +143,3 @@ def load_keras(path: str | Path) -> keras.Model:
     if tuple(model.output_shape[1:]) != (10,) or np.prod(model.input_shape[1:]) != IMAGE_SIZE * IMAGE_SIZE:
         raise InputError(f"{file}: model maps {model.input_shape} to {model.output_shape}, want 28x28 -> 10")
     return model
-
-
-def first_line(err: BaseException) -> str:
-    """An exception's first line, or its type when it has no text."""
-    return (str(err).strip().splitlines() or [type(err).__name__])[0]

@@ -27,6 +27,7 @@ MAX_REPEAT = 32  # blocks a Repeat may hold: far past any useful depth, and a bo
 
 __all__ = ["Choice", "Constant", "Dimension", "Float", "Int", "Repeat", "Space", "load_space", "sample", "validate"]
 
+
 class Suggester(Protocol):
     """What sampling needs: an Optuna trial has exactly these methods."""
 

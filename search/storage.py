@@ -31,7 +31,7 @@ from optuna.storages.journal._file import get_lock_file
 from optuna.trial import FrozenTrial, TrialState
 
 from search import record
-from search.errors import InputError
+from search.errors import InputError, one_line
 from search.record import HOST, Attr
 
 JOURNAL = "journal.log"
@@ -103,7 +103,7 @@ def open_storage(location: str) -> BaseStorage:
             heartbeat_stale_trial_callback=_heartbeat_lost,
         )
     except Exception as err:  # bad driver, host down, wrong password: one line, password hidden
-        raise InputError(f"--storage {redact(location)}: cannot open: {redact(_first_line(err))}") from err
+        raise InputError(f"--storage {redact(location)}: cannot open: {redact(one_line(err))}") from err
 
 
 @dataclass(frozen=True)
@@ -184,11 +184,6 @@ def _readable(line: bytes) -> bool:
 
 def _heartbeat_lost(study: optuna.Study, trial: FrozenTrial) -> None:
     retry_lost(study, trial)  # Optuna failed it: its worker sent no heartbeat for GRACE_SECONDS
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 def exists(location: str) -> bool:

@@ -269,4 +269,3 @@ def optimize(study: optuna.Study, objective: Objective, timeout: float | None,
         study.optimize(objective, n_trials=todo, timeout=timeout, catch=(TrialFailed,),
                        callbacks=[guard, *callbacks], gc_after_trial=True)
     return guard
-

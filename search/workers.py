@@ -138,8 +138,8 @@ def _child(spec: WorkerSpec, events: Any, parent: int) -> None:
     from search.errors import InputError
 
     signal.signal(signal.SIGTERM, _interrupt)
-    _follow_parent(parent)
     try:
+        _follow_parent(parent)
         code = work(spec, callbacks=[_orphan_check(parent)], on_epoch=lambda *event: events.put(event))
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED

@@ -33,6 +33,17 @@ def small_mnist() -> data.Dataset:
     return data.load("mnist", train_size=2000)
 
 
+# A small searched MLP with one baseline: what the study, run and CLI tests search.
+SEARCH_SPACE = """
+SPACE = {
+    "model": "mlp",
+    "layers": Repeat(Int(1, 2), {"units": Int(32, 128, log=True)}),
+    "learning_rate": Float(1e-3, 1e-2, log=True),
+    "batch_size": 64,
+}
+BASELINES = {"tiny": {"model": "mlp", "layers": [{"units": 32}], "learning_rate": 3e-3, "batch_size": 64}}
+"""
+
 SMALL_SPACE = """
 from search.space import Choice, Float, Int, Repeat
 SPACE = {

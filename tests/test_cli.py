@@ -6,19 +6,10 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from conftest import SEARCH_SPACE as SPACE
 
 from search import run
 from search.cli import build_parser, main
-
-SPACE = """
-SPACE = {
-    "model": "mlp",
-    "layers": Repeat(Int(1, 2), {"units": Int(32, 128, log=True)}),
-    "learning_rate": Float(1e-3, 1e-2, log=True),
-    "batch_size": 64,
-}
-BASELINES = {"tiny": {"model": "mlp", "layers": [{"units": 32}], "learning_rate": 3e-3, "batch_size": 64}}
-"""
 
 
 def test_run_and_worker_parse_into_the_python_api_field_for_field() -> None:

@@ -70,8 +70,9 @@ def test_report_holds_leaderboard_and_every_figure_as_png(searched: tuple[optuna
     assert not re.search(r"https?://", page)  # self-contained: nothing to fetch
     assert not list(study_dir.rglob("*.partial"))
     best = artifacts.kept(study_dir)[0]
-    # The best kept trial, rebuilt from its weights, reproduces the test accuracy it recorded.
-    assert f"trial {best['trial']}, the best kept one: test accuracy {best['test_accuracy']:.4f} on 10,000" in page
+    # The kept trial best by validation, rebuilt from its weights, reproduces the test accuracy it recorded.
+    assert (f"trial {best['trial']}, the kept trial best by validation: test accuracy {best['test_accuracy']:.4f} "
+            "on 10,000") in page
 
 
 def test_report_of_a_running_study_without_kept_weights(searched: tuple[optuna.Study, Path], tmp_path: Path) -> None:

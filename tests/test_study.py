@@ -11,6 +11,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
+from conftest import SEARCH_SPACE as SPACE
 
 from search import train
 from search.cli import main
@@ -18,15 +19,6 @@ from search.record import counted
 from search.study import load_study
 
 QUICK = ["--epochs", "1", "--train-size", "2000", "--seed", "0", "--workers", "1"]  # one worker: repeatable
-SPACE = """
-SPACE = {
-    "model": "mlp",
-    "layers": Repeat(Int(1, 2), {"units": Int(32, 128, log=True)}),
-    "learning_rate": Float(1e-3, 1e-2, log=True),
-    "batch_size": 64,
-}
-BASELINES = {"tiny": {"model": "mlp", "layers": [{"units": 32}], "learning_rate": 3e-3, "batch_size": 64}}
-"""
 
 
 def trials(results: Path, name: str) -> list[optuna.trial.FrozenTrial]:
