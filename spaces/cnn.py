@@ -4,7 +4,8 @@
 
 S4 and (cut to 3 of its 29 epochs) S4 with batch norm, dropout and augmentation run first as
 baselines. Small batch-normalized CNNs, trained 12 epochs on randomly shifted and rotated digits
-with label smoothing and a one-cycle (warm-up, then cosine) schedule.
+with label smoothing and a one-cycle (warm-up, then cosine) schedule. Result (2-core CPU,
+docs/performance.md): 50 min; chosen by validation 99.52% test, top-5 ensemble (export --ensemble 5) 99.60%.
 """
 
 from search.baselines import baselines, shortened
