@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from search.errors import InputError
 from search.record import validation_order
 
 TRIALS = "trials"
@@ -75,6 +76,14 @@ def kept(study_dir: Path) -> list[dict[str, Any]]:
         data["path"] = str(record.parent)
         records.append(data)
     return sorted(records, key=lambda r: validation_order(r["val_accuracy"], r.get("n_params"), r["trial"]))
+
+
+def kept_or_refuse(study_dir: Path) -> list[dict[str, Any]]:
+    """`kept`, refusing a study that has none in one line."""
+    records = kept(study_dir)
+    if not records:
+        raise InputError(f"{study_dir}: no kept trials to export (a search keeps the best --keep-top trials)")
+    return records
 
 
 def prune(study_dir: Path, keep: int) -> None:

@@ -16,11 +16,12 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass
+from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
 
-from search import record
+from search import artifacts, record
 from search.errors import InputError
 from search.record import Attr, Record, StudyAttr
 
@@ -180,3 +181,18 @@ def _mean(values: list[float]) -> float:
 
 def _pct(value: float) -> str:
     return "-" if not math.isfinite(value) else f"{100 * value:.2f}%"
+
+
+def chosen(study_dir: Path, study: optuna.Study | None) -> tuple[int, str, str]:
+    """The model a study stands for when no trial is named (what `export` writes and the report shows):
+    its trial, a short name for it, and why it was chosen. The confirmed winner, else the kept trial with
+    the best validation accuracy, never by test accuracy, which is measured only to be reported."""
+    found = summary(study) if study is not None else None
+    if found is not None and found.winner.runs:
+        winner = found.winner
+        return winner.trial.number, "the confirmed winner", (
+            f"the confirmed winner: best mean validation accuracy over {len(winner.runs)} seeds (val "
+            f"{spread(winner.val)}, test {spread(winner.test)}) of {len(found.candidates)} "
+            f"configurations. {verdict(found)}")
+    return (int(artifacts.kept_or_refuse(study_dir)[0]["trial"]), "the kept trial best by validation",
+            "the kept trial with the best validation accuracy (no confirmation was run)")

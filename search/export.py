@@ -25,7 +25,7 @@ import numpy as np
 import optuna
 import tensorflow as tf
 
-from search import artifacts, data, leaderboard, models, schema, train
+from search import artifacts, confirm, data, leaderboard, models, schema, train
 from search.errors import DataError, InputError, one_line
 from search.serving import (
     BATCH,
@@ -54,7 +54,10 @@ def export(study_dir: Path, trial: int | None = None, out: Path | None = None, c
             raise InputError(f"--ensemble {ensemble}: it takes the best kept trials itself; drop --trial and "
                              "--full-train")
         return export_ensemble(study_dir, ensemble, out, command, study)
-    trial, chosen = _default(study_dir, study) if trial is None else (trial, f"trial {trial}, as asked (--trial)")
+    if trial is None:
+        trial, _, chosen = confirm.chosen(study_dir, study)
+    else:
+        chosen = f"trial {trial}, as asked (--trial)"
     if full_train and study is None:
         raise InputError("--full-train needs the study (its trials' records)")
     source = _source(study, trial) if full_train and study is not None else choose(study_dir, trial)
@@ -92,8 +95,6 @@ def export_ensemble(study_dir: Path, size: int, out: Path | None = None, command
     configurations in order of mean validation accuracy when `confirm` has run on `study`, else the best
     kept trials by validation accuracy. Each member must score exactly its recorded test accuracy; the
     ensemble's own test accuracy is measured once, here, and put on the card beside its members'."""
-    from search import confirm
-
     if size <= 0:
         raise InputError(f"--ensemble {size}: must be > 0")
     kept = artifacts.kept(study_dir)
@@ -101,7 +102,8 @@ def export_ensemble(study_dir: Path, size: int, out: Path | None = None, command
     order = [c.trial.number for c in found.candidates] if found is not None and found.winner.runs else []
     members = [r for n in order for r in kept if r["trial"] == n] or kept
     if size > len(members):
-        raise InputError(f"--ensemble {size}: only {len(members)} kept trials to average (keep more with --keep-top)")
+        which = "of the confirmed configurations have kept weights" if members is not kept else "kept trials to average"
+        raise InputError(f"--ensemble {size}: only {len(members)} {which} (keep more with --keep-top)")
     members = members[:size]
     out = out if out is not None else study_dir / "export" / f"ensemble-{size}"
     if out.exists() and not (out.is_dir() and ((out / CARD_JSON).is_file() or not any(out.iterdir()))):
@@ -137,24 +139,6 @@ def describe(out: Path) -> str:
     return (f"exported trial {card['trial']} of {card['study']} to {out}: test accuracy "
             f"{100 * card['test_accuracy']:.2f}% (.keras, SavedModel), {100 * card['tflite_test_accuracy']:.2f}% "
             f"(TFLite); {card['n_params']:,} parameters; chosen as {card['chosen']}{files}")
-
-
-def _default(study_dir: Path, study: optuna.Study | None) -> tuple[int, str]:
-    """The trial to export when none is named, and why: the confirmed winner, else the best kept trial
-    by validation accuracy (never by test accuracy, which is measured only to be reported)."""
-    from search import confirm
-
-    found = confirm.summary(study) if study is not None else None
-    if found is not None and found.winner.runs:
-        winner = found.winner
-        return winner.trial.number, (
-            f"the confirmed winner: best mean validation accuracy over {len(winner.runs)} seeds (val "
-            f"{confirm.spread(winner.val)}, test {confirm.spread(winner.test)}) of {len(found.candidates)} "
-            f"configurations. {confirm.verdict(found)}")
-    kept = artifacts.kept(study_dir)
-    if not kept:
-        raise InputError(f"{study_dir}: no kept trials to export (a search keeps the best --keep-top trials)")
-    return int(kept[0]["trial"]), "the kept trial with the best validation accuracy (no confirmation was run)"
 
 
 def _kept(record: dict[str, Any], dataset: data.Dataset) -> keras.Model:
@@ -204,13 +188,9 @@ def _train_full(source: dict[str, Any], dataset: data.Dataset) -> tuple[keras.Mo
                           f"{span}, seed {source['seed']}: no held-out validation, so no validation accuracy")
 
 
-def choose(study_dir: Path, trial: int | None) -> dict[str, Any]:
-    """The kept record of `trial`, or the best kept one when `trial` is None."""
-    kept = artifacts.kept(study_dir)
-    if not kept:
-        raise InputError(f"{study_dir}: no kept trials to export (a search keeps the best --keep-top trials)")
-    if trial is None:
-        return kept[0]
+def choose(study_dir: Path, trial: int) -> dict[str, Any]:
+    """The kept record of `trial`."""
+    kept = artifacts.kept_or_refuse(study_dir)
     for record in kept:
         if record["trial"] == trial:
             return record

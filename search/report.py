@@ -31,7 +31,7 @@ from matplotlib.figure import Figure  # the object API needs no pyplot and no gl
 from matplotlib.ticker import MaxNLocator
 from optuna.trial import FrozenTrial, TrialState
 
-from search import artifacts, leaderboard, record
+from search import artifacts, confirm, leaderboard, record
 from search.errors import InputError
 from search.record import StudyAttr
 
@@ -61,7 +61,7 @@ def write_report(study: optuna.Study, study_dir: Path) -> Path:
     complete = [t for t in trials.values() if t.state == TrialState.COMPLETE]
     changes = study.user_attrs.get(StudyAttr.SPACE_CHANGES, [])
     sections = [*_progress(complete, changes), _importances(study, complete), _pareto(study, complete),
-                _curves(table, trials), *_best_kept(study_dir)]
+                _curves(table, trials), *_chosen_model(study, study_dir)]
     figures = study_dir / "report"
     for section in sections:
         if section.png is not None:
@@ -137,11 +137,14 @@ def _importances(study: optuna.Study, complete: list[FrozenTrial]) -> Section:
     return section
 
 
+MARKERS = {"softmax": ("D", "softmax trial"), "cnn": ("s", "CNN trial")}  # dense trials: round
+
+
 def _pareto(study: optuna.Study, complete: list[FrozenTrial]) -> Section:
     """Validation accuracy against parameter count, the search's own measure: the front holds the
     trials no smaller model beats (a multi-objective study's own Pareto set), baselines marked on it."""
     section = Section("pareto", "Validation accuracy against parameter count (Pareto front in red, baselines as "
-                                "triangles)")
+                                "triangles; dense trials round, CNNs square, softmax regressions diamonds)")
     rows = sorted((r for r in map(record.read, complete) if r.n_params and r.confirm_of is None),
                   key=lambda r: (r.n_params, -r.val_accuracy))
     if not rows:
@@ -157,12 +160,20 @@ def _pareto(study: optuna.Study, complete: list[FrozenTrial]) -> Section:
                 front.append(row)
                 best = row.val_accuracy
     fig, ax = _figure(7, 4)
-    ax.scatter([float(r.n_params or 0) for r in rows], [r.val_accuracy for r in rows], s=18, color="tab:grey",
-               label="trial")
+    def kind(row: record.Record) -> tuple[str, str]:
+        return MARKERS.get(str(row.config.get("model")), ("o", "dense trial"))
+
+    kinds: dict[tuple[str, str], list[record.Record]] = {}  # a marker per kind of model
+    for row in rows:
+        kinds.setdefault(kind(row), []).append(row)
+    for (marker, label), of_kind in sorted(kinds.items()):
+        ax.scatter([float(r.n_params or 0) for r in of_kind], [r.val_accuracy for r in of_kind], s=18,
+                   marker=marker, color="tab:grey", label=label)
     ax.step([float(r.n_params or 0) for r in front], [r.val_accuracy for r in front], where="post", color="tab:red",
             marker="o", label="Pareto front")
     for row in front:
-        ax.annotate(f"#{row.number}", (float(row.n_params or 0), row.val_accuracy), textcoords="offset points",
+        name = f"#{row.number} {kind(row)[1].removesuffix(' trial')}"
+        ax.annotate(name, (float(row.n_params or 0), row.val_accuracy), textcoords="offset points",
                     xytext=(4, -10), fontsize=8, color="tab:red")
     baselines = [r for r in rows if r.baseline]
     if baselines:
@@ -202,25 +213,31 @@ def _curves(table: pd.DataFrame, trials: dict[int, FrozenTrial]) -> Section:
     return section
 
 
-def _best_kept(study_dir: Path) -> list[Section]:
-    """Confusion matrix and the surest mistakes of the kept trial best by validation, rerun on the test set."""
-    matrix = Section("confusion_matrix", "Confusion matrix of the kept trial best by validation")
-    mistakes = Section("misclassified", "Misclassified test images of the kept trial best by validation, surest first "
+def _chosen_model(study: optuna.Study, study_dir: Path) -> list[Section]:
+    """Confusion matrix and the surest mistakes of the model the study stands for (`confirm.chosen`: the
+    confirmed winner, else the kept trial best by validation), rerun on the test set."""
+    matrix = Section("confusion_matrix", "Confusion matrix of the chosen model")
+    mistakes = Section("misclassified", "Misclassified test images of the chosen model, surest first "
                                         "(true -> predicted, confidence)")
     kept = artifacts.kept(study_dir)
     if not kept:
         matrix.note = mistakes.note = f"No kept trial weights in {study_dir / artifacts.TRIALS}."
+        return [matrix, mistakes]
+    number, name, _ = confirm.chosen(study_dir, study)
+    folder = next((Path(r["path"]) for r in kept if r["trial"] == number), None)
+    if folder is None:  # say, a confirmed baseline that was not among the --keep-top best by validation
+        matrix.note = mistakes.note = f"Trial {number}, {name}, has no kept weights in {study_dir / artifacts.TRIALS}."
         return [matrix, mistakes]
     from search import data as datasets  # TensorFlow loads only when a model has to run
     from search.runtime import start_tensorflow
 
     try:
         start_tensorflow()
-        model, record = artifacts.load_model(Path(kept[0]["path"]))
+        model, record = artifacts.load_model(folder)
         data = datasets.load(record["dataset"])
         probabilities = model.predict(data.test_images, batch_size=1000, verbose=0)
     except (OSError, KeyError, ValueError, InputError) as err:  # e.g. pruned away by a running search
-        matrix.note = mistakes.note = f"Kept trial {kept[0]['trial']} could not be rerun: {err}"
+        matrix.note = mistakes.note = f"Kept trial {number} could not be rerun: {err}"
         return [matrix, mistakes]
     labels, predicted = data.test_labels, probabilities.argmax(axis=1)
     counts = np.zeros((10, 10), dtype=int)
@@ -232,15 +249,16 @@ def _best_kept(study_dir: Path) -> list[Section]:
         ax.text(guess, true, str(count), ha="center", va="center", fontsize=7,
                 color="white" if count > counts.max() / 4 else "black")
     accuracy = float(np.mean(predicted == labels))
-    matrix.title = (f"Confusion matrix of trial {record['trial']}, the kept trial best by validation: test accuracy "
-                    f"{accuracy:.4f} on {len(labels):,} images")
+    matrix.title = f"Confusion matrix of trial {number}, {name}: test accuracy {accuracy:.4f} on {len(labels):,} images"
+    mistakes.title = (f"Misclassified test images of trial {number}, {name}, surest first "
+                      "(true -> predicted, confidence)")
     ax.set(xticks=range(10), yticks=range(10), xlabel="predicted", ylabel="true",
-           title=f"trial {record['trial']}: {accuracy:.4f} test accuracy")
+           title=f"trial {number}: {accuracy:.4f} test accuracy")
     matrix.png = _png(fig)
     wrong = np.flatnonzero(predicted != labels)
     wrong = wrong[np.argsort(-probabilities[wrong, predicted[wrong]], kind="stable")][:MISTAKES]
     if not len(wrong):
-        mistakes.note = "The kept trial best by validation classifies every test image correctly."
+        mistakes.note = f"Trial {number} classifies every test image correctly."
         return [matrix, mistakes]
     columns = 6
     fig = Figure(figsize=(7, 1.3 * -(-len(wrong) // columns)), layout="constrained")
@@ -250,7 +268,7 @@ def _best_kept(study_dir: Path) -> list[Section]:
         ax.set_title(f"{labels[index]} -> {predicted[index]} ({probabilities[index, predicted[index]]:.0%})",
                      fontsize=8)
         ax.axis("off")
-    fig.suptitle(f"trial {record['trial']}: true -> predicted (confidence)", fontsize=10)
+    fig.suptitle(f"trial {number}: true -> predicted (confidence)", fontsize=10)
     mistakes.png = _png(fig)
     return [matrix, mistakes]
 
@@ -276,8 +294,6 @@ def _ensembles(study_dir: Path) -> list[str]:
 
 
 def _chosen(study: optuna.Study, table: pd.DataFrame) -> list[str]:
-    from search import confirm
-
     found = confirm.summary(study)
     if found is not None and found.winner.runs:
         lines = [f"Confirmed winner: {found.winner.name}, {leaderboard.describe(found.winner.trial.config)}: "

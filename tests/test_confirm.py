@@ -104,6 +104,10 @@ def test_confirm_adds_exactly_k_times_s_trainings_across_an_interruption(write_s
     assert main(["export", "confirmed", "--results", str(results), "--out", str(tmp_path / "winner")]) == 0
     card = json.loads((tmp_path / "winner" / "model_card.json").read_text())
     assert card["trial"] == found.winner.trial.number and card["chosen"].startswith("the confirmed winner")
+    # The report's confusion matrix is the confirmed winner's too.
+    assert main(["report", "confirmed", "--results", str(results)]) == 0
+    page = (results / "confirmed" / "report.html").read_text()
+    assert f"trial {found.winner.trial.number}, the confirmed winner: test accuracy" in page
 
 
 @pytest.mark.parametrize(("argv", "message"), [
