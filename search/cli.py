@@ -221,7 +221,8 @@ def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
     run.positive(args.top, "--top")
     opened, _ = _stored(args)
     table = leaderboard.select(every := leaderboard.frame(opened), args.sort, args.state, args.top)
-    title = f"{opened.study_name} ({leaderboard.engine(opened)}): {len(table)} trials, sorted by {args.sort}"
+    title = (f"{opened.study_name} ({leaderboard.engine(opened)}): {len(table)} of {len(every)} trials, "
+             f"sorted by {args.sort}")
     leaderboard.emit(table, args.format, console, title, notes=leaderboard.summary(opened, every))
     return EXIT_OK
 

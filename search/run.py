@@ -134,7 +134,7 @@ def run_search(options: SearchOptions, console: Console) -> int:
     folder = Path(options.results) / name
     count = options.workers or workers.default_count()
     spec = workers.WorkerSpec(
-        space_file=str(_copy_space(space, folder)), study=name, location=location, dataset=options.dataset,
+        space_file=str(_copy_space(space, folder, location)), study=name, location=location, dataset=options.dataset,
         data_path=options.data, train_size=options.train_size, epochs=options.epochs, budget=options.trials,
         sampler=sampler, pruner=pruner, timeout=options.timeout, trial_timeout=options.trial_timeout,
         results=options.results, keep=options.keep_top, command=options.command, debug=options.debug,
@@ -170,10 +170,10 @@ def join_search(options: JoinOptions, console: Console) -> int:
     if not settings:
         raise InputError(f"study {options.study!r} has no settings to join with: start it with `search run` first")
     folder = Path(options.results) / opened.study_name
-    space_file = _restore_space(folder, settings["space_source"])
+    location = study.storage_url(opened.study_name, options.storage, Path(options.results))
+    space_file = _restore_space(folder, settings["space_source"], location)
     spec = workers.WorkerSpec.joining(
-        settings, space_file=str(space_file), results=options.results, debug=options.debug,
-        location=study.storage_url(opened.study_name, options.storage, Path(options.results)),
+        settings, space_file=str(space_file), results=options.results, debug=options.debug, location=location,
         trial_timeout=options.trial_timeout or settings.get("trial_timeout"), max_trials=options.recycle_after,
         command=options.command, precision=precision)
     header = f"worker joining study {opened.study_name} ({spec.budget} trials in total, {{done}} done)"
@@ -199,11 +199,11 @@ def confirm_search(options: ConfirmOptions, console: Console) -> int:
                          "through Optuna's workers")
     _, total = confirm.queue(opened, options.top, options.seeds)
     folder = Path(options.results) / opened.study_name
-    space_file = _restore_space(folder, settings["space_source"])
+    location = study.storage_url(opened.study_name, options.storage, Path(options.results))
+    space_file = _restore_space(folder, settings["space_source"], location)
     spec = workers.WorkerSpec.joining(
         settings, space_file=str(space_file), results=options.results, debug=options.debug, queued_only=True,
-        location=study.storage_url(opened.study_name, options.storage, Path(options.results)),
-        max_trials=options.recycle_after, command=options.command, precision=precision)
+        location=location, max_trials=options.recycle_after, command=options.command, precision=precision)
     count = options.workers or workers.default_count()
     header = (f"confirming study [bold]{opened.study_name}[/]: {{done}} of {total} trainings done ({options.top} "
               f"configurations x {options.seeds} seeds)" + (f"; {count} workers" if count > 1 else ""))
@@ -268,7 +268,7 @@ def _run_keras_tuner(options: SearchOptions, console: Console, space: Space, nam
     study.check_dataset(opened, data)
     study.note_engine(opened, label)
     folder = Path(options.results) / name
-    _copy_space(space, folder)
+    _copy_space(space, folder, location)
     header = f"study [bold]{name}[/] ({label}) in {storage.redact(location)}: {{done}} of {options.trials} trials " \
              f"done; {_split(data)}"
     settings = kerastuner.Settings(
@@ -326,10 +326,10 @@ def _say_how_it_ended(opened: optuna.Study, console: Console, code: int,
     return code
 
 
-def _restore_space(folder: Path, source: str) -> Path:
+def _restore_space(folder: Path, source: str, location: str) -> Path:
     """The study's space file, as stored on the study, written into its results folder here (a worker on
     another machine has no copy) and validated as `run` validates it."""
-    folder.mkdir(parents=True, exist_ok=True)
+    storage.claim_folder(folder, location)
     space_file = folder / "space.py"
     if not space_file.is_file() or space_file.read_text() != source:
         space_file.write_text(source)
@@ -342,9 +342,9 @@ def _split(data: datasets.Dataset) -> str:
             f"{len(data.test_labels):,} test")
 
 
-def _copy_space(space: Space, folder: Path) -> Path:
+def _copy_space(space: Space, folder: Path, location: str) -> Path:
     """The results folder keeps the space file it was searched with (workers elsewhere get it too)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    storage.claim_folder(folder, location)
     copy = folder / "space.py"
     text = Path(space.source).read_text()
     if not copy.exists() or copy.read_text() != text:

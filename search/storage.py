@@ -19,6 +19,7 @@ import os
 import re
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -35,6 +36,7 @@ from search.errors import InputError, one_line
 from search.record import HOST, Attr
 
 JOURNAL = "journal.log"
+OWNER = "storage.txt"  # in a results folder: the storage its study is in
 HEARTBEAT_SECONDS = 10
 GRACE_SECONDS = 60  # a trial with no heartbeat for this long belongs to a dead worker
 ORPHAN_SECONDS = 60  # a RUNNING trial seen with no pid this long was never run (reap_dead)
@@ -79,6 +81,39 @@ def check_results(results: Path) -> None:
         raise InputError(f"--results {results}: is a file; give a folder")
 
 
+def _owner(folder: Path, location: str) -> str:
+    """How a results folder names the storage of its study: `journal.log` for the folder's own
+    journal, else the location, file paths absolute and any password hidden."""
+    if "://" not in location and Path(location).resolve() == (folder / JOURNAL).resolve():
+        return JOURNAL
+    if location.startswith("sqlite:///"):
+        return "sqlite:///" + str(Path(location.removeprefix("sqlite:///")).resolve())
+    return redact(location) if "://" in location else str(Path(location).resolve())
+
+
+def check_folder(folder: Path, location: str) -> None:
+    """A study's results folder (kept weights, exports, report) belongs to one storage: refuse a study
+    of the same name from another storage, whose trial numbers would clash with its files."""
+    marker, wanted = folder / OWNER, _owner(folder, location)
+    recorded = (marker.read_text().strip() if marker.is_file()
+                else JOURNAL if wanted != JOURNAL and (folder / JOURNAL).is_file() else wanted)
+    if recorded != wanted:
+        held = f"the journal {folder / JOURNAL}" if recorded == JOURNAL else recorded
+        raise InputError(f"{folder}: holds the files of study {folder.name!r} stored in {held}, not of the one in "
+                         f"{redact(location)}: pass --results DIR to keep the two apart")
+
+
+def claim_folder(folder: Path, location: str) -> None:
+    """Create a study's results folder, recording which storage it belongs to (see `check_folder`)."""
+    check_folder(folder, location)
+    folder.mkdir(parents=True, exist_ok=True)
+    marker = folder / OWNER
+    if not marker.is_file():
+        staging = marker.with_name(f".{OWNER}-{os.getpid()}")
+        staging.write_text(_owner(folder, location) + "\n")
+        staging.replace(marker)
+
+
 def open_storage(location: str) -> BaseStorage:
     """The Optuna storage for a journal file path or a database URL. A journal is checked and, if its
     last record was cut short, repaired first (`repair_journal`)."""
@@ -94,6 +129,8 @@ def open_storage(location: str) -> BaseStorage:
         return journal
     if location.startswith("sqlite:///"):
         Path(location.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    # Optuna marks heartbeats experimental and warns in two lines on every open.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     try:
         return RDBStorage(
             location,

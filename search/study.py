@@ -49,8 +49,9 @@ def storage_url(name: str, location: str | None = None, results: Path = Path("re
     storage.check_results(results)
     if location:
         storage.check_given(location)
-        return location
-    return storage.default_location(results, name)
+    location = location or storage.default_location(results, name)
+    storage.check_folder(results / name, location)
+    return location
 
 
 def locate(study_or_space: str, results: Path = Path("results"), location: str | None = None

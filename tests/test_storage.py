@@ -113,3 +113,32 @@ def test_a_storage_path_under_a_missing_folder_is_refused(tmp_path: Path, given:
         storage_url("s", given.format(tmp=tmp_path), tmp_path / "results")
     assert str(caught.value).startswith(message.format(tmp=tmp_path))
     assert not (tmp_path / "missing").exists()
+
+
+def test_a_results_folder_belongs_to_the_storage_of_its_study(finished_study: Path, tmp_path: Path,
+                                                              capsys) -> None:
+    journal = journal_copy(finished_study, tmp_path)
+    results, folder = journal.parent.parent, journal.parent
+    assert (folder / storage.OWNER).read_text() == "journal.log\n"  # run recorded it
+    database = tmp_path / "small.db"
+    before = {path: path.stat().st_mtime_ns for path in folder.rglob("*")}
+
+    # A study of the same name in another storage would mix its trials' kept weights, exports and
+    # report with this one's: every command refuses it in one line, before anything is written.
+    for command in (["leaderboard", "small"], ["report", "small"], ["export", "small"],
+                    ["run", str(folder / "space.py"), "--study", "small", "--trials", "6"]):
+        assert main([*command, "--results", str(results), "--storage", f"sqlite:///{database}"]) == 2
+        err = capsys.readouterr().err
+        assert err == (f"error: {folder}: holds the files of study 'small' stored in the journal {journal}, not of "
+                       f"the one in sqlite:///{database}: pass --results DIR to keep the two apart\n")
+    assert not database.exists() and {path: path.stat().st_mtime_ns for path in folder.rglob("*")} == before
+    # Its own journal, named by path, is the same storage.
+    assert main(["leaderboard", "small", "--results", str(results), "--storage", str(journal), "--format", "csv"]) == 0
+
+    # A database's folder records its URL without the password, and refuses the default journal.
+    other = tmp_path / "elsewhere" / "small"
+    storage.claim_folder(other, "postgresql://ann:s3cret@db/search")
+    assert (other / storage.OWNER).read_text() == "postgresql://ann:***@db/search\n"
+    storage.check_folder(other, "postgresql://ann:changed@db/search")  # the same database
+    with pytest.raises(InputError, match=r"stored in postgresql://ann:\*\*\*@db/search, not of the one in "):
+        storage.check_folder(other, storage.default_location(other.parent, "small"))
