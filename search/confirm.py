@@ -185,8 +185,9 @@ def _pct(value: float) -> str:
 
 def chosen(study_dir: Path, study: optuna.Study | None) -> tuple[int, str, str]:
     """The model a study stands for when no trial is named (what `export` writes and the report shows):
-    its trial, a short name for it, and why it was chosen. The confirmed winner, else the kept trial with
-    the best validation accuracy, never by test accuracy, which is measured only to be reported."""
+    its trial, a short name for it, and why it was chosen. The confirmed winner, else the study's trial
+    with the best validation accuracy (whichever machine ran it; without the study, the best kept here),
+    never by test accuracy, which is measured only to be reported."""
     found = summary(study) if study is not None else None
     if found is not None and found.winner.runs:
         winner = found.winner
@@ -194,5 +195,13 @@ def chosen(study_dir: Path, study: optuna.Study | None) -> tuple[int, str, str]:
             f"the confirmed winner: best mean validation accuracy over {len(winner.runs)} seeds (val "
             f"{spread(winner.val)}, test {spread(winner.test)}) of {len(found.candidates)} "
             f"configurations. {verdict(found)}")
-    return (int(artifacts.kept_or_refuse(study_dir)[0]["trial"]), "the kept trial best by validation",
-            "the kept trial with the best validation accuracy (no confirmation was run)")
+    best = record.selected(map(record.read, study.get_trials(deepcopy=False))) if study is not None else None
+    number = best.number if best is not None else int(artifacts.kept_or_refuse(study_dir)[0]["trial"])
+    return (number, "the trial best by validation",
+            "the trial with the best validation accuracy (no confirmation was run)")
+
+
+def ran_elsewhere(study: optuna.Study | None, number: int) -> str:
+    """Where a trial whose weights are not in this results folder ran, said for an error message."""
+    host = study.trials[number].user_attrs.get(Attr.HOST) if study is not None else None
+    return f": it ran on {host}, whose results folder keeps its weights" if host and host != record.HOST else ""

@@ -44,8 +44,8 @@ from search.serving import (
 def export(study_dir: Path, trial: int | None = None, out: Path | None = None, command: str = "",
            study: optuna.Study | None = None, full_train: bool = False, ensemble: int | None = None) -> Path:
     """Write one trial's model in every format, with its card; returns the folder. The trial is `trial`,
-    else the confirmed winner when `confirm` has run on `study`, else the kept trial with the best
-    validation accuracy. `full_train` trains its config again on all 60,000 training images (the
+    else the confirmed winner when `confirm` has run on `study`, else the trial with the best
+    validation accuracy (`confirm.chosen`). `full_train` trains its config again on all 60,000 training images (the
     5,000 validation images too), as KerasTuner's docs recommend for a final model, instead of
     exporting the kept weights; then `study` must be given. `ensemble` K exports one model averaging
     the probabilities of the K best kept trials instead (`export_ensemble`)."""
@@ -55,7 +55,11 @@ def export(study_dir: Path, trial: int | None = None, out: Path | None = None, c
                              "--full-train")
         return export_ensemble(study_dir, ensemble, out, command, study)
     if trial is None:
-        trial, _, chosen = confirm.chosen(study_dir, study)
+        trial, name, chosen = confirm.chosen(study_dir, study)
+        if not full_train and all(r["trial"] != trial for r in artifacts.kept(study_dir)):
+            raise InputError(f"trial {trial}, {name}, has no kept weights in {study_dir}"
+                             f"{confirm.ran_elsewhere(study, trial)}; export it where its weights are, or here "
+                             "with --full-train")
     else:
         chosen = f"trial {trial}, as asked (--trial)"
     if full_train and study is None:

@@ -229,7 +229,23 @@ def test_with_no_confirmation_export_takes_the_kept_trial_best_by_validation(fin
     folder = export(finished_study / "small", out=tmp_path / "default", study=load_study("small", finished_study))
     card = json.loads((folder / "model_card.json").read_text())
     assert card["trial"] == by_validation[0].trial == board[board["selected"]]["trial"].iloc[0]
-    assert card["chosen"] == "the kept trial with the best validation accuracy (no confirmation was run)"
+    assert card["chosen"] == "the trial with the best validation accuracy (no confirmation was run)"
+
+
+def test_when_the_best_trial_kept_its_weights_elsewhere_export_says_so_rather_than_take_the_next(
+        finished_study: Path, tmp_path: Path) -> None:
+    from search.study import load_study
+
+    # As on a machine whose worker did not run the study's best trial: its weights are not here.
+    results = tmp_path / "results"
+    shutil.copytree(finished_study, results)
+    best = artifacts.kept(results / "small")[0]
+    shutil.rmtree(best["path"])
+    with pytest.raises(InputError) as caught:
+        export(results / "small", out=tmp_path / "out", study=load_study("small", results))
+    assert str(caught.value) == (f"trial {best['trial']}, the trial best by validation, has no kept weights in "
+                                 f"{results / 'small'}; export it where its weights are, or here with --full-train")
+    assert not (tmp_path / "out").exists()
 
 
 def test_full_train_retrains_on_all_60000_images_and_tests_once(finished_study: Path, tmp_path: Path) -> None:

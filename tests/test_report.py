@@ -70,8 +70,8 @@ def test_report_holds_leaderboard_and_every_figure_as_png(searched: tuple[optuna
     assert not re.search(r"https?://", page)  # self-contained: nothing to fetch
     assert not list(study_dir.rglob("*.partial"))
     best = artifacts.kept(study_dir)[0]
-    # The kept trial best by validation, rebuilt from its weights, reproduces the test accuracy it recorded.
-    assert (f"trial {best['trial']}, the kept trial best by validation: test accuracy {best['test_accuracy']:.4f} "
+    # The trial best by validation, rebuilt from its kept weights, reproduces the test accuracy it recorded.
+    assert (f"trial {best['trial']}, the trial best by validation: test accuracy {best['test_accuracy']:.4f} "
             "on 10,000") in page
 
 
