@@ -4,6 +4,7 @@
 
 Three batch-normalized conv blocks and no dense head, trained 15 epochs on randomly shifted and
 rotated digits with a one-cycle schedule; --max-params rejects a larger config before it trains.
+Result (2-core CPU, docs/performance.md): chosen by validation 14,359 weights, 99.47% test.
 """
 
 from search.space import Choice, Float, Int, Repeat

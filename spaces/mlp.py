@@ -3,7 +3,7 @@
     python -m search run spaces/mlp.py --trials 50
 
 The S2, S3 and S5 tutorials run first as labelled baselines. Result (2-core CPU, docs/performance.md):
-4.9 min; confirmed winner 98.53 ± 0.05% test against S3's 98.37 ± 0.09%, within the noise.
+6.5 min; confirmed winner 98.52 ± 0.11% test against S3's 98.45 ± 0.04%, within the noise.
 """
 
 from search.baselines import baselines
