@@ -45,9 +45,9 @@ def export(study_dir: Path, trial: int | None = None, out: Path | None = None, c
            study: optuna.Study | None = None, full_train: bool = False, ensemble: int | None = None) -> Path:
     """Write one trial's model in every format, with its card; returns the folder. The trial is `trial`,
     else the confirmed winner when `confirm` has run on `study`, else the trial with the best
-    validation accuracy (`confirm.chosen`). `full_train` trains its config again on all 60,000 training images (the
-    5,000 validation images too), as KerasTuner's docs recommend for a final model, instead of
-    exporting the kept weights; then `study` must be given. `ensemble` K exports one model averaging
+    validation accuracy (`confirm.chosen`). `full_train` trains its config again on all 60,000
+    training images (the 5,000 validation images too), as KerasTuner's docs recommend for a final
+    model, instead of exporting the kept weights; then `study` must be given. `ensemble` K exports one model averaging
     the probabilities of the K best kept trials instead (`export_ensemble`)."""
     if ensemble is not None:
         if trial is not None or full_train:

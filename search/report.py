@@ -137,7 +137,12 @@ def _importances(study: optuna.Study, complete: list[FrozenTrial]) -> Section:
     return section
 
 
-MARKERS = {"softmax": ("D", "softmax trial"), "cnn": ("s", "CNN trial")}  # dense trials: round
+MARKERS = {"softmax": ("D", "softmax trial"), "cnn": ("s", "CNN trial")}
+
+
+def _kind(row: record.Record) -> tuple[str, str]:
+    """A trial's marker and legend label on the accuracy-against-size figure (dense networks round)."""
+    return MARKERS.get(str(row.config.get("model")), ("o", "dense trial"))
 
 
 def _pareto(study: optuna.Study, complete: list[FrozenTrial]) -> Section:
@@ -160,19 +165,16 @@ def _pareto(study: optuna.Study, complete: list[FrozenTrial]) -> Section:
                 front.append(row)
                 best = row.val_accuracy
     fig, ax = _figure(7, 4)
-    def kind(row: record.Record) -> tuple[str, str]:
-        return MARKERS.get(str(row.config.get("model")), ("o", "dense trial"))
-
     kinds: dict[tuple[str, str], list[record.Record]] = {}  # a marker per kind of model
     for row in rows:
-        kinds.setdefault(kind(row), []).append(row)
+        kinds.setdefault(_kind(row), []).append(row)
     for (marker, label), of_kind in sorted(kinds.items()):
         ax.scatter([float(r.n_params or 0) for r in of_kind], [r.val_accuracy for r in of_kind], s=18,
                    marker=marker, color="tab:grey", label=label)
     ax.step([float(r.n_params or 0) for r in front], [r.val_accuracy for r in front], where="post", color="tab:red",
             marker="o", label="Pareto front")
     for row in front:
-        name = f"#{row.number} {kind(row)[1].removesuffix(' trial')}"
+        name = f"#{row.number} {_kind(row)[1].removesuffix(' trial')}"
         ax.annotate(name, (float(row.n_params or 0), row.val_accuracy), textcoords="offset points",
                     xytext=(4, -10), fontsize=8, color="tab:red")
     baselines = [r for r in rows if r.baseline]
