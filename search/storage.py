@@ -40,6 +40,7 @@ OWNER = "storage.txt"  # in a results folder: the storage its study is in
 HEARTBEAT_SECONDS = 10
 GRACE_SECONDS = 60  # a trial with no heartbeat for this long belongs to a dead worker
 ORPHAN_SECONDS = 60  # a RUNNING trial seen with no pid this long was never run (reap_dead)
+ORPHAN_SECONDS_STOPPED = 2.0  # the same once this machine's workers have all stopped (see workers.run_local)
 
 
 def default_location(results: Path, name: str) -> str:
@@ -240,13 +241,13 @@ def retry_lost(study: optuna.Study, trial: FrozenTrial) -> None:
         study.enqueue_trial(trial.params, user_attrs=attrs)
 
 
-def reap_dead(study: optuna.Study, mine: bool = False) -> list[int]:
+def reap_dead(study: optuna.Study, mine: bool = False, orphan_seconds: float = ORPHAN_SECONDS) -> list[int]:
     """Fail and retry this host's RUNNING trials whose process is gone; returns their numbers.
 
     With `mine`, this process's own RUNNING trials are reaped too: a worker calls it when it has
     reconnected after losing its database, when none of its trials can still be running.
     A RUNNING trial that never recorded its host and pid is reaped too, whichever machine made it,
-    once this process has seen it so for `ORPHAN_SECONDS`: a process stopped inside Optuna's `ask`
+    once this process has seen it so for `orphan_seconds`: a process stopped inside Optuna's `ask`
     leaves one (the trial is created, the objective that records them never runs), and a live one
     records them within milliseconds. The time is this process's own (`orphan_ages`), not the
     trial's start: Optuna stamps that with the local time of the machine that asked, which on
@@ -258,7 +259,7 @@ def reap_dead(study: optuna.Study, mine: bool = False) -> list[int]:
     for trial in running:
         pid = trial.user_attrs.get(Attr.PID)
         if pid is None:
-            if ages[trial.number] < ORPHAN_SECONDS:
+            if ages[trial.number] < orphan_seconds:
                 continue
         elif trial.user_attrs.get(Attr.HOST) != HOST:
             continue

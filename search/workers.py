@@ -263,6 +263,12 @@ def run_local(spec: WorkerSpec, workers: int, on_trial: Callable[[optuna.Study, 
         outcome.interrupted = True
         _stop(list(processes.values()))
         _tolerant(lambda: storage.reap_dead(opened))
+        # A worker stopped inside Optuna's `ask` leaves a trial that never recorded its pid. A live
+        # process records it within milliseconds, so one still without it a moment after all of ours
+        # have gone was ours: failed and queued again now, not left RUNNING for the next run to wait on.
+        if _tolerant(lambda: storage.orphan_ages(opened), default=[]):
+            time.sleep(storage.ORPHAN_SECONDS_STOPPED)
+            _tolerant(lambda: storage.reap_dead(opened, orphan_seconds=storage.ORPHAN_SECONDS_STOPPED))
     _tolerant(lambda: _report_new(opened, seen, on_trial))
     return outcome
 

@@ -142,6 +142,27 @@ def test_ctrl_c_stops_all_workers_and_the_study_resumes(nohup: bool, write_space
     assert sum(counted(t) for t in trials("stopped", location)) == kept + 2
 
 
+def test_a_trial_a_stopped_worker_left_without_a_pid_is_failed_and_queued_before_the_run_exits(
+        write_space, tmp_path: Path) -> None:
+    # A worker stopped inside Optuna's `ask` leaves a RUNNING trial that never recorded its host and
+    # pid; made here by asking the study directly. Once every worker of the run has stopped, the run
+    # fails it and queues it again, rather than leave it RUNNING for the next run to wait a minute on.
+    space = write_space(SPACE, "orphan.py")
+    results = tmp_path / "results"
+    process = search("run", str(space), "--trials", "400", "--workers", "1", "--epochs", "3", "--results",
+                     str(results), "--recycle-after", "1000", *QUICK)
+    location = str(results / "orphan" / "journal.log")
+    wait_for(lambda: Path(location).exists() and sum(counted(t) for t in trials("orphan", location)) >= 1)
+    orphan = optuna.load_study(study_name="orphan", storage=open_storage(location)).ask()
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 130, output
+    done = trials("orphan", location)
+    assert not [t for t in done if t.state.name == "RUNNING"]
+    assert done[orphan.number].state.name == "FAIL" and record.lost(done[orphan.number])
+    assert [t.state.name for t in done if t.user_attrs.get("retry_of") == orphan.number] == ["WAITING"]
+
+
 def alive(pid: int) -> bool:
     """Whether a process runs (a zombie waiting for a parent to reap it does not)."""
     try:
