@@ -241,20 +241,20 @@ def retry_lost(study: optuna.Study, trial: FrozenTrial) -> None:
         study.enqueue_trial(trial.params, user_attrs=attrs)
 
 
-def reap_dead(study: optuna.Study, mine: bool = False, orphan_seconds: float = ORPHAN_SECONDS) -> list[int]:
+def reap_dead(study: optuna.Study, mine: bool = False, orphan_seconds: float | None = None) -> list[int]:
     """Fail and retry this host's RUNNING trials whose process is gone; returns their numbers.
 
     With `mine`, this process's own RUNNING trials are reaped too: a worker calls it when it has
     reconnected after losing its database, when none of its trials can still be running.
     A RUNNING trial that never recorded its host and pid is reaped too, whichever machine made it,
-    once this process has seen it so for `orphan_seconds`: a process stopped inside Optuna's `ask`
-    leaves one (the trial is created, the objective that records them never runs), and a live one
-    records them within milliseconds. The time is this process's own (`orphan_ages`), not the
-    trial's start: Optuna stamps that with the local time of the machine that asked, which on
-    another machine may be minutes or a time zone away.
+    once this process has seen it so for `orphan_seconds` (default `ORPHAN_SECONDS`): a process
+    stopped inside Optuna's `ask` leaves one (the trial is created, the objective that records them
+    never runs), and a live one records them within milliseconds. The time is this process's own
+    (`orphan_ages`), not the trial's start: Optuna stamps that with the local time of the machine
+    that asked, which on another machine may be minutes or a time zone away.
     """
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    ages = _orphans_seen(study, running)
+    ages, orphan_seconds = _orphans_seen(study, running), orphan_seconds or ORPHAN_SECONDS
     reaped = []
     for trial in running:
         pid = trial.user_attrs.get(Attr.PID)
