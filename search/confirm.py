@@ -203,5 +203,5 @@ def chosen(study_dir: Path, study: optuna.Study | None) -> tuple[int, str, str]:
 
 def ran_elsewhere(study: optuna.Study | None, number: int) -> str:
     """Where a trial whose weights are not in this results folder ran, said for an error message."""
-    host = study.trials[number].user_attrs.get(Attr.HOST) if study is not None else None
+    host = study.get_trials(deepcopy=False)[number].user_attrs.get(Attr.HOST) if study is not None else None
     return f": it ran on {host}, whose results folder keeps its weights" if host and host != record.HOST else ""

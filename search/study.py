@@ -146,14 +146,21 @@ def engine_label(sampler: str, pruner: str) -> str:
     return f"optuna/{sampler}+{pruner}"
 
 
-def recorded_engine(location: str, name: str) -> str | None:
-    """The engine(s) a stored study was run with (studies from before engines were recorded: Optuna)."""
+def stored_study(location: str, name: str) -> optuna.Study | None:
+    """The study `name` if `location` already holds it, else None; nothing is created."""
     if not storage.exists(location):
         return None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        stored = optuna.load_study(study_name=name, storage=storage.open_storage(location))
+        return optuna.load_study(study_name=name, storage=storage.open_storage(location))
     except KeyError:
+        return None
+
+
+def recorded_engine(location: str, name: str) -> str | None:
+    """The engine(s) a stored study was run with (studies from before engines were recorded: Optuna)."""
+    stored = stored_study(location, name)
+    if stored is None:
         return None
     return stored.user_attrs.get(StudyAttr.ENGINE) or ("optuna" if stored.get_trials(deepcopy=False) else None)
 
@@ -211,11 +218,8 @@ def param_prefix(study: optuna.Study) -> str:
 
 def check_objectives(location: str, name: str, goals: tuple[str, ...]) -> None:
     """A study keeps the objectives it began with (Optuna fixes a study's directions at creation)."""
-    if not storage.exists(location):
-        return
-    try:
-        stored = optuna.load_study(study_name=name, storage=storage.open_storage(location))
-    except KeyError:
+    stored = stored_study(location, name)
+    if stored is None:
         return
     recorded = tuple(stored.user_attrs.get(StudyAttr.OBJECTIVES) or ("accuracy",))
     if recorded != goals:
