@@ -45,14 +45,14 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
 
     import optuna
 
-    from search import data as datasets
-    from search import study as studies
-    from search import tuner, tuner_space
+    from search.engines import keras_tuner, keras_tuner_space
     from search.errors import TrialFailed
-    from search.record import counted
-    from search.runtime import start_tensorflow
     from search.space import load_space
-    from search.trial import Objective
+    from search.study import studies
+    from search.study.objective import Objective
+    from search.study.record import counted
+    from search.training import datasets
+    from search.training.runtime import start_tensorflow
 
     space = replace(load_space(job["space"]), baselines={})
     devices = start_tensorflow(models=space.model_kinds())  # the CPU kernels a lone worker would use
@@ -74,9 +74,9 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
 
         study.optimize(objective, timeout=budget, catch=(TrialFailed,), callbacks=[tighten], gc_after_trial=True)
     else:
-        settings = tuner.Settings(tuner=method, trials=10**6, epochs=epochs, stop_at=stop_at, keep=0)
-        tuner.KerasTunerSearch(space, data, study, folder, settings).search()
-    max_epochs = tuner_space.max_epochs(space, epochs)
+        settings = keras_tuner.Settings(tuner=method, trials=10**6, epochs=epochs, stop_at=stop_at, keep=0)
+        keras_tuner.KerasTunerSearch(space, data, study, folder, settings).search()
+    max_epochs = keras_tuner_space.max_epochs(space, epochs)
     trials = []
     for trial in study.get_trials(deepcopy=False):
         attrs = trial.user_attrs

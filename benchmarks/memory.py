@@ -19,7 +19,7 @@ from pathlib import Path
 
 import optuna
 
-from search import record, storage
+from search.study import record, storage
 
 SPACE = '''
 from search.space import Int, Float, Repeat
@@ -68,8 +68,8 @@ def recycled(folder: Path, args: argparse.Namespace) -> list[tuple[int, float, f
 
 
 def in_process(folder: Path, args: argparse.Namespace) -> list[tuple[int, float, float]]:
-    from search import study as studies
-    from search.workers import WorkerSpec, work
+    from search.study import studies
+    from search.study.workers import WorkerSpec, work
 
     location = storage.default_location(folder, "memory")
     studies.open_study("memory", location, "random", "none", seed=0)

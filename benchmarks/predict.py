@@ -62,7 +62,7 @@ def exported_model(work: Path) -> Path:
 
 def sample_images(work: Path, n: int) -> tuple[list[Path], dict[str, int]]:
     """`n` real MNIST test digits as PNGs (made once per `n`) and their true labels by file name."""
-    from search.predict import write_samples
+    from search.serving.predict import write_samples
 
     folder = work / f"digits-{n}"
     labels_file = folder / "labels.json"

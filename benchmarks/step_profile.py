@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from flags import positive  # noqa: E402
 
-from search.runtime import start_tensorflow  # noqa: E402
+from search.training.runtime import start_tensorflow  # noqa: E402
 
 
 def arguments() -> argparse.Namespace:
@@ -42,8 +42,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow.tsl.profiler.protobuf import xplane_pb2  # noqa: E402
 
-from search import data, models, schema, train  # noqa: E402
-from search.optimizers import make_optimizer  # noqa: E402
+from search.space import schema  # noqa: E402
+from search.training import datasets, models, train  # noqa: E402
+from search.training.optimizers import make_optimizer  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from throughput import CNN, MLP  # noqa: E402
@@ -53,7 +54,7 @@ def main() -> None:
     args = ARGS
 
     config = schema.resolve({**(MLP if args.model == "mlp" else CNN), "batch_size": args.batch})
-    dataset = data.load("mnist")
+    dataset = datasets.load("mnist")
     train.reset(0)
     loop = train.CompiledLoop(models.build(config), make_optimizer(config), config, dataset)
     chunk = args.batch * train.BATCHES_PER_CALL

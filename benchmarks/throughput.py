@@ -53,8 +53,8 @@ sys.path.insert(0, str(ROOT))
 
 from flags import positive  # noqa: E402
 
-from search.runtime import ONEDNN, cores, start_tensorflow, training_precision, use_onednn  # noqa: E402
-from search.workers import default_count  # noqa: E402
+from search.study.workers import default_count  # noqa: E402
+from search.training.runtime import ONEDNN, cores, start_tensorflow, training_precision, use_onednn  # noqa: E402
 
 # This process times the MLP parts (fixed cost, matmuls alone) with the kernels a worker for an
 # MLP space uses; a child process started for something else gets its kernels (TF_ENABLE_ONEDNN_OPTS)
@@ -66,8 +66,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from search import data, models, schema, train  # noqa: E402
-from search.optimizers import make_optimizer  # noqa: E402
+from search.space import schema  # noqa: E402
+from search.training import datasets, models, train  # noqa: E402
+from search.training.optimizers import make_optimizer  # noqa: E402
 
 MLP = {"model": "mlp", "layers": [{"units": 512}, {"units": 256}, {"units": 128}], "learning_rate": 1e-3}
 CNN = {"model": "cnn", "conv_blocks": [{"filters": 32, "kernel_size": 3, "pooling": "max"},
@@ -152,7 +153,7 @@ def matmuls_alone(model: keras.Model, batch_size: int, steps: int = 100, rounds:
     return statistics.median(rates)
 
 
-def harness_rate(config: dict[str, Any], dataset: data.Dataset, images: int, epochs: int) -> list[float]:
+def harness_rate(config: dict[str, Any], dataset: datasets.Dataset, images: int, epochs: int) -> list[float]:
     """Samples per second of the compiled loop, per epoch of `images` training images."""
     config = schema.resolve(config)
     train.reset(0)
@@ -211,7 +212,8 @@ def tutorial_model(config: dict[str, Any]) -> keras.Model:
     return model
 
 
-def fit_rate(config: dict[str, Any], dataset: data.Dataset, images: int, epochs: int, batch_size: int) -> list[float]:
+def fit_rate(config: dict[str, Any], dataset: datasets.Dataset, images: int, epochs: int,
+             batch_size: int) -> list[float]:
     """Samples per second of plain model.fit, as the tutorials call it."""
     x = dataset.train_images[:images] / 255.0  # float64, as `x_train / 255.0` gives
     y = dataset.train_labels[:images]
@@ -222,7 +224,7 @@ def fit_rate(config: dict[str, Any], dataset: data.Dataset, images: int, epochs:
     return [images / seconds for seconds in clock.seconds[1:]]
 
 
-def keras_tuner_rate(config: dict[str, Any], dataset: data.Dataset, images: int, epochs: int,
+def keras_tuner_rate(config: dict[str, Any], dataset: datasets.Dataset, images: int, epochs: int,
                      batch_size: int, folder: Path) -> list[float]:
     """Samples per second of one KerasTuner trial training the same tutorial-style model."""
     import keras_tuner
@@ -297,7 +299,7 @@ def child(trainer: str, workload: int, images: int, epochs: int) -> None:
     if trainer == "roofline":  # no data needed
         print(" ".join(f"{value:.1f}" for value in roofline()))
         return
-    dataset = data.load("mnist")
+    dataset = datasets.load("mnist")
     with tempfile.TemporaryDirectory() as tmp:
         if trainer == "harness":
             rates = harness_rate({**base, "batch_size": batch_size}, dataset, images, epochs)
@@ -308,7 +310,7 @@ def child(trainer: str, workload: int, images: int, epochs: int) -> None:
     print(" ".join(f"{rate:.1f}" for rate in rates))
 
 
-def fixed_cost(dataset: data.Dataset, folder: Path, trials: int, epochs: int = 4) -> dict[str, float]:
+def fixed_cost(dataset: datasets.Dataset, folder: Path, trials: int, epochs: int = 4) -> dict[str, float]:
     """Real trials of the S2 MLP at batch 128 through Optuna and the journal storage, one after
     another in one study. A trial's fixed cost is what it spends beyond its epochs at the steady
     epoch time: its first epoch (timed from the trial's start, so with the build and the tracing)
@@ -316,9 +318,9 @@ def fixed_cost(dataset: data.Dataset, folder: Path, trials: int, epochs: int = 4
     (test evaluation, keeping the weights, Optuna's bookkeeping). That is its wall time minus `epochs`
     steady epochs, but without the later epochs' own noise. Medians over `trials` trials, as one
     trial's figure moves with the machine's noise by more than the figure itself."""
-    from search import trial as trial_stage
     from search.space import Space
-    from search.storage import default_location, open_storage
+    from search.study import objective as trial_stage
+    from search.study.storage import default_location, open_storage
 
     config = {**MLP, "batch_size": 128, "epochs": epochs}
     space = Space(source="fixed.py", space=config, baselines={}, doc="")
@@ -420,7 +422,7 @@ def main() -> None:
         return
     default_onednn = tensorflow_default_onednn()
     here_onednn = os.environ[ONEDNN] == "1"
-    dataset = data.load("mnist")
+    dataset = datasets.load("mnist")
     lines = [f"Machine: {machine()}", ""]
     rooflines = {here_onednn: roofline()}
     rate, n = in_child("roofline", 0, 1, 1, not here_onednn)

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from search.errors import EXIT_FAILED, EXIT_INPUT, EXIT_OK, InputError
-from search.runtime import PRECISIONS
+from search.training.runtime import PRECISIONS
 
 
 class UsageError(InputError):
@@ -174,7 +174,7 @@ def _worker_options(parser: argparse.ArgumentParser, several: bool, timeout: boo
 
 def _command_line(args: argparse.Namespace) -> str:
     """The command as a person would type it, for model cards: `python -m search ...`."""
-    from search.storage import redact
+    from search.study.storage import redact
 
     return redact(shlex.join(["python", "-m", "search", *args.argv]))
 
@@ -193,7 +193,7 @@ def cmd_confirm(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_replay(args: argparse.Namespace, console: Console) -> int:
-    from search.replay import replay
+    from search.results.replay import replay
 
     return replay(args.study, args.trial, args.deterministic, Path(args.results), args.storage, console, args.debug)
 
@@ -206,17 +206,18 @@ def cmd_worker(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_show(args: argparse.Namespace, console: Console) -> int:
     from search import space as spaces
-    from search import tuner_space
+    from search.engines import keras_tuner_space
 
     space = spaces.load_space(args.space)
     for line in (spaces.tree(space), *spaces.summary(space), f"engines: optuna; keras-tuner "
-                                                            f"{escape(tuner_space.support(space))}"):
+                                                            f"{escape(keras_tuner_space.support(space))}"):
         console.print(line)
     return EXIT_OK
 
 
 def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
-    from search import leaderboard, run
+    from search import run
+    from search.results import leaderboard
 
     run.positive(args.top, "--top")
     opened, _ = _stored(args)
@@ -228,10 +229,11 @@ def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_compare(args: argparse.Namespace, console: Console) -> int:
-    from search import leaderboard, study
+    from search.results import leaderboard
+    from search.study import studies
 
     # All are opened first: one bad name fails before anything is printed.
-    opened = [study.load_study(name, Path(args.results), args.storage) for name in args.studies]
+    opened = [studies.load_study(name, Path(args.results), args.storage) for name in args.studies]
     title = "the trial each study selects by validation accuracy"
     leaderboard.emit(leaderboard.compare(opened), args.format, console, title)
     return EXIT_OK
@@ -239,10 +241,10 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
 
 def _stored(args: argparse.Namespace, tensorflow: bool = False) -> tuple[Any, Path]:
     """The study a command names, opened to read, and its results folder; TensorFlow started after it."""
-    from search import study
-    from search.runtime import start_tensorflow
+    from search.study import studies
+    from search.training.runtime import start_tensorflow
 
-    opened = study.load_study(args.study, Path(args.results), args.storage)
+    opened = studies.load_study(args.study, Path(args.results), args.storage)
     if tensorflow:
         start_tensorflow(verbose=args.debug)
     return opened, Path(args.results) / opened.study_name
@@ -250,7 +252,7 @@ def _stored(args: argparse.Namespace, tensorflow: bool = False) -> tuple[Any, Pa
 
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
     opened, folder = _stored(args, tensorflow=True)
-    from search.export import describe, export
+    from search.results.export import describe, export
 
     out = export(folder, args.trial, Path(args.out) if args.out else None, command=_command_line(args), study=opened,
                  full_train=args.full_train, ensemble=args.ensemble)
@@ -260,7 +262,7 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
     opened, folder = _stored(args, tensorflow=True)
-    from search.report import write_report
+    from search.results.report import write_report
 
     path = write_report(opened, folder)
     console.print(f"wrote {path} (open it in a browser; no network needed) and its figures in {path.parent / 'report'}")
@@ -268,17 +270,18 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_baselines(args: argparse.Namespace, console: Console) -> int:
-    from search import baselines, run
+    from search import run
+    from search.space import tutorials
 
     run.positive(args.scale, "--scale")
-    table = baselines.reproduce(args.only, args.scale, args.seed, args.train_size, args.debug,
+    table = tutorials.reproduce(args.only, args.scale, args.seed, args.train_size, args.debug,
                                 progress=lambda line: console.print(line, highlight=False))
-    console.print(baselines.format_table(table))
+    console.print(tutorials.format_table(table))
     return EXIT_OK
 
 
 def cmd_samples(args: argparse.Namespace, console: Console) -> int:
-    from search.predict import write_samples
+    from search.serving.predict import write_samples
 
     written = write_samples(Path(args.out), args.n, args.seed)
     console.print(f"wrote {len(written)} real MNIST test digits to {args.out} (true labels in labels.json); try:\n"
@@ -287,8 +290,8 @@ def cmd_samples(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_predict(args: argparse.Namespace, console: Console) -> int:
-    from search.predict import format_table, predict, to_json
-    from search.serving import load_model
+    from search.serving.files import load_model
+    from search.serving.predict import format_table, predict, to_json
 
     predictions = predict(load_model(args.model, verbose=args.debug), args.images)
     if args.json:

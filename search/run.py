@@ -22,14 +22,16 @@ from typing import Any
 import optuna
 from rich.console import Console
 
-from search import confirm, leaderboard, record, storage, study, tuner_space, workers
-from search import data as datasets
-from search import tuner as kerastuner
+from search.engines import keras_tuner as kerastuner
+from search.engines import keras_tuner_space
 from search.errors import EXIT_FAILED, EXIT_INTERRUPTED, InputError
-from search.progress import Progress
-from search.record import StudyAttr
-from search.runtime import precision_setting, precision_wanted
+from search.results import confirm, leaderboard
 from search.space import Space, load_space
+from search.study import record, storage, studies, workers
+from search.study.progress import Progress
+from search.study.record import StudyAttr
+from search.training import datasets
+from search.training.runtime import precision_setting, precision_wanted
 
 ENGINES = ("optuna", "keras-tuner")
 
@@ -112,25 +114,25 @@ def run_search(options: SearchOptions, console: Console) -> int:
     precision, goals = _check(options)
     space = load_space(options.space_file)
     if options.engine == "keras-tuner":
-        tuner_space.check_space(space, options.tuner or "hyperband", options.epochs)
-    name = study.study_name(space, options.study)
-    location = study.storage_url(name, options.storage, Path(options.results))
+        keras_tuner_space.check_space(space, options.tuner or "hyperband", options.epochs)
+    name = studies.study_name(space, options.study)
+    location = studies.storage_url(name, options.storage, Path(options.results))
     sampler, pruner = options.sampler or "tpe", options.pruner or ("median" if len(goals) == 1 else "none")
     if options.engine == "optuna":
-        study.make_sampler(sampler, 0)  # a bad --sampler or --pruner stops here, before anything is written
-        study.make_pruner(pruner)
+        studies.make_sampler(sampler, 0)  # a bad --sampler or --pruner stops here, before anything is written
+        studies.make_pruner(pruner)
     data = datasets.load(options.dataset, options.data, options.train_size)
     label = (kerastuner.engine_label(options.tuner or "hyperband") if options.engine == "keras-tuner"
-             else study.engine_label(sampler, pruner))
-    study.check_engine(location, name, label)
-    study.check_objectives(location, name, goals)
+             else studies.engine_label(sampler, pruner))
+    studies.check_engine(location, name, label)
+    studies.check_objectives(location, name, goals)
     if options.engine == "keras-tuner":
         return _run_keras_tuner(options, console, space, name, location, data, label, started)
 
-    opened = study.open_study(name, location, sampler, pruner, options.seed, goals=goals)
-    study.check_space(opened, space, options.accept_space_change)
-    study.check_dataset(opened, data)
-    study.note_engine(opened, label)
+    opened = studies.open_study(name, location, sampler, pruner, options.seed, goals=goals)
+    studies.check_space(opened, space, options.accept_space_change)
+    studies.check_dataset(opened, data)
+    studies.note_engine(opened, label)
     folder = Path(options.results) / name
     count = options.workers or workers.default_count()
     spec = workers.WorkerSpec(
@@ -142,8 +144,8 @@ def run_search(options: SearchOptions, console: Console) -> int:
         objectives=goals, max_params=options.max_params, max_latency_ms=options.max_latency_ms)
     # Threads and precision belong to each machine (a joining worker picks its own).
     settings = {k: v for k, v in vars(spec).items() if k not in ("worker", "threads", "debug", "precision")}
-    study.save_settings(opened, {**settings, "space_source": Path(spec.space_file).read_text()})
-    study.enqueue_baselines(opened, space)
+    studies.save_settings(opened, {**settings, "space_source": Path(spec.space_file).read_text()})
+    studies.enqueue_baselines(opened, space)
     limits = [f"at most {limit:,} {unit}" for limit, unit in ((options.max_params, "parameters"),
                                                              (options.max_latency_ms, "ms a digit")) if limit]
     header = (f"study [bold]{name}[/] in {storage.redact(location)}: {{done}} of {options.trials} trials done; "
@@ -165,12 +167,12 @@ def join_search(options: JoinOptions, console: Console) -> int:
     positive(options.trial_timeout, "--trial-timeout")
     positive(options.recycle_after, "--recycle-after")
     precision = precision_setting(options.precision)
-    opened = study.load_study(options.study, Path(options.results), options.storage)
+    opened = studies.load_study(options.study, Path(options.results), options.storage)
     settings = opened.user_attrs.get(StudyAttr.SETTINGS)
     if not settings:
         raise InputError(f"study {options.study!r} has no settings to join with: start it with `search run` first")
     folder = Path(options.results) / opened.study_name
-    location = study.storage_url(opened.study_name, options.storage, Path(options.results))
+    location = studies.storage_url(opened.study_name, options.storage, Path(options.results))
     space_file = _restore_space(folder, settings["space_source"], location)
     spec = workers.WorkerSpec.joining(
         settings, space_file=str(space_file), results=options.results, debug=options.debug, location=location,
@@ -192,14 +194,14 @@ def confirm_search(options: ConfirmOptions, console: Console) -> int:
     positive(options.workers, "--workers")
     positive(options.recycle_after, "--recycle-after")
     precision = precision_setting(options.precision)
-    opened = study.load_study(options.study, Path(options.results), options.storage)
+    opened = studies.load_study(options.study, Path(options.results), options.storage)
     settings = opened.user_attrs.get(StudyAttr.SETTINGS)
     if not settings:
         raise InputError(f"study {opened.study_name!r} has no worker settings (a KerasTuner study): confirm runs "
                          "through Optuna's workers")
     _, total = confirm.queue(opened, options.top, options.seeds)
     folder = Path(options.results) / opened.study_name
-    location = study.storage_url(opened.study_name, options.storage, Path(options.results))
+    location = studies.storage_url(opened.study_name, options.storage, Path(options.results))
     space_file = _restore_space(folder, settings["space_source"], location)
     spec = workers.WorkerSpec.joining(
         settings, space_file=str(space_file), results=options.results, debug=options.debug, queued_only=True,
@@ -234,7 +236,7 @@ def _check(options: SearchOptions) -> tuple[str, tuple[str, ...]]:
                         (options.trial_timeout, "--trial-timeout"), (options.recycle_after, "--recycle-after"),
                         (options.max_params, "--max-params"), (options.max_latency_ms, "--max-latency-ms")):
         positive(value, flag)
-    goals = study.objectives(options.objectives)
+    goals = studies.objectives(options.objectives)
     if len(goals) > 1 and options.pruner not in (None, "none"):
         raise InputError(f"--pruner {options.pruner}: Optuna cannot prune a study with several objectives "
                          f"(--objectives {options.objectives}); leave --pruner out")
@@ -261,12 +263,12 @@ def _check(options: SearchOptions) -> tuple[str, tuple[str, ...]]:
 def _run_keras_tuner(options: SearchOptions, console: Console, space: Space, name: str, location: str,
                      data: datasets.Dataset, label: str, started: float) -> int:
     """`run --engine keras-tuner`: the same study folder and storage, trials run by KerasTuner here."""
-    from search.runtime import start_tensorflow
+    from search.training.runtime import start_tensorflow
 
-    opened = study.open_study(name, location, "random", "none", options.seed)  # baselines only: nothing sampled
-    study.check_space(opened, space, options.accept_space_change)
-    study.check_dataset(opened, data)
-    study.note_engine(opened, label)
+    opened = studies.open_study(name, location, "random", "none", options.seed)  # baselines only: nothing sampled
+    studies.check_space(opened, space, options.accept_space_change)
+    studies.check_dataset(opened, data)
+    studies.note_engine(opened, label)
     folder = Path(options.results) / name
     _copy_space(space, folder, location)
     header = f"study [bold]{name}[/] ({label}) in {storage.redact(location)}: {{done}} of {options.trials} trials " \

@@ -9,8 +9,7 @@ fits, so both kinds meet on the size-accuracy front. Result (2-core CPU, docs/pe
 --objectives accuracy,params: 9.6 min, a front of 4 dense networks (up to 88.6% test) and 3 CNNs.
 """
 
-from search.baselines import baselines
-from search.space import Choice, Float, Int, Repeat
+from search.space import Choice, Float, Int, Repeat, baselines
 
 SPACE = {
     "model": Choice({

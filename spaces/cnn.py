@@ -8,8 +8,8 @@ with label smoothing and a one-cycle (warm-up, then cosine) schedule. Result (2-
 docs/performance.md): 50 min; chosen by validation 99.52% test, top-5 ensemble (export --ensemble 5) 99.60%.
 """
 
-from search.baselines import baselines, shortened
 from search.space import Choice, Float, Int, Repeat
+from search.space.tutorials import baselines, shortened
 
 SPACE = {
     "model": "cnn",

@@ -6,8 +6,7 @@ The S2, S3 and S5 tutorials run first as labelled baselines. Result (2-core CPU,
 6.5 min; confirmed winner 98.52 ± 0.11% test against S3's 98.45 ± 0.04%, within the noise.
 """
 
-from search.baselines import baselines
-from search.space import Choice, Float, Int, Repeat
+from search.space import Choice, Float, Int, Repeat, baselines
 
 SPACE = {
     "model": "mlp",

@@ -6,8 +6,7 @@ Result (2-core CPU, docs/performance.md): 39 s, best 92.87% test against S1's 91
 model tops out near 92-93%, the ceiling is the model, not the tuning.
 """
 
-from search.baselines import baselines
-from search.space import Choice, Float
+from search.space import Choice, Float, baselines
 
 SPACE = {
     "model": "softmax",

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from search import data
+from search.training import datasets
+
+ROOT = Path(__file__).resolve().parent.parent  # the repository: spaces/, search/, README.md
 
 # A shell that starts a job in the background without job control (`cmd &` in a script, nohup)
 # starts it with SIGINT ignored, and an ignored signal stays ignored across exec: the `search run`
@@ -22,15 +24,15 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
 def expected_kernels(models: set[str], threads: int) -> str:
     """The CPU kernels a worker training `models` on `threads` threads records with its trials:
     TF_ENABLE_ONEDNN_OPTS as set around the tests, or else what `search.runtime.use_onednn` picks."""
-    from search.runtime import onednn_wanted
+    from search.training.runtime import onednn_wanted
 
     return "oneDNN" if onednn_wanted(models, threads) else "Eigen"
 
 
 @pytest.fixture(scope="session")
-def small_mnist() -> data.Dataset:
+def small_mnist() -> datasets.Dataset:
     """The first 2,000 real training images; validation (5,000) and test (10,000) stay whole."""
-    return data.load("mnist", train_size=2000)
+    return datasets.load("mnist", train_size=2000)
 
 
 # A small searched MLP with one baseline: what the study, run and CLI tests search.

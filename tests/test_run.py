@@ -12,10 +12,11 @@ from conftest import SEARCH_SPACE as SPACE
 from conftest import expected_kernels
 from rich.console import Console
 
-from search import artifacts, train
 from search.run import SearchOptions, run_search
-from search.runtime import cores
-from search.study import load_study
+from search.study import artifacts
+from search.study.studies import load_study
+from search.training import train
+from search.training.runtime import cores
 
 QUICK = {"epochs": 1, "train_size": 2000, "seed": 0, "workers": 1}  # one worker: repeatable
 CONSOLE = Console(file=io.StringIO(), width=200)
@@ -65,7 +66,7 @@ def test_search_then_resume_adds_exactly_the_missing_trials(write_space, tmp_pat
 
 def test_resuming_with_an_edited_space_is_refused_unless_accepted(write_space, tmp_path: Path) -> None:
     from search.errors import InputError
-    from search.record import StudyAttr
+    from search.study.record import StudyAttr
 
     space = write_space(SPACE, "small.py")
     results = tmp_path / "results"
@@ -91,7 +92,7 @@ def test_resuming_with_an_edited_space_is_refused_unless_accepted(write_space, t
         {"from_trial": 3, "changes": ["layers.*.units: Int(32, 128, log=True) -> Int(16, 32)"]}]
     assert all(16 <= layer["units"] <= 32 for layer in study.trials[3].user_attrs["config"]["layers"])
     assert all(name.startswith("s2/") for name in study.trials[3].params)  # the new space's parameters, apart
-    from search.report import write_report
+    from search.results.report import write_report
 
     page = write_report(study, results / "small").read_text()
     assert "The space was changed on resume from trial 3 on: layers.*.units: Int(32, 128, log=True) -&gt; Int(16, 32)." \

@@ -1,0 +1,25 @@
+"""The space stage: a space file in, validated, and sampled into concrete config dicts.
+
+    spaces/mlp.py --load--> Space --sample(space, suggester)--> {"model": "mlp", "layers": [...], ...}
+
+Space files import the four dimensions from here (`Int`, `Float`, `Choice`, `Repeat`) and the
+tutorials' configs (`baselines`). Nothing in this package imports TensorFlow, so loading, checking
+and showing a space is instant.
+"""
+
+from search.space.dimensions import Choice, Constant, Dimension, Float, Int, Repeat
+from search.space.load import (
+    Space,
+    changes,
+    count_dimensions,
+    load_space,
+    outline,
+    sample,
+    summary,
+    tree,
+    validate,
+)
+from search.space.tutorials import baselines
+
+__all__ = ["Choice", "Constant", "Dimension", "Float", "Int", "Repeat", "Space", "baselines", "changes",
+           "count_dimensions", "load_space", "outline", "sample", "summary", "tree", "validate"]

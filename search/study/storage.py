@@ -1,0 +1,304 @@
+"""Where studies live, and what happens to trials whose worker is gone.
+
+Beside the study driver: `open_storage` turns `--storage` into an Optuna storage. The default is
+a journal file, `results/<study>/journal.log`: Optuna's JournalFileBackend appends one record per
+change under a file lock and fsyncs it before going on, so several worker processes on one machine
+can share it (SQLite's single writer lock is what gives parallel Optuna users "database is
+locked"), and a trial's end is on disk before anyone reads it as finished. A power cut or a full
+disk can still leave the last record cut short: `repair_journal` moves such a torn tail aside on
+open, and refuses a journal damaged anywhere else. `postgresql://...` (or any
+SQLAlchemy URL) is an RDBStorage with a heartbeat, so a worker that dies on another machine has its
+trial failed and retried by the others; `reap_dead` does the same for trials whose process died on
+this machine. Which trials count toward `--trials` is the trial record's to say (record.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+from optuna.storages.journal._file import get_lock_file
+from optuna.trial import FrozenTrial, TrialState
+
+from search.errors import InputError, one_line
+from search.study import record
+from search.study.record import HOST, Attr
+
+JOURNAL = "journal.log"
+OWNER = "storage.txt"  # in a results folder: the storage its study is in
+HEARTBEAT_SECONDS = 10
+GRACE_SECONDS = 60  # a trial with no heartbeat for this long belongs to a dead worker
+ORPHAN_SECONDS = 60  # a RUNNING trial seen with no pid this long was never run (reap_dead)
+ORPHAN_SECONDS_STOPPED = 2.0  # the same once this machine's workers have all stopped (see workers.run_local)
+
+
+def default_location(results: Path, name: str) -> str:
+    return str(results / name / JOURNAL)
+
+
+def redact(url: str) -> str:
+    """A storage URL safe to print: any password replaced by ***."""
+    return re.sub(r"(://[^:/@\s]+:)[^@\s]+@", r"\1***@", url)
+
+
+def check_location(location: str) -> None:
+    """Reject a malformed --storage before anything is written."""
+    if re.match(r"^[a-z][a-z0-9+]*://", location):
+        if location.startswith("sqlite://") and not location.startswith("sqlite:///"):
+            raise InputError(f"--storage {location!r}: a SQLite URL is sqlite:///path/to/file.db")
+        return
+    if not location.endswith(".log"):
+        raise InputError(f"--storage {redact(location)!r}: expected a journal file path ending in .log, or a "
+                         "database URL such as postgresql://user:password@host/db or sqlite:///path/study.db")
+
+
+def check_given(location: str) -> None:
+    """A --storage the user gave: well formed, and a file path (a journal, or SQLite's) in a folder
+    that exists, since a typo in a path should not create folders."""
+    check_location(location)
+    if "://" in location and not location.startswith("sqlite:///"):
+        return
+    file = Path(location.removeprefix("sqlite:///"))
+    if file.is_dir():
+        raise InputError(f"--storage {location}: is a folder; give a file in it")
+    if not file.parent.is_dir():
+        raise InputError(f"--storage {location}: folder {file.parent} does not exist")
+
+
+def check_results(results: Path) -> None:
+    """--results must be a folder, or nothing yet (it is made on the first write)."""
+    if results.exists() and not results.is_dir():
+        raise InputError(f"--results {results}: is a file; give a folder")
+
+
+def _owner(folder: Path, location: str) -> str:
+    """How a results folder names the storage of its study: `journal.log` for the folder's own
+    journal, else the location, file paths absolute and any password hidden."""
+    if "://" not in location and Path(location).resolve() == (folder / JOURNAL).resolve():
+        return JOURNAL
+    if location.startswith("sqlite:///"):
+        return "sqlite:///" + str(Path(location.removeprefix("sqlite:///")).resolve())
+    return redact(location) if "://" in location else str(Path(location).resolve())
+
+
+def check_folder(folder: Path, location: str) -> None:
+    """A study's results folder (kept weights, exports, report) belongs to one storage: refuse a study
+    of the same name from another storage, whose trial numbers would clash with its files."""
+    marker, wanted = folder / OWNER, _owner(folder, location)
+    recorded = (marker.read_text().strip() if marker.is_file()
+                else JOURNAL if wanted != JOURNAL and (folder / JOURNAL).is_file() else wanted)
+    if recorded != wanted:
+        held = f"the journal {folder / JOURNAL}" if recorded == JOURNAL else recorded
+        raise InputError(f"{folder}: holds the files of study {folder.name!r} stored in {held}, not of the one in "
+                         f"{redact(location)}: pass --results DIR to keep the two apart")
+
+
+def claim_folder(folder: Path, location: str) -> None:
+    """Create a study's results folder, recording which storage it belongs to (see `check_folder`)."""
+    check_folder(folder, location)
+    folder.mkdir(parents=True, exist_ok=True)
+    marker = folder / OWNER
+    if not marker.is_file():
+        staging = marker.with_name(f".{OWNER}-{os.getpid()}")
+        staging.write_text(_owner(folder, location) + "\n")
+        staging.replace(marker)
+
+
+def open_storage(location: str) -> BaseStorage:
+    """The Optuna storage for a journal file path or a database URL. A journal is checked and, if its
+    last record was cut short, repaired first (`repair_journal`)."""
+    check_location(location)
+    if "://" not in location:
+        Path(location).parent.mkdir(parents=True, exist_ok=True)
+        # The open-lock works on every filesystem, NFS included (a symlink lock does not).
+        lock = JournalFileOpenLock(location)
+        repaired = repair_journal(Path(location), lock)
+        journal = JournalStorage(JournalFileBackend(location, lock_obj=lock))
+        if repaired is not None:
+            print(f"warning: {repaired.describe(journal)}", file=sys.stderr, flush=True)
+        return journal
+    if location.startswith("sqlite:///"):
+        Path(location.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    # Optuna marks heartbeats experimental and warns in two lines on every open.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    try:
+        return RDBStorage(
+            location,
+            engine_kwargs={"pool_pre_ping": True},  # reconnect after a database restart
+            heartbeat_interval=HEARTBEAT_SECONDS,
+            grace_period=GRACE_SECONDS,
+            heartbeat_stale_trial_callback=_heartbeat_lost,
+        )
+    except Exception as err:  # bad driver, host down, wrong password: one line, password hidden
+        raise InputError(f"--storage {redact(location)}: cannot open: {redact(one_line(err))}") from err
+
+
+@dataclass(frozen=True)
+class Repair:
+    """A torn last record that `repair_journal` moved aside."""
+
+    journal: Path
+    moved_to: Path
+    size: int
+    trial_id: int | None  # the trial whose end the torn record held, if it held one
+    state: str | None
+
+    def describe(self, storage: BaseStorage) -> str:
+        what = "no finished trial was lost"
+        if self.trial_id is not None and self.state is not None:
+            try:
+                number = f"trial {storage.get_trial(self.trial_id).number}"
+            except KeyError:
+                number = f"the trial with id {self.trial_id}"
+            what = f"{number} lost its end ({self.state}): the next run fails it and runs its place again"
+        return (f"{self.journal}: its last record was cut short ({self.size} bytes, as a power cut or a full disk "
+                f"leaves it) and is moved to {self.moved_to.name}; {what}")
+
+
+_FINISHED_STATES = {1: "complete", 2: "pruned", 3: "fail"}  # optuna.trial.TrialState values
+_STATE_OP = 6  # optuna's JournalOperation.SET_TRIAL_STATE_VALUES
+
+
+def repair_journal(path: Path, lock: JournalFileOpenLock) -> Repair | None:
+    """Check a journal file under its lock: a last line cut short (no newline, or not JSON) is moved
+    to a file beside it, never deleted, and the journal truncated to its last whole record; any
+    other unreadable line stops with one line naming the file and the line."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return None
+    with get_lock_file(lock):
+        data = path.read_bytes()
+        lines = data.split(b"\n")
+        tail = lines.pop()  # after the last newline: empty when the file ends whole
+        for number, line in enumerate(lines, 1):
+            if _readable(line):
+                continue
+            if number < len(lines) or tail:
+                raise InputError(f"{path}: line {number} is not a journal record: the study cannot be read "
+                                 "safely; restore the file from a copy, or start another --study")
+            tail = line + b"\n"  # the last line has its newline but not all of its record
+        if not tail:
+            return None
+        if tail.endswith(b"}") and _readable(tail):  # whole but for its newline: nothing to move aside
+            with open(path, "ab") as journal:
+                journal.write(b"\n")
+                os.fsync(journal.fileno())
+            return None
+        moved = path.with_name(f"{path.name}.torn-{datetime.now():%Y%m%d-%H%M%S}")
+        while moved.exists():
+            moved = moved.with_name(moved.name + "+")
+        with open(moved, "wb") as aside:
+            aside.write(tail)
+            aside.flush()
+            os.fsync(aside.fileno())
+        with open(path, "r+b") as journal:
+            journal.truncate(len(data) - len(tail))
+            os.fsync(journal.fileno())
+    op = re.search(rb'"op_code":\s*(\d+)', tail)
+    trial = re.search(rb'"trial_id":\s*(\d+)', tail)
+    state = re.search(rb'"state":\s*(\d+)', tail)
+    ends = op is not None and int(op[1]) == _STATE_OP and state is not None and int(state[1]) in _FINISHED_STATES
+    return Repair(path, moved, len(tail), int(trial[1]) if ends and trial else None,
+                  _FINISHED_STATES[int(state[1])] if ends and state else None)
+
+
+def _readable(line: bytes) -> bool:
+    try:
+        json.loads(line)
+    except ValueError:
+        return False
+    return True
+
+
+def _heartbeat_lost(study: optuna.Study, trial: FrozenTrial) -> None:
+    retry_lost(study, trial)  # Optuna failed it: its worker sent no heartbeat for GRACE_SECONDS
+
+
+def exists(location: str) -> bool:
+    """Whether a study storage is there to read (database URLs are assumed to exist)."""
+    if location.startswith("sqlite:///"):
+        return Path(location.removeprefix("sqlite:///")).is_file()
+    return "://" in location or Path(location).is_file()
+
+
+def retry_lost(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Queue the configuration of a trial lost with its worker once more (not a retry's)."""
+    if trial.user_attrs.get(Attr.RETRY_OF) is None:
+        attrs: dict[str, Any] = {Attr.RETRY_OF: trial.number}
+        # What makes it a baseline or a confirm training goes with it (a confirm training's seed too).
+        kept = (Attr.BASELINE,) if not record.confirmation(trial) else (Attr.CONFIRM_OF, Attr.REPLICA, Attr.SEED)
+        attrs.update({key: trial.user_attrs[key] for key in kept if trial.user_attrs.get(key) is not None})
+        study.enqueue_trial(trial.params, user_attrs=attrs)
+
+
+def reap_dead(study: optuna.Study, mine: bool = False, orphan_seconds: float | None = None) -> list[int]:
+    """Fail and retry this host's RUNNING trials whose process is gone; returns their numbers.
+
+    With `mine`, this process's own RUNNING trials are reaped too: a worker calls it when it has
+    reconnected after losing its database, when none of its trials can still be running.
+    A RUNNING trial that never recorded its host and pid is reaped too, whichever machine made it,
+    once this process has seen it so for `orphan_seconds` (default `ORPHAN_SECONDS`): a process
+    stopped inside Optuna's `ask` leaves one (the trial is created, the objective that records them
+    never runs), and a live one records them within milliseconds. The time is this process's own
+    (`orphan_ages`), not the trial's start: Optuna stamps that with the local time of the machine
+    that asked, which on another machine may be minutes or a time zone away.
+    """
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    ages, orphan_seconds = _orphans_seen(study, running), orphan_seconds or ORPHAN_SECONDS
+    reaped = []
+    for trial in running:
+        pid = trial.user_attrs.get(Attr.PID)
+        if pid is None:
+            if ages[trial.number] < orphan_seconds:
+                continue
+        elif trial.user_attrs.get(Attr.HOST) != HOST:
+            continue
+        elif _pid_alive(pid) and not (mine and pid == os.getpid()):
+            continue
+        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        retry_lost(study, trial)
+        reaped.append(trial.number)
+    return reaped
+
+
+def orphan_ages(study: optuna.Study) -> list[float]:
+    """How long this process has seen each RUNNING trial that never recorded a pid (see `reap_dead`)."""
+    return list(_orphans_seen(study, study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))).values())
+
+
+_FIRST_SEEN: dict[tuple[str, int, Any], float] = {}  # (study, trial number, start) -> time.monotonic()
+
+
+def _orphans_seen(study: optuna.Study, running: list[FrozenTrial]) -> dict[int, float]:
+    """Seconds since this process first saw each of these RUNNING trials without a pid, by number;
+    trials of the study no longer like that are forgotten."""
+    now = time.monotonic()
+    ages, keys = {}, set()
+    for trial in running:
+        if trial.user_attrs.get(Attr.PID) is None:
+            key = (study.study_name, trial.number, trial.datetime_start)
+            keys.add(key)
+            ages[trial.number] = now - _FIRST_SEEN.setdefault(key, now)
+    for key in [key for key in _FIRST_SEEN if key[0] == study.study_name and key not in keys]:
+        del _FIRST_SEEN[key]
+    return ages
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,131 @@
+"""Confirming a winner on a real MNIST slice: exactly K*S trainings however often it is started, the
+statistics behind its verdict, and export's default once it has run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from scipy import stats
+
+from search.cli import main
+from search.results import confirm
+from search.study import record
+from search.study.record import Attr
+from search.study.studies import load_study
+
+SPACE = """
+SPACE = {
+    "model": "mlp",
+    "layers": Repeat(Int(1, 2), {"units": Int(16, 64, log=True)}),
+    "learning_rate": Float(1e-3, 1e-2, log=True),
+    "batch_size": 128,
+}
+BASELINES = {"tiny": {"model": "mlp", "layers": [{"units": 8}], "learning_rate": 1e-3}}
+"""
+QUICK = ["--epochs", "2", "--train-size", "2000", "--seed", "0", "--workers", "1"]
+
+
+def test_welch_interval_and_p_are_scipys() -> None:
+    a, b = [0.9861, 0.9870, 0.9858], [0.9842, 0.9851, 0.9839]
+    low, high, p = confirm.welch(a, b)
+    reference = stats.ttest_ind(a, b, equal_var=False)
+    interval = reference.confidence_interval(confidence_level=confirm.LEVEL)
+    assert (low, high) == pytest.approx((interval.low, interval.high), abs=1e-12)
+    assert p == pytest.approx(reference.pvalue, abs=1e-12) and low > 0
+    same = [0.98, 0.98]
+    assert confirm.welch(same, same) == (0.0, 0.0, 1.0)
+
+
+@pytest.mark.slow
+def test_confirm_adds_exactly_k_times_s_trainings_across_an_interruption(write_space, tmp_path: Path,
+                                                                         capsys) -> None:
+    space = write_space(SPACE, "confirmed.py")
+    results = tmp_path / "results"
+    assert main(["run", str(space), "--trials", "5", "--results", str(results), *QUICK]) == 0
+    searched = load_study("confirmed", results).get_trials(deepcopy=False)
+    command = ["confirm", "confirmed", "--top", "2", "--seeds", "3", "--workers", "1", "--results", str(results)]
+
+    # Ctrl-C once the first confirm training has finished.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "search", *command], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, env=env)
+    deadline = time.monotonic() + 180
+    while not any(record.confirmation(t) and record.finished(t)
+                  for t in load_study("confirmed", results).get_trials(deepcopy=False)):
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 130, output
+    halfway = [t for t in load_study("confirmed", results).get_trials(deepcopy=False) if record.confirmation(t)]
+    assert 1 <= sum(record.finished(t) for t in halfway) < 6
+
+    capsys.readouterr()
+    assert main(command) == 0  # resumed: only what is missing
+    assert main(command) == 0  # done: nothing more (each of the two prints both configurations, 3/3 seeds)
+    out = capsys.readouterr().out
+    trials = load_study("confirmed", results).get_trials(deepcopy=False)
+    runs = [t for t in trials if record.confirmation(t) and record.finished(t)]
+    assert len(runs) == 6 and not [t for t in trials if t.state.name in ("RUNNING", "WAITING")]
+    pairs = sorted((t.user_attrs[Attr.CONFIRM_OF], t.user_attrs[Attr.REPLICA]) for t in runs)
+    chosen = confirm.choose(load_study("confirmed", results), 2)
+    assert pairs == sorted((row.number, replica) for row in chosen for replica in range(3))
+    assert any(row.baseline == "tiny" for row in chosen)  # the best baseline is always confirmed
+    seeds = [t.user_attrs[Attr.SEED] for t in runs]
+    assert len(set(seeds)) == 6 and not set(seeds) & {t.user_attrs[Attr.SEED] for t in searched}
+    for run in runs:  # each trains its trial's config again, never pruned
+        assert run.user_attrs[Attr.CONFIG] == trials[run.user_attrs[Attr.CONFIRM_OF]].user_attrs[Attr.CONFIG]
+        assert run.state.name == "COMPLETE"
+    assert record.done(trials) == 5  # the search's own budget is untouched
+
+    # The verdict is computed from the trials' own numbers.
+    found = confirm.summary(load_study("confirmed", results))
+    assert found is not None and found.complete
+    by_number = {c.trial.number: c for c in found.candidates}
+    for candidate in found.candidates:
+        assert sorted(candidate.test) == sorted(
+            t.user_attrs[Attr.TEST_ACCURACY] for t in runs if t.user_attrs[Attr.CONFIRM_OF] == candidate.trial.number)
+    winner = max(found.candidates, key=lambda c: sum(c.val) / len(c.val))
+    assert found.winner is by_number[winner.trial.number]
+    printed = " ".join(out.split())  # rich wraps long lines
+    assert printed.count("3/3") == 4 and " ".join(confirm.verdict(found).split()) in printed
+    if found.winner is not found.baseline:
+        low, high, p = confirm.welch(found.winner.test, found.baseline.test)  # type: ignore[union-attr]
+        assert f"[{100 * low:+.2f}, {100 * high:+.2f}] points" in confirm.verdict(found) and f"p = {p:.2g}" in \
+            confirm.verdict(found)
+
+    # export with no --trial takes the confirmed winner, and its card says so.
+    assert main(["export", "confirmed", "--results", str(results), "--out", str(tmp_path / "winner")]) == 0
+    card = json.loads((tmp_path / "winner" / "model_card.json").read_text())
+    assert card["trial"] == found.winner.trial.number and card["chosen"].startswith("the confirmed winner")
+    # The report's confusion matrix is the confirmed winner's too.
+    assert main(["report", "confirmed", "--results", str(results)]) == 0
+    page = (results / "confirmed" / "report.html").read_text()
+    assert f"trial {found.winner.trial.number}, the confirmed winner: test accuracy" in page
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["confirm", "nothere"], "nothere: no study found at"),
+    (["confirm", "failing", "--top", "0"], "--top 0: must be > 0"),
+    (["confirm", "failing", "--seeds", "0"], "--seeds 0: must be > 0"),
+    (["confirm", "failing"], "study 'failing' has no completed trial to confirm: run the search first"),
+])
+def test_bad_confirm_input_is_one_line_and_writes_nothing(write_space, tmp_path: Path, capsys, argv: list[str],
+                                                         message: str) -> None:
+    space = write_space('SPACE = {"model": "mlp"}\nBASELINES = {"broken": {"model": "cnn", "conv_blocks": '
+                        '[{"filters": 4}] * 5}}\n', "failing.py")
+    results = tmp_path / "results"
+    assert main(["run", str(space), "--trials", "1", "--results", str(results), *QUICK]) == 0  # its one trial fails
+    journal = (results / "failing" / "journal.log").read_bytes()
+    capsys.readouterr()
+    assert main([*argv, "--results", str(results)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and message in err, err
+    assert (results / "failing" / "journal.log").read_bytes() == journal

@@ -1,0 +1,154 @@
+"""The report of a real short search: files on disk, a self-contained page, and a real browser showing it."""
+
+from __future__ import annotations
+
+import base64
+import re
+import shutil
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+
+from search.cli import main
+from search.errors import InputError
+from search.results.report import write_report
+from search.study import artifacts
+from search.study.storage import open_storage
+from search.study.studies import load_study
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+FIGURES = ["best_by_trial", "best_by_time", "importances", "pareto", "learning_curves", "confusion_matrix",
+           "misclassified"]
+# Two searched dimensions (so importances exist) and learning rates far apart (so some trials learn
+# and some barely move, and the median pruner has something to prune after its five start-up trials).
+# Three epochs, because the search never prunes a trial at its last epoch and never before its second.
+SPACE = """
+SPACE = {
+    "model": "mlp",
+    "layers": [{"units": Int(16, 64, log=True)}],
+    "learning_rate": Choice([3e-3, 1e-6]),
+    "batch_size": 128,
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory: pytest.TempPathFactory) -> tuple[optuna.Study, Path]:
+    """A finished six-trial search (three epochs, 2,000 training images) and its results folder."""
+    folder = tmp_path_factory.mktemp("report")
+    space, results = folder / "reported.py", folder / "results"
+    space.write_text("from search.space import Choice, Float, Int, Repeat\n" + SPACE)
+    assert main(["run", str(space), "--trials", "6", "--epochs", "3", "--train-size", "2000", "--seed", "0", "--workers", "1",
+                 "--results", str(results), "--pruner", "median"]) == 0
+    study = load_study("reported", results)
+    return study, results / "reported"
+
+
+@pytest.fixture(scope="module")
+def report(searched: tuple[optuna.Study, Path]) -> Path:
+    return write_report(*searched)
+
+
+def test_report_holds_leaderboard_and_every_figure_as_png(searched: tuple[optuna.Study, Path], report: Path) -> None:
+    study, study_dir = searched
+    assert report == study_dir / "report.html"
+    page = report.read_text()
+    finished = [t for t in study.trials if t.state.is_finished()]
+    rows = re.search(r'<table[^>]*id="leaderboard".*?<tbody>(.*?)</tbody>', page, re.S)
+    assert rows and rows.group(1).count("<tr>") == len(finished) == 6
+    pruned = [t for t in finished if t.state == optuna.trial.TrialState.PRUNED]
+    assert len(pruned) == 1 and "<td>pruned</td>" in page  # trial 5 (learning rate 1e-6)
+    assert "Learning curves: the best 5 completed trials (solid) and 1 pruned (dashed)" in page
+    for name in FIGURES:
+        png = (study_dir / "report" / f"{name}.png").read_bytes()
+        assert png.startswith(PNG_MAGIC) and len(png) > 2000, name
+        assert f'id="{name}"' in page, name  # and its section shows the figure, not a note instead
+    assert page.count("data:image/png;base64,") == len(FIGURES)
+    assert not re.search(r"https?://", page)  # self-contained: nothing to fetch
+    assert not list(study_dir.rglob("*.partial"))
+    best = artifacts.kept(study_dir)[0]
+    # The trial best by validation, rebuilt from its kept weights, reproduces the test accuracy it recorded.
+    assert (f"trial {best['trial']}, the trial best by validation: test accuracy {best['test_accuracy']:.4f} "
+            "on 10,000") in page
+
+
+def test_report_of_a_running_study_without_kept_weights(searched: tuple[optuna.Study, Path], tmp_path: Path) -> None:
+    _, study_dir = searched
+    shutil.copy(study_dir / "journal.log", tmp_path / "journal.log")
+    study = optuna.load_study(study_name="reported", storage=open_storage(str(tmp_path / "journal.log")))
+    study.ask()  # a trial still running, as while a search goes on
+    before = (tmp_path / "journal.log").read_bytes()
+    page = write_report(study, tmp_path / "elsewhere").read_text()
+    assert (tmp_path / "journal.log").read_bytes() == before  # the report only reads the study
+    assert re.search(r"<tbody>(.*?)</tbody>", page, re.S).group(1).count("<tr>") == 6  # type: ignore[union-attr]
+    assert "No kept trial weights in" in page and page.count("data:image/png;base64,") == len(FIGURES) - 2
+    assert sorted(p.stem for p in (tmp_path / "elsewhere" / "report").glob("*.png")) == sorted(FIGURES[:-2])
+
+
+def test_study_without_finished_trials_is_an_input_error(tmp_path: Path) -> None:
+    study = optuna.create_study(study_name="empty", storage=f"sqlite:///{tmp_path / 'empty.db'}")
+    with pytest.raises(InputError, match="^study 'empty' has no finished trials yet: nothing to report$"):
+        write_report(study, tmp_path / "empty")
+    assert not (tmp_path / "empty").exists()
+
+
+def test_importances_need_two_searched_parameters(tmp_path: Path) -> None:
+    study = optuna.create_study(direction="maximize")
+    study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=3)
+    page = write_report(study, tmp_path).read_text()
+    assert "Importances need at least 2 completed trials" in page and "searches x." in page
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium chromium-driver)")
+def test_report_renders_in_headless_chromium(report: Path, tmp_path: Path) -> None:
+    webdriver = pytest.importorskip("selenium.webdriver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1280,2000", f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    # An explicit driver path keeps Selenium Manager from looking for (and downloading) one.
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(str(CHROMEDRIVER)))
+    try:
+        driver.get(report.as_uri())
+        assert driver.execute_script("return document.readyState") == "complete"
+        rows = driver.execute_script("return document.querySelectorAll('#leaderboard tbody tr').length")
+        assert rows == 6
+        widths = driver.execute_script("return [...document.images].map(i => i.complete ? i.naturalWidth : 0)")
+        assert len(widths) == len(FIGURES) and all(width > 0 for width in widths), widths
+        errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+        assert not errors, errors
+        # The whole page, not just the window: DevTools can capture beyond the viewport.
+        shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
+        screenshot = tmp_path / "report.png"
+        screenshot.write_bytes(base64.b64decode(shot["data"]))
+        assert screenshot.read_bytes().startswith(PNG_MAGIC) and screenshot.stat().st_size > 50_000
+    finally:
+        driver.quit()
+
+
+def test_report_command_on_a_real_study(finished_study: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", "small.py", "--results", str(finished_study)]) == 0
+    html = (finished_study / "small" / "report.html").read_text()
+    assert html.count("<img") >= 5 and "leaderboard" in html
+    assert "report.html" in capsys.readouterr().out
+    assert main(["report", "missing", "--results", str(finished_study)]) == 2
+
+
+def test_the_report_leads_with_the_model_chosen_by_validation_and_ends_with_the_table(
+        searched: tuple[optuna.Study, Path], report: Path) -> None:
+    study, study_dir = searched
+    page = report.read_text()
+    sections = re.findall(r'<section id="([^"]+)"', page)
+    assert sections[0] == "answer" and sections[-1] == "all-trials" and sections[1:-1] == FIGURES
+    board = pd.read_csv(study_dir / "leaderboard.csv")
+    chosen = board[board["selected"]].iloc[0]
+    answer = re.search(r'<section id="answer">(.*?)</section>', page, re.S).group(1)  # type: ignore[union-attr]
+    assert (f"Selected by validation accuracy: trial {chosen['trial']}," in answer
+            and f"validation {100 * chosen['val_accuracy']:.2f}%, test {100 * chosen['test_accuracy']:.2f}%" in answer)
+    assert chosen["val_accuracy"] == board[board["state"] == "complete"]["val_accuracy"].max()
