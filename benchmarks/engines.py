@@ -48,9 +48,9 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     from search.engines import keras_tuner, keras_tuner_space
     from search.errors import TrialFailed
     from search.space import load_space
-    from search.study import studies
+    from search.study import lifecycle, studies
     from search.study.objective import Objective
-    from search.study.record import counted
+    from search.study.record import counts_toward_budget
     from search.training import datasets
     from search.training.runtime import start_tensorflow
 
@@ -67,21 +67,23 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     started, wall_start = time.monotonic(), datetime.now()
     stop_at = started + budget
     if engine == "optuna":
-        objective = Objective(space, data, epochs, job["seed"], keep=0, trial_timeout=budget)
+        context = lifecycle.Context(data, limits=lifecycle.Limits(trial_timeout=budget), keep=0)
+        objective = Objective(space, context, epochs, job["seed"])
 
         def tighten(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-            objective.trial_timeout = max(1e-3, stop_at - time.monotonic())  # the next trial ends at the budget
+            # the next trial ends at the budget
+            context.limits = lifecycle.Limits(trial_timeout=max(1e-3, stop_at - time.monotonic()))
 
         study.optimize(objective, timeout=budget, catch=(TrialFailed,), callbacks=[tighten], gc_after_trial=True)
     else:
-        settings = keras_tuner.Settings(tuner=method, trials=10**6, epochs=epochs, stop_at=stop_at, keep=0)
-        keras_tuner.KerasTunerSearch(space, data, study, folder, settings).search()
+        settings = keras_tuner.Settings(tuner=method, trials=10**6, epochs=epochs, stop_at=stop_at)
+        keras_tuner.KerasTunerSearch(space, lifecycle.Context(data, keep=0), study, folder, settings).search()
     max_epochs = keras_tuner_space.max_epochs(space, epochs)
     trials = []
     for trial in study.get_trials(deepcopy=False):
         attrs = trial.user_attrs
         cut = attrs.get("interrupted") or str(attrs.get("reason", "")).startswith("exceeded --trial-timeout")
-        if not counted(trial) or cut or trial.datetime_complete is None:
+        if not counts_toward_budget(trial) or cut or trial.datetime_complete is None:
             continue
         finished = (trial.datetime_complete - wall_start).total_seconds()
         if finished > budget:

@@ -40,7 +40,7 @@ def counted(location: str) -> int:
         study = optuna.load_study(study_name="memory", storage=storage.open_storage(location))
     except KeyError:
         return 0
-    return sum(record.counted(t) for t in study.get_trials(deepcopy=False))
+    return sum(record.counts_toward_budget(t) for t in study.get_trials(deepcopy=False))
 
 
 def children(pid: int) -> list[int]:
@@ -76,7 +76,7 @@ def in_process(folder: Path, args: argparse.Namespace) -> list[tuple[int, float,
     curve: list[tuple[int, float, float]] = []
 
     def measure(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        done = sum(record.counted(t) for t in study.get_trials(deepcopy=False))
+        done = sum(record.counts_toward_budget(t) for t in study.get_trials(deepcopy=False))
         if done % 10 == 0 and (not curve or curve[-1][0] != done):
             curve.append((done, rss_mb(), float("nan")))
             print(f"after {done:4d} trials: this process {curve[-1][1]:7.1f} MB", flush=True)

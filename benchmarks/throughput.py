@@ -319,7 +319,8 @@ def fixed_cost(dataset: datasets.Dataset, folder: Path, trials: int, epochs: int
     steady epochs, but without the later epochs' own noise. Medians over `trials` trials, as one
     trial's figure moves with the machine's noise by more than the figure itself."""
     from search.space import Space
-    from search.study import objective as trial_stage
+    from search.study import lifecycle
+    from search.study.objective import Objective
     from search.study.storage import default_location, open_storage
 
     config = {**MLP, "batch_size": 128, "epochs": epochs}
@@ -343,8 +344,8 @@ def fixed_cost(dataset: datasets.Dataset, folder: Path, trials: int, epochs: int
         walls.append(now - marks["trial"])
         marks["trial"] = marks["start"] = now
 
-    objective = trial_stage.Objective(space, dataset, epochs=None, base_seed=0, on_epoch=on_epoch,
-                                      study_dir=folder / "fixed", keep=1)
+    objective = Objective(space, lifecycle.Context(dataset, study_dir=folder / "fixed", keep=1, on_epoch=on_epoch),
+                          epochs=None, base_seed=0)
     marks["trial"] = marks["start"] = time.perf_counter()
     study.optimize(objective, n_trials=trials, callbacks=[on_trial])
     rows = []

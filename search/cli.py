@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 from rich.console import Console
 from rich.markup import escape
 
-from search.errors import EXIT_FAILED, EXIT_INPUT, EXIT_OK, InputError
+from search.errors import EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_OK, InputError
 from search.training.runtime import PRECISIONS
 
 
@@ -46,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {err}", file=sys.stderr)
         return EXIT_INPUT
+    except KeyboardInterrupt:  # a Ctrl-C outside the stages that stop cooperatively (stopping.py)
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,24 +10,20 @@ Ctrl-C, and end by writing the leaderboard. Finished trials are always kept: the
 
 from __future__ import annotations
 
-import contextlib
-import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import optuna
 from rich.console import Console
 
-from search.engines import keras_tuner as kerastuner
-from search.engines import keras_tuner_space
+from search.engines import keras_tuner, keras_tuner_space
 from search.errors import EXIT_FAILED, EXIT_INTERRUPTED, InputError
 from search.results import confirm, leaderboard
 from search.space import Space, load_space
-from search.study import record, storage, studies, workers
+from search.study import lifecycle, record, stopping, storage, studies, workers
 from search.study.progress import Progress
 from search.study.record import StudyAttr
 from search.training import datasets
@@ -122,7 +118,7 @@ def run_search(options: SearchOptions, console: Console) -> int:
         studies.make_sampler(sampler, 0)  # a bad --sampler or --pruner stops here, before anything is written
         studies.make_pruner(pruner)
     data = datasets.load(options.dataset, options.data, options.train_size)
-    label = (kerastuner.engine_label(options.tuner or "hyperband") if options.engine == "keras-tuner"
+    label = (keras_tuner.engine_label(options.tuner or "hyperband") if options.engine == "keras-tuner"
              else studies.engine_label(sampler, pruner))
     studies.check_engine(location, name, label)
     studies.check_objectives(location, name, goals)
@@ -140,7 +136,7 @@ def run_search(options: SearchOptions, console: Console) -> int:
         data_path=options.data, train_size=options.train_size, epochs=options.epochs, budget=options.trials,
         sampler=sampler, pruner=pruner, timeout=options.timeout, trial_timeout=options.trial_timeout,
         results=options.results, keep=options.keep_top, command=options.command, debug=options.debug,
-        max_trials=options.recycle_after, precision=precision, deterministic=options.deterministic,
+        recycle_after=options.recycle_after, precision=precision, deterministic=options.deterministic,
         objectives=goals, max_params=options.max_params, max_latency_ms=options.max_latency_ms)
     # Threads and precision belong to each machine (a joining worker picks its own).
     settings = {k: v for k, v in vars(spec).items() if k not in ("worker", "threads", "debug", "precision")}
@@ -176,7 +172,7 @@ def join_search(options: JoinOptions, console: Console) -> int:
     space_file = _restore_space(folder, settings["space_source"], location)
     spec = workers.WorkerSpec.joining(
         settings, space_file=str(space_file), results=options.results, debug=options.debug, location=location,
-        trial_timeout=options.trial_timeout or settings.get("trial_timeout"), max_trials=options.recycle_after,
+        trial_timeout=options.trial_timeout or settings.get("trial_timeout"), recycle_after=options.recycle_after,
         command=options.command, precision=precision)
     header = f"worker joining study {opened.study_name} ({spec.budget} trials in total, {{done}} done)"
 
@@ -205,7 +201,7 @@ def confirm_search(options: ConfirmOptions, console: Console) -> int:
     space_file = _restore_space(folder, settings["space_source"], location)
     spec = workers.WorkerSpec.joining(
         settings, space_file=str(space_file), results=options.results, debug=options.debug, queued_only=True,
-        location=location, max_trials=options.recycle_after, command=options.command, precision=precision)
+        location=location, recycle_after=options.recycle_after, command=options.command, precision=precision)
     count = options.workers or workers.default_count()
     header = (f"confirming study [bold]{opened.study_name}[/]: {{done}} of {total} trainings done ({options.top} "
               f"configurations x {options.seeds} seeds)" + (f"; {count} workers" if count > 1 else ""))
@@ -225,7 +221,7 @@ def confirm_search(options: ConfirmOptions, console: Console) -> int:
 
 
 def _confirmations(trial: optuna.trial.FrozenTrial) -> bool:
-    return record.confirmation(trial) and record.finished(trial)
+    return record.is_confirmation(trial) and record.ended_on_its_own(trial)
 
 
 def _check(options: SearchOptions) -> tuple[str, tuple[str, ...]]:
@@ -254,7 +250,7 @@ def _check(options: SearchOptions) -> tuple[str, tuple[str, ...]]:
         if options.accept_space_change:
             raise InputError("--accept-space-change: KerasTuner's project holds the space it began with; pass "
                              "--study NAME to search the changed space")
-        kerastuner.check_options(options.tuner, options.sampler, options.pruner, options.workers, options.storage)
+        keras_tuner.check_options(options.tuner, options.sampler, options.pruner, options.workers, options.storage)
         if len(goals) > 1 or options.max_params or options.max_latency_ms:
             raise InputError("--objectives, --max-params and --max-latency-ms need --engine optuna")
     return precision, goals
@@ -263,8 +259,6 @@ def _check(options: SearchOptions) -> tuple[str, tuple[str, ...]]:
 def _run_keras_tuner(options: SearchOptions, console: Console, space: Space, name: str, location: str,
                      data: datasets.Dataset, label: str, started: float) -> int:
     """`run --engine keras-tuner`: the same study folder and storage, trials run by KerasTuner here."""
-    from search.training.runtime import start_tensorflow
-
     opened = studies.open_study(name, location, "random", "none", options.seed)  # baselines only: nothing sampled
     studies.check_space(opened, space, options.accept_space_change)
     studies.check_dataset(opened, data)
@@ -273,13 +267,18 @@ def _run_keras_tuner(options: SearchOptions, console: Console, space: Space, nam
     _copy_space(space, folder, location)
     header = f"study [bold]{name}[/] ({label}) in {storage.redact(location)}: {{done}} of {options.trials} trials " \
              f"done; {_split(data)}"
-    settings = kerastuner.Settings(
-        tuner=options.tuner or "hyperband", trials=options.trials, epochs=options.epochs, timeout=options.timeout,
-        trial_timeout=options.trial_timeout, keep=options.keep_top, command=options.command, debug=options.debug)
+    settings = keras_tuner.Settings(tuner=options.tuner or "hyperband", trials=options.trials, epochs=options.epochs,
+                                    timeout=options.timeout, debug=options.debug)
 
     def go(progress: Progress) -> int:
-        start_tensorflow(verbose=options.debug, models=space.model_kinds(), precision="float32")
-        return kerastuner.run(space, data, opened, folder, settings, progress)
+        from search.training import runtime
+
+        runtime.start_tensorflow(verbose=options.debug, models=space.model_kinds(), precision="float32")
+        machine = record.Machine(0, runtime.cpu_kernels(), "float32", None, False, options.train_size,
+                                 runtime.versions(), runtime.cpu_model())
+        context = lifecycle.Context(data, machine, lifecycle.Limits(options.trial_timeout), ("accuracy",), name,
+                                    folder, options.keep_top, options.command, progress.epoch)
+        return keras_tuner.run(space, context, opened, folder, settings, progress)
 
     return _drive(opened, folder, console, header, options.trials, go, requeue=False,
                   end=lambda code: finish(opened, folder, console, code, started, options.top))
@@ -287,23 +286,22 @@ def _run_keras_tuner(options: SearchOptions, console: Console, space: Space, nam
 
 def _drive(opened: optuna.Study, folder: Path, console: Console, header: str, total: int,
            go: Callable[[Progress], int], requeue: bool, end: Callable[[int], int],
-           counts: Callable[[optuna.trial.FrozenTrial], bool] = record.counted) -> int:
+           counts: Callable[[optuna.trial.FrozenTrial], bool] = record.counts_toward_budget) -> int:
     """What every way of running trials shares: reap what dead processes left running, say where the
     study stands (`header` with {done} filled in: the trials `counts` counts), run `go` with live
-    progress (SIGTERM as Ctrl-C), then `end` with the exit code."""
+    progress until it ends or a stop request (Ctrl-C, SIGTERM: stopping.py), then `end` with the exit
+    code."""
+    stopping.reset()  # a command run in-process again starts unstopped
     lost = storage.reap_dead(opened)
     if lost:
         console.print(f"trial(s) {', '.join(map(str, lost))} were left running by a process that died: failed"
                       + (", and queued once more" if requeue else ""))
     done = sum(counts(t) for t in opened.get_trials(deepcopy=False))
     console.print(header.format(done=done))
-    try:
-        with _sigterm_as_interrupt(), Progress(console, total, done, counts=counts) as progress:
-            progress.seed_bests(opened)
-            code = go(progress)
-    except KeyboardInterrupt:
-        code = EXIT_INTERRUPTED
-    return end(code)
+    with stopping.on_signals(), Progress(console, total, done, counts=counts) as progress:
+        progress.seed_bests(opened)
+        code = go(progress)
+    return end(EXIT_INTERRUPTED if stopping.requested() else code)
 
 
 def finish(opened: optuna.Study, folder: Path, console: Console, code: int, started: float, top: int) -> int:
@@ -319,7 +317,7 @@ def finish(opened: optuna.Study, folder: Path, console: Console, code: int, star
 
 
 def _say_how_it_ended(opened: optuna.Study, console: Console, code: int,
-                      counts: Callable[[optuna.trial.FrozenTrial], bool] = record.counted) -> int:
+                      counts: Callable[[optuna.trial.FrozenTrial], bool] = record.counts_toward_budget) -> int:
     if code == EXIT_INTERRUPTED:
         kept = sum(counts(t) for t in opened.get_trials(deepcopy=False))
         console.print(f"[magenta]interrupted[/]: {kept} finished trials kept; run the same command to resume")
@@ -360,19 +358,6 @@ def _precision_note(setting: str) -> str:
     if precision_wanted(setting) != "bfloat16":
         return ""
     return "; on the CPU, trials train in mixed bfloat16 (--precision float32 turns it off)"
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt here, as Ctrl-C does: one way to stop a run."""
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def options_from(namespace: Any, kind: type[SearchOptions] | type[JoinOptions] | type[ConfirmOptions],

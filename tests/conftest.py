@@ -29,6 +29,14 @@ def expected_kernels(models: set[str], threads: int) -> str:
     return "oneDNN" if onednn_wanted(models, threads) else "Eigen"
 
 
+@pytest.fixture(autouse=True)
+def unstopped() -> None:
+    """Every test starts in a process not asked to stop (a test may ask, as Ctrl-C would)."""
+    from search.study import stopping
+
+    stopping.reset()
+
+
 @pytest.fixture(scope="session")
 def small_mnist() -> datasets.Dataset:
     """The first 2,000 real training images; validation (5,000) and test (10,000) stay whole."""

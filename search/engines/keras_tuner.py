@@ -2,17 +2,17 @@
 
 `search run SPACE --engine keras-tuner --tuner hyperband|bayesian|random` searches a space file with
 KerasTuner 1.4: the space is declared as KerasTuner hyperparameters under the names `space.sample`
-gives (tuner_space.py), and each trial's config is sampled from KerasTuner's values, so `models.build`
-and `train.fit` get the same kind of dict as under Optuna. Baselines run first, through Optuna's
-`Objective`. Every KerasTuner trial is also written into the study's Optuna storage with the user attrs
-an Optuna trial records (plus `engine` and `keras_tuner_trial`), and the best keep their weights in
-`results/<study>/trials/`, so leaderboard, report, export and predict work unchanged. KerasTuner's own
-state is `results/<study>/keras_tuner/`: the same command resumes from it, re-running only the trial
-that was interrupted, never one already recorded.
+gives (keras_tuner_space.py), and KerasTuner's oracle picks each trial's values. This module is a thin
+adapter through KerasTuner's public hooks (`HyperModel.declare_hyperparameters`, `Tuner.run_trial`,
+`Tuner.pre_create_trial`): each trial KerasTuner asks for becomes an Optuna trial of the study with
+those values, run by the same trial lifecycle as an Optuna search (study/lifecycle.py), so its record,
+kept weights, timeout and failure streak are the same; its outcome goes back to KerasTuner's oracle.
+Baselines run first, through Optuna's objective. KerasTuner's own state is `results/<study>/keras_tuner/`:
+the same command resumes from it, re-running only the trial that was interrupted, never one recorded.
 
 Hyperband decides epochs itself (`--epochs` or the space's `epochs` is its `max_epochs`, factor 3): a
-model it promotes is rebuilt, loads its last round's weights and trains the missing epochs as a new
-trial, its learning-rate schedule (if any) starting again. `--trials` counts those trials too.
+model it promotes continues from its earlier trial's final weights and trains the missing epochs as a
+new trial, its learning-rate schedule (if any) starting again. `--trials` counts those trials too.
 """
 
 from __future__ import annotations
@@ -20,25 +20,22 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
-import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from search import internals
 from search.engines.keras_tuner_space import TUNERS, Fixed, declare, max_epochs
 from search.errors import EXIT_FAILED, EXIT_OK, InputError, TrialFailed
 from search.space import Space, sample
-from search.study import artifacts, record, storage
-from search.study.objective import MAX_CONSECUTIVE_FAILURES, Deadline, Objective, progress_callback, with_epochs
+from search.study import lifecycle, record, stopping, storage
+from search.study.objective import OptunaReporter
 from search.study.record import Attr, StudyAttr
-from search.training.datasets import Dataset
-from search.training.runtime import cpu_kernels
 
 PROJECT = "keras_tuner"  # KerasTuner's project folder inside results/<study>/
 HYPERBAND_FACTOR = 3  # KerasTuner's default: a third of each round's models go on to the next
@@ -84,27 +81,25 @@ class Settings:
     epochs: int | None = None  # --epochs: every config's, and Hyperband's max_epochs
     timeout: float | None = None  # stop starting trials after this many seconds
     stop_at: float | None = None  # time.monotonic() at which the running trial is stopped too (benchmarks)
-    trial_timeout: float | None = None
-    keep: int = 10
-    command: str = ""
     debug: bool = False  # KerasTuner's own traceback of every failed trial (its default is to print them)
 
 
-def run(space: Space, data: Dataset, study: optuna.Study, folder: Path, settings: Settings, progress: Any) -> int:
-    """Baselines first (through Optuna's `Objective`, exactly as an Optuna run), then KerasTuner until the
-    study holds `settings.trials` trials; returns an exit code. `progress` is a `search.progress.Progress`.
-    TensorFlow must be started (`runtime.start_tensorflow`)."""
+def run(space: Space, context: lifecycle.Context, study: optuna.Study, folder: Path, settings: Settings,
+        on_trial: Callable[[optuna.Study, FrozenTrial], None]) -> int:
+    """Baselines first (through Optuna's objective, exactly as an Optuna run), then KerasTuner until the
+    study holds `settings.trials` trials or a stop request; returns an exit code. TensorFlow must be
+    started (`runtime.start_tensorflow`)."""
     from search.study import studies
+    from search.study.objective import Objective
 
-    engine = KerasTunerSearch(space, data, study, folder, settings, on_trial=progress, on_epoch=progress.epoch)
+    engine = KerasTunerSearch(space, context, study, folder, settings, on_trial)
     studies.enqueue_baselines(study, space)
-    waiting = sum(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False))
-    if waiting:
-        objective = Objective(space, data, settings.epochs, int(study.user_attrs[StudyAttr.SEED]),
-                              on_epoch=progress.epoch, study_dir=folder, keep=settings.keep, command=settings.command,
-                              budget=settings.trials, trial_timeout=settings.trial_timeout)
-        guard = studies.optimize(study, objective, settings.timeout, [progress], max_trials=waiting)
-        if guard.tripped:
+    queued = sum(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False))
+    if queued:
+        objective = Objective(space, context, settings.epochs, int(study.user_attrs[StudyAttr.SEED]),
+                              budget=settings.trials)
+        streak = studies.optimize(study, objective, settings.timeout, [on_trial], most=queued)
+        if streak.tripped:
             return EXIT_FAILED
     return EXIT_FAILED if engine.search() else EXIT_OK
 
@@ -112,241 +107,158 @@ def run(space: Space, data: Dataset, study: optuna.Study, folder: Path, settings
 class KerasTunerSearch:
     """A KerasTuner tuner on a study: made (and a resumed project checked) first, searched later."""
 
-    def __init__(self, space: Space, data: Dataset, study: optuna.Study, folder: Path, settings: Settings,
-                 on_trial: Callable[[optuna.Study, FrozenTrial], None] | None = None,
-                 on_epoch: Callable[[int, int, int, float], None] | None = None) -> None:
+    def __init__(self, space: Space, context: lifecycle.Context, study: optuna.Study, folder: Path,
+                 settings: Settings, on_trial: Callable[[optuna.Study, FrozenTrial], None] | None = None) -> None:
         self.study, self.settings = study, settings
-        self.runner = _Runner(space, data, study, folder, settings, on_trial, on_epoch)
+        self.runner = _Runner(space, context, study, folder, settings, on_trial)
         if self.runner.numbers and not (folder / PROJECT / "oracle.json").exists():
             raise InputError(f"{folder / PROJECT}: missing, so the KerasTuner trials already in study "
                              f"{study.study_name!r} cannot be resumed: pass --study NAME to start another")
         self.tuner = _make_tuner(self.runner)
 
     def search(self) -> str | None:
-        """Run trials until the study holds `settings.trials` counted trials, baselines included, or time
-        runs out; returns why it stopped early when that was a failure streak, else None."""
-        taken = sum(record.counted(t) and bool(t.user_attrs.get(Attr.BASELINE))
+        """Run trials until the study holds `settings.trials` counted trials, baselines included, time runs
+        out or a stop request; returns why it stopped early when that was a failure streak, else None."""
+        taken = sum(record.counts_toward_budget(t) and bool(t.user_attrs.get(Attr.BASELINE))
                     for t in self.study.get_trials(deepcopy=False))
-        if self.settings.trials - taken <= 0:
+        if self.settings.trials - taken <= 0 or stopping.requested():
             return None
         self.tuner.oracle.max_trials = self.settings.trials - taken  # KerasTuner counts its own trials
         try:
             self.tuner.search(verbose=0)
         except _Stop:
             pass
-        return self.runner.stopped
+        return self.runner.streak.tripped
 
 
-class _Stop(Exception):
-    """Raised before KerasTuner starts a trial when the run should end there."""
-
-
-class _OutOfTime(TrialFailed):
-    """The run's hard time limit (`Settings.stop_at`) stopped the running trial."""
-
-
-@dataclass
-class _Current:
-    """The trial KerasTuner is running, as our side sees it."""
-
-    kt_id: str
-    number: int
-    seed: int
-    started: datetime
-    values: dict[str, Any]
-    log: Any  # train.EpochLog
-    fixed: Fixed | None = None
-    config: dict[str, Any] = field(default_factory=dict)
-    n_params: int | None = None
-    initial_epoch: int = 0
-    result: Any = None  # train.FitResult
-    test_accuracy: float | None = None
+class _Stop(BaseException):
+    """Ends `tuner.search` from inside a hook: a BaseException, so KerasTuner does not record it as a failed
+    trial (it catches Exception)."""
 
 
 class _Runner:
-    """What KerasTuner's hypermodel and tuner call back into: the config, build, fit, and recording."""
+    """What KerasTuner's tuner calls back into: each trial through the lifecycle, recorded in the study."""
 
-    def __init__(self, space: Space, data: Dataset, study: optuna.Study, folder: Path, settings: Settings,
-                 on_trial: Callable[[optuna.Study, FrozenTrial], None] | None,
-                 on_epoch: Callable[[int, int, int, float], None] | None) -> None:
-        self.space, self.data, self.study, self.folder, self.settings = space, data, study, folder, settings
-        self.on_trial, self.on_epoch = on_trial, on_epoch
-        self.engine = engine_label(settings.tuner)
+    def __init__(self, space: Space, context: lifecycle.Context, study: optuna.Study, folder: Path,
+                 settings: Settings, on_trial: Callable[[optuna.Study, FrozenTrial], None] | None) -> None:
+        self.space, self.study, self.folder, self.settings, self.on_trial = space, study, folder, settings, on_trial
+        self.context = replace(context, engine=engine_label(settings.tuner))
         self.base_seed = int(study.user_attrs[StudyAttr.SEED])
         ours = [t for t in study.get_trials(deepcopy=False) if Attr.KERAS_TUNER_TRIAL in t.user_attrs]
         # KerasTuner id -> the Optuna trial that recorded it: a resumed run must not record a trial twice.
-        self.recorded = {t.user_attrs[Attr.KERAS_TUNER_TRIAL]: t for t in ours if record.counted(t)}
+        self.recorded = {t.user_attrs[Attr.KERAS_TUNER_TRIAL]: t for t in ours if record.counts_toward_budget(t)}
         self.numbers = {t.user_attrs[Attr.KERAS_TUNER_TRIAL]: t.number for t in ours}
         self.started = time.monotonic()
-        self.failures, self.last_reason = 0, ""
-        self.stopped: str | None = None
-        self.current: _Current | None = None
+        self.streak = lifecycle.Streak()
 
     def before_trial(self) -> None:
-        if self.failures >= MAX_CONSECUTIVE_FAILURES:
-            self.stopped = f"{self.failures} trials failed in a row; last: {self.last_reason}"
-            raise _Stop
         now, settings = time.monotonic(), self.settings
-        if (settings.timeout is not None and now - self.started >= settings.timeout) or (
+        if self.streak.tripped or stopping.requested() or (
+                settings.timeout is not None and now - self.started >= settings.timeout) or (
                 settings.stop_at is not None and now >= settings.stop_at):
             raise _Stop
 
-    def run_trial(self, kt_trial: Any, train_it: Callable[[], Any]) -> Any:
+    def run_trial(self, kt_trial: Any) -> float:
         from keras_tuner.errors import FailedTrialError
-
-        from search.training import train
 
         done = self.recorded.get(kt_trial.trial_id)
         if done is not None:  # recorded before KerasTuner could save it had finished: do not run it twice
             if done.state == TrialState.COMPLETE:
-                return done.value
+                return float(done.values[0])
             raise FailedTrialError(record.read(done).reason or "failed")
-        number = len(self.study.get_trials(deepcopy=False))
-        current = _Current(kt_trial.trial_id, number, self.base_seed + number, datetime.now(),
-                           dict(kt_trial.hyperparameters.values), train.EpochLog())
-        self.current = current
+        values = dict(kt_trial.hyperparameters.values)
+        fixed = Fixed({k: v for k, v in values.items() if not k.startswith("tuner/")})
         try:
-            current.fixed = Fixed({k: v for k, v in current.values.items() if not k.startswith("tuner/")})
-            current.config = self._config(current)
-            outcome = train_it()
-        except KeyboardInterrupt:
-            self._record(current, TrialState.FAIL, reason="interrupted", interrupted=True)
-            raise
-        except Exception as err:
-            reason = str(err).strip() if isinstance(err, TrialFailed) else record.reason_of(err)
-            self._record(current, TrialState.FAIL, reason=reason, interrupted=isinstance(err, _OutOfTime))
-            self.failures, self.last_reason = self.failures + 1, reason
-            raise FailedTrialError(reason) from err
-        self.failures = 0
-        self._record(current, TrialState.COMPLETE, value=current.result.val_accuracy)
+            sample(self.space.space, fixed)  # the Optuna params and distributions of KerasTuner's values
+            problem = ""
+        except TrialFailed as err:
+            problem = str(err)
+        # Queued with those values, the next trial Optuna hands out is this one, its params fixed.
+        self.study.enqueue_trial(fixed.params, user_attrs={Attr.KERAS_TUNER_TRIAL: kt_trial.trial_id})
+        trial = self.study.ask()
+        reporter = OptunaReporter(trial, prune=False)
+        if problem:
+            reporter.write({**record.outcome([], 0.0, reason=problem), Attr.ENGINE: self.context.engine})
+            outcome = lifecycle.Outcome("failed", problem)
+        else:
+            outcome = self._train(trial, reporter, values)
+        if outcome.state == "complete":
+            self.study.tell(trial, outcome.value)
+        else:
+            self.study.tell(trial, state=TrialState.FAIL)
+        frozen = self.study.get_trials(deepcopy=False)[trial.number]
+        self.numbers[kt_trial.trial_id] = trial.number
+        if record.counts_toward_budget(frozen):
+            self.recorded[kt_trial.trial_id] = frozen
+        self.streak.add(record.read(frozen))
+        if self.on_trial is not None:
+            self.on_trial(self.study, frozen)
+        if outcome.state == "interrupted":
+            raise _Stop
+        if outcome.state != "complete":
+            raise FailedTrialError(outcome.reason)
+        return outcome.value
+
+    def _train(self, trial: optuna.Trial, reporter: OptunaReporter, values: dict[str, Any]) -> lifecycle.Outcome:
+        """The lifecycle on KerasTuner's values; Hyperband's continuations from their earlier trial's weights."""
+        config = lifecycle.with_epochs(sample(self.space.space, trial), self.settings.epochs)
+        first_round, resume, continues = 0, None, None
+        if "tuner/epochs" in values:  # Hyperband: this trial ends at epoch tuner/epochs
+            first_round = int(values.get("tuner/initial_epoch") or 0)
+            config["epochs"], config["steps"] = int(values["tuner/epochs"]), 0
+            continues = self.numbers.get(values.get("tuner/trial_id", ""))
+            if first_round and continues is not None:
+                resume = self._checkpoint(continues)
+                reporter.write({Attr.INITIAL_EPOCH: first_round, Attr.CONTINUES: continues})
+        assignment = lifecycle.Assignment(
+            trial.number, config, lifecycle.seed_of(self.base_seed, trial.number), searched=False,
+            resume_weights=resume, first_round=first_round,
+            checkpoint=self._checkpoint(trial.number) if self.settings.tuner == "hyperband" else None)
+        hard = None if self.settings.stop_at is None else max(0.0, self.settings.stop_at - time.monotonic())
+        limit = min((s for s in (self.context.limits.trial_timeout, hard) if s is not None), default=None)
+        context = replace(self.context, limits=replace(self.context.limits, trial_timeout=limit))
+        outcome = lifecycle.run(assignment, context, reporter)
+        if outcome.state == "failed" and hard is not None and limit == hard and "--trial-timeout" in outcome.reason:
+            reporter.write({Attr.INTERRUPTED: True, Attr.REASON: "stopped: the run's time budget ran out"})
+            return lifecycle.Outcome("interrupted", "stopped: the run's time budget ran out")
         return outcome
 
-    def _config(self, current: _Current) -> dict[str, Any]:
-        assert current.fixed is not None
-        config = with_epochs(sample(self.space.space, current.fixed), self.settings.epochs)
-        if "tuner/epochs" in current.values:  # Hyperband: this trial ends at epoch tuner/epochs
-            config["epochs"], config["steps"] = int(current.values["tuner/epochs"]), 0
-        return config
-
-    def build(self) -> Any:
-        from search.training import models, train
-
-        current = self.current
-        assert current is not None
-        train.reset(current.seed)
-        model = models.build(current.config)
-        current.n_params = int(model.count_params())
-        return model
-
-    def fit(self, model: Any, kwargs: dict[str, Any]) -> float:
-        from search.space import schema
-        from search.training import train
-
-        current = self.current
-        assert current is not None
-        config = dict(current.config)
-        current.initial_epoch = int(kwargs.get("initial_epoch") or 0)
-        if kwargs.get("epochs") is not None:  # Hyperband: continue from the loaded weights to `epochs`
-            config["epochs"] = int(kwargs["epochs"]) - current.initial_epoch
-        # KerasTuner's per-epoch checkpoint is what a promoted Hyperband model continues from; the other
-        # tuners never read it, and our kept weights are written by `artifacts`.
-        callbacks = [c for c in kwargs.get("callbacks") or []
-                     if self.settings.tuner == "hyperband" or type(c).__name__ != "SaveBestEpoch"]
-        hard = None if self.settings.stop_at is None else max(0.0, self.settings.stop_at - time.monotonic())
-        limit = min((s for s in (self.settings.trial_timeout, hard) if s is not None), default=None)
-        deadline = Deadline(limit)
-        callbacks.append(deadline.callback())
-        if self.on_epoch is not None:
-            rounds = train.plan(schema.resolve(config), len(self.data.train_images)).rounds
-            callbacks.append(progress_callback(self.on_epoch, current.number, rounds, current.initial_epoch))
-        result = train.fit(model, config, self.data, callbacks=callbacks, log=current.log)
-        if deadline.expired:
-            if limit == hard:
-                raise _OutOfTime("stopped: the run's time budget ran out")
-            raise TrialFailed(f"exceeded --trial-timeout of {self.settings.trial_timeout:g} s")
-        current.result = result
-        current.test_accuracy = result.accuracy(self.data.test_images, self.data.test_labels)
-        return float(result.val_accuracy)
-
-    def _record(self, current: _Current, state: TrialState, value: float | None = None, reason: str | None = None,
-                interrupted: bool = False) -> None:
-        """Write the finished trial into the Optuna study as an Optuna trial would be, and keep its weights."""
-        log, result = current.log, current.result
-        complete = state == TrialState.COMPLETE
-        attrs: dict[Attr, Any] = {
-            **record.machine(0, cpu_kernels(), "float32"), Attr.CONFIG: current.config, Attr.SEED: current.seed,
-            Attr.ENGINE: self.engine, Attr.KERAS_TUNER_TRIAL: current.kt_id,
-            **record.outcome(log.val_history, log.seconds, current.n_params, result.best_epoch if complete else None,
-                             current.test_accuracy if complete else None, reason, interrupted)}
-        if current.initial_epoch:
-            attrs[Attr.INITIAL_EPOCH] = current.initial_epoch
-            attrs[Attr.CONTINUES] = self.numbers.get(current.values.get("tuner/trial_id", ""))
-        fixed = current.fixed or Fixed({})
-        self.study.add_trial(FrozenTrial(
-            number=current.number, state=state, value=value, datetime_start=current.started,
-            datetime_complete=datetime.now(), params=fixed.params, distributions=fixed.distributions,
-            user_attrs={str(key): value for key, value in attrs.items()}, system_attrs={}, trial_id=-1,
-            intermediate_values={current.initial_epoch + i: v for i, v in enumerate(log.val_history)
-                                 if math.isfinite(v)}))
-        trial = self.study.get_trials(deepcopy=False)[-1]  # one writer: ours is the last
-        self.numbers[current.kt_id] = trial.number
-        if record.counted(trial):
-            self.recorded[current.kt_id] = trial
-        if state == TrialState.COMPLETE and self.settings.keep > 0:
-            self._keep(trial.number, current)
-        if self.on_trial is not None:
-            self.on_trial(self.study, trial)
-
-    def _keep(self, number: int, current: _Current) -> None:
-        artifacts.keep_trial(self.folder, self.settings.keep, number, self.study.study_name, current.result,
-                             current.config, current.seed, current.test_accuracy, self.data, self.settings.command,
-                             baseline=None, engine=self.engine)
+    def _checkpoint(self, number: int) -> Path:
+        """Where a Hyperband trial's final weights are kept for the trial that continues it."""
+        return self.folder / PROJECT / "weights" / f"{number:05d}"
 
 
 def _make_tuner(runner: _Runner) -> Any:
-    """A KerasTuner tuner of the chosen kind whose hypermodel and trials go through `runner`."""
+    """A KerasTuner tuner of the chosen kind whose trials all go through `runner`."""
     import keras_tuner as kt
-    from keras_tuner.src import config as kt_config
 
-    kt_config.DEBUG = runner.settings.debug  # a failed trial's reason is on the leaderboard; tracebacks: --debug
+    internals.keras_tuner_tracebacks(runner.settings.debug)  # a failed trial's reason is on the leaderboard
     space = runner.space
 
     class SpaceModel(kt.HyperModel):  # type: ignore[misc]
+        """Declares the space; builds nothing, since `run_trial` trains through the lifecycle. KerasTuner
+        calls `build` only to discover conditional hyperparameters, which `declare` has all declared."""
+
         def declare_hyperparameters(self, hp: Any) -> None:
             declare(space.space, hp, space.source)
 
         def build(self, hp: Any) -> Any:
-            return runner.build()
-
-        def fit(self, hp: Any, model: Any, *args: Any, **kwargs: Any) -> float:
-            return runner.fit(model, kwargs)
+            declare(space.space, hp, space.source)
 
     base = {"hyperband": kt.Hyperband, "bayesian": kt.BayesianOptimization, "random": kt.RandomSearch}
     kind = runner.settings.tuner
 
     class Tuner(base[kind]):  # type: ignore[misc,valid-type]
-        def _populate_initial_space(self) -> None:
-            # The space is declared whole, conditions included: KerasTuner's default builds models with
-            # default values until every conditional scope has been seen, which an unbuildable default
-            # (too much pooling) would turn into a crash before the first trial.
-            hp = self.oracle.get_space()
-            self.hypermodel.declare_hyperparameters(hp)
-            self.oracle.update_space(hp)
-
-        def _configure_tensorboard_dir(self, callbacks: Any, trial: Any, execution: int = 0) -> None:
-            pass  # KerasTuner imports TensorBoard here for every trial; no TensorBoard callback is used
-
         def pre_create_trial(self) -> None:
             runner.before_trial()
 
         def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> Any:
-            parent = super().run_trial
-            return runner.run_trial(trial, lambda: parent(trial, *args, **kwargs))
+            return runner.run_trial(trial)
 
     # KerasTuner's seed 0 means "random": shift by one so that --seed 0 stays reproducible.
     common = {"hypermodel": SpaceModel(), "objective": kt.Objective("val_accuracy", "max"),
               "directory": str(runner.folder), "project_name": PROJECT, "overwrite": False,
-              "seed": runner.base_seed + 1, "max_consecutive_failed_trials": 10**9}  # ours: MAX_CONSECUTIVE_FAILURES
+              "seed": runner.base_seed + 1, "max_consecutive_failed_trials": 10**9}  # ours: lifecycle.Streak
     with contextlib.redirect_stdout(io.StringIO()):  # "Reloading Tuner from ..." on every resume
         if kind == "hyperband":  # Hyperband's own budget is brackets; ours is trials (`search` sets max_trials)
             tuner = Tuner(max_epochs=max_epochs(space, runner.settings.epochs), factor=HYPERBAND_FACTOR,

@@ -74,7 +74,7 @@ def choose(study: optuna.Study, top: int) -> list[Record]:
     """The `top` best completed search trials by validation accuracy, the best baseline among them
     (in the last place if it would not be)."""
     rows = [record.read(t) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if not record.confirmation(t)]
+            if not record.is_confirmation(t)]
     if not rows:
         raise InputError(f"study {study.study_name!r} has no completed trial to confirm: run the search first")
     ranked = sorted(rows, key=record.by_validation)
@@ -101,7 +101,7 @@ def queue(study: optuna.Study, top: int, seeds: int) -> tuple[int, int]:
         study.set_user_attr(StudyAttr.CONFIRMED, {"top": top, "seeds": seeds, "trials": chosen})
     base = int(study.user_attrs[StudyAttr.SEED])
     present = {(t.user_attrs[Attr.CONFIRM_OF], t.user_attrs[Attr.REPLICA]) for t in study.get_trials(deepcopy=False)
-               if record.confirmation(t) and (record.finished(t) or t.state in (TrialState.WAITING,
+               if record.is_confirmation(t) and (record.ended_on_its_own(t) or t.state in (TrialState.WAITING,
                                                                                 TrialState.RUNNING))}
     queued = 0
     for number in chosen:
@@ -121,7 +121,7 @@ def summary(study: optuna.Study) -> Confirmation | None:
     trials = study.get_trials(deepcopy=False)
     runs: dict[int, list[Record]] = {number: [] for number in plan["trials"]}
     for trial in trials:
-        if record.confirmation(trial) and record.finished(trial):
+        if record.is_confirmation(trial) and record.ended_on_its_own(trial):
             runs[int(trial.user_attrs[Attr.CONFIRM_OF])].append(record.read(trial))
     candidates = [Candidate(record.read(trials[number]), found) for number, found in runs.items()]
     candidates.sort(key=lambda c: (-_mean(c.val), record.by_validation(c.trial)))

@@ -168,7 +168,7 @@ def _source(study: optuna.Study, number: int) -> dict[str, Any]:
     from search.study.record import Attr, StudyAttr
 
     trials = study.get_trials(deepcopy=False)
-    if not 0 <= number < len(trials) or trials[number].state.name != "COMPLETE" or record.confirmation(
+    if not 0 <= number < len(trials) or trials[number].state.name != "COMPLETE" or record.is_confirmation(
             trials[number]):
         raise InputError(f"--trial {number}: not a completed search trial of study {study.study_name!r}")
     row, attrs = record.read(trials[number]), trials[number].user_attrs

@@ -68,7 +68,7 @@ def frame(study: optuna.Study) -> pd.DataFrame:
     exactly its Pareto set (Optuna's `best_trials`): every other trial is beaten on all of them."""
     records = [record.read(t) for t in study.get_trials(deepcopy=False, states=SHOWN)
                if not t.user_attrs.get(Attr.SURPLUS) and not t.user_attrs.get(Attr.REJECTED)  # never trained
-               and not record.confirmation(t)]
+               and not record.is_confirmation(t)]
     if len(study.directions) > 1:
         pareto = {t.number for t in study.best_trials}
         records = [row for row in records if row.number in pareto]

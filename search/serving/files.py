@@ -128,12 +128,13 @@ def load_keras(path: str | Path) -> keras.Model:
     """The Keras model in an export folder (its model.keras) or in a .keras file, loaded in safe mode."""
     file = _keras_file(Path(path))
     import keras
-    from keras.src.saving.serialization_lib import SafeModeScope
+
+    from search import internals
 
     try:
         # Safe mode refuses Lambda layers and other pickled Python instead of running them. The
         # scope pins it: a process-wide enable_unsafe_deserialization() would override the argument.
-        with SafeModeScope(True):
+        with internals.keras_safe_mode():
             model = keras.models.load_model(file, compile=False, safe_mode=True)
     except Exception as err:  # a corrupt zip, bad JSON or unknown layer: Keras raises many kinds
         reason = first_line(err)

@@ -48,11 +48,16 @@ def staged(final: Path) -> Iterator[Path]:
 
 def save(study_dir: Path, number: int, model: Any, record: dict[str, Any]) -> Path:
     """Write one trial's weights and record atomically; returns its folder."""
-    final = trial_dir(study_dir, number)
-    with staged(final) as staging:
+    return save_weights(trial_dir(study_dir, number), model, record)
+
+
+def save_weights(folder: Path, model: Any, record: dict[str, Any]) -> Path:
+    """A model's weights and a record holding the config that rebuilds it (`load_model`), written into
+    `folder` whole or not at all; returns the folder."""
+    with staged(folder) as staging:
         model.save_weights(staging / WEIGHTS)
         (staging / RECORD).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    return final
+    return folder
 
 
 def keep_trial(study_dir: Path, keep: int, number: int, study: str, result: Any, config: dict[str, Any],

@@ -28,7 +28,7 @@ class Progress:
     """Counts and bests over the trials of this run, shown live or logged line by line."""
 
     def __init__(self, console: Console, total: int, done: int, live: bool | None = None,
-                 counts: Callable[[FrozenTrial], bool] = record.counted) -> None:
+                 counts: Callable[[FrozenTrial], bool] = record.counts_toward_budget) -> None:
         self.console = console
         self.total = total
         self.done = done
@@ -82,7 +82,7 @@ class Progress:
     def _update_bests(self, trial: FrozenTrial) -> None:
         """The best trial by validation accuracy (`record.by_validation`), as every choice of a model goes;
         its test accuracy is shown beside it, never chosen by."""
-        if trial.state != TrialState.COMPLETE or not trial.values or record.confirmation(trial):
+        if trial.state != TrialState.COMPLETE or not trial.values or record.is_confirmation(trial):
             return
         row = record.read(trial)
         if self.best is None or record.by_validation(row) < record.by_validation(self.best):

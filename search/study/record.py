@@ -132,31 +132,32 @@ def reason_of(err: BaseException) -> str:
     return one_line(err)[:300]
 
 
-def confirmation(trial: FrozenTrial | optuna.Trial) -> bool:
+def is_confirmation(trial: FrozenTrial | optuna.Trial) -> bool:
     """A `confirm` training of an earlier trial's config: not a search trial, outside the budget."""
     return trial.user_attrs.get(Attr.CONFIRM_OF) is not None
 
 
-def lost(trial: FrozenTrial) -> bool:
+def lost_with_worker(trial: FrozenTrial) -> bool:
     """Failed from outside: every failure the trial itself sees records a reason; a dead worker's cannot."""
     return trial.state == TrialState.FAIL and Attr.REASON not in trial.user_attrs
 
 
-def finished(trial: FrozenTrial) -> bool:
+def ended_on_its_own(trial: FrozenTrial) -> bool:
     """A trial that ran to an end of its own: complete, pruned or failed, but not lost with its worker
     and not flagged in EXCLUDED (interrupted, never run)."""
-    return trial.state in FINISHED and not lost(trial) and not any(trial.user_attrs.get(f) for f in EXCLUDED)
+    return (trial.state in FINISHED and not lost_with_worker(trial)
+            and not any(trial.user_attrs.get(flag) for flag in EXCLUDED))
 
 
-def counted(trial: FrozenTrial) -> bool:
+def counts_toward_budget(trial: FrozenTrial) -> bool:
     """Finished search trials count toward the budget (a `confirm` training is not a search trial)."""
-    return finished(trial) and not confirmation(trial)
+    return ended_on_its_own(trial) and not is_confirmation(trial)
 
 
-def pending(trial: FrozenTrial) -> bool:
+def will_count(trial: FrozenTrial) -> bool:
     """Search trials that will count once they finish: queued, or running and not flagged surplus."""
     return (trial.state in (TrialState.WAITING, TrialState.RUNNING) and not trial.user_attrs.get(Attr.SURPLUS)
-            and not confirmation(trial))
+            and not is_confirmation(trial))
 
 
 def validation_order(val_accuracy: float, n_params: int | None, number: int) -> tuple[float, float, int]:
@@ -177,14 +178,14 @@ def selected(rows: Iterable[Record]) -> Record | None:
     return min(complete, key=by_validation) if complete else None
 
 
-def done(trials: Iterable[FrozenTrial]) -> int:
+def counted(trials: Iterable[FrozenTrial]) -> int:
     """How many of `trials` count toward the budget."""
-    return sum(counted(t) for t in trials)
+    return sum(counts_toward_budget(t) for t in trials)
 
 
-def taken(trials: Iterable[FrozenTrial]) -> int:
+def places_taken(trials: Iterable[FrozenTrial]) -> int:
     """Places in the budget that are used: trials finished (counted), queued or running."""
-    return sum(counted(t) or pending(t) for t in trials)
+    return sum(counts_toward_budget(t) or will_count(t) for t in trials)
 
 
 @dataclass(frozen=True)
@@ -218,12 +219,13 @@ def read(trial: FrozenTrial) -> Record:
     else:
         val = max(finite) if finite else math.nan
     state = ("interrupted" if attrs.get(Attr.INTERRUPTED) else "rejected" if attrs.get(Attr.REJECTED)
-             else "lost" if lost(trial) else trial.state.name.lower())
+             else "lost" if lost_with_worker(trial) else trial.state.name.lower())
     test = attrs.get(Attr.TEST_ACCURACY)
     return Record(
         number=trial.number, state=state, val_accuracy=val,
         test_accuracy=float(test) if test is not None else math.nan,
         n_params=attrs.get(Attr.N_PARAMS), epochs=attrs.get(Attr.EPOCHS), train_seconds=attrs.get(Attr.TRAIN_SECONDS),
         baseline=attrs.get(Attr.BASELINE) or "", config=attrs.get(Attr.CONFIG) or {}, seed=attrs.get(Attr.SEED),
-        reason=attrs.get(Attr.REASON) or (LOST_REASON if lost(trial) else ""), val_history=history,
-        counted=counted(trial), confirm_of=attrs.get(Attr.CONFIRM_OF), latency_ms=attrs.get(Attr.LATENCY_MS))
+        reason=attrs.get(Attr.REASON) or (LOST_REASON if lost_with_worker(trial) else ""), val_history=history,
+        counted=counts_toward_budget(trial), confirm_of=attrs.get(Attr.CONFIRM_OF),
+        latency_ms=attrs.get(Attr.LATENCY_MS))

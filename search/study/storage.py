@@ -28,9 +28,9 @@ from typing import Any
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
-from optuna.storages.journal._file import get_lock_file
 from optuna.trial import FrozenTrial, TrialState
 
+from search import internals
 from search.errors import InputError, one_line
 from search.study import record
 from search.study.record import HOST, Attr
@@ -40,7 +40,6 @@ OWNER = "storage.txt"  # in a results folder: the storage its study is in
 HEARTBEAT_SECONDS = 10
 GRACE_SECONDS = 60  # a trial with no heartbeat for this long belongs to a dead worker
 ORPHAN_SECONDS = 60  # a RUNNING trial seen with no pid this long was never run (reap_dead)
-ORPHAN_SECONDS_STOPPED = 2.0  # the same once this machine's workers have all stopped (see workers.run_local)
 
 
 def default_location(results: Path, name: str) -> str:
@@ -166,8 +165,8 @@ class Repair:
                 f"leaves it) and is moved to {self.moved_to.name}; {what}")
 
 
-_FINISHED_STATES = {1: "complete", 2: "pruned", 3: "fail"}  # optuna.trial.TrialState values
-_STATE_OP = 6  # optuna's JournalOperation.SET_TRIAL_STATE_VALUES
+_FINISHED_STATES = {state.value: state.name.lower() for state in (TrialState.COMPLETE, TrialState.PRUNED,
+                                                                   TrialState.FAIL)}
 
 
 def repair_journal(path: Path, lock: JournalFileOpenLock) -> Repair | None:
@@ -176,7 +175,9 @@ def repair_journal(path: Path, lock: JournalFileOpenLock) -> Repair | None:
     other unreadable line stops with one line naming the file and the line."""
     if not path.is_file() or path.stat().st_size == 0:
         return None
-    with get_lock_file(lock):
+    if not lock.acquire():  # it waits for the lock, and breaks one its holder left behind
+        raise InputError(f"{path}: cannot take the journal's lock")
+    try:
         data = path.read_bytes()
         lines = data.split(b"\n")
         tail = lines.pop()  # after the last newline: empty when the file ends whole
@@ -204,10 +205,13 @@ def repair_journal(path: Path, lock: JournalFileOpenLock) -> Repair | None:
         with open(path, "r+b") as journal:
             journal.truncate(len(data) - len(tail))
             os.fsync(journal.fileno())
+    finally:
+        lock.release()
     op = re.search(rb'"op_code":\s*(\d+)', tail)
     trial = re.search(rb'"trial_id":\s*(\d+)', tail)
     state = re.search(rb'"state":\s*(\d+)', tail)
-    ends = op is not None and int(op[1]) == _STATE_OP and state is not None and int(state[1]) in _FINISHED_STATES
+    ends = (op is not None and int(op[1]) == internals.journal_set_trial_state() and state is not None
+            and int(state[1]) in _FINISHED_STATES)
     return Repair(path, moved, len(tail), int(trial[1]) if ends and trial else None,
                   _FINISHED_STATES[int(state[1])] if ends and state else None)
 
@@ -236,36 +240,37 @@ def retry_lost(study: optuna.Study, trial: FrozenTrial) -> None:
     if trial.user_attrs.get(Attr.RETRY_OF) is None:
         attrs: dict[str, Any] = {Attr.RETRY_OF: trial.number}
         # What makes it a baseline or a confirm training goes with it (a confirm training's seed too).
-        kept = (Attr.BASELINE,) if not record.confirmation(trial) else (Attr.CONFIRM_OF, Attr.REPLICA, Attr.SEED)
+        kept = (Attr.BASELINE,) if not record.is_confirmation(trial) else (Attr.CONFIRM_OF, Attr.REPLICA, Attr.SEED)
         attrs.update({key: trial.user_attrs[key] for key in kept if trial.user_attrs.get(key) is not None})
         study.enqueue_trial(trial.params, user_attrs=attrs)
 
 
-def reap_dead(study: optuna.Study, mine: bool = False, orphan_seconds: float | None = None) -> list[int]:
+def reap_dead(study: optuna.Study, mine: bool = False) -> list[int]:
     """Fail and retry this host's RUNNING trials whose process is gone; returns their numbers.
 
     With `mine`, this process's own RUNNING trials are reaped too: a worker calls it when it has
     reconnected after losing its database, when none of its trials can still be running.
     A RUNNING trial that never recorded its host and pid is reaped too, whichever machine made it,
-    once this process has seen it so for `orphan_seconds` (default `ORPHAN_SECONDS`): a process
-    stopped inside Optuna's `ask` leaves one (the trial is created, the objective that records them
-    never runs), and a live one records them within milliseconds. The time is this process's own
+    once this process has seen it so for `ORPHAN_SECONDS`: a process killed, or whose database went
+    away, inside Optuna's `ask` leaves one (the trial is created, the objective that records them
+    never runs; a stop request never does, since it is only acted on at safe points), and a live one
+    records them within milliseconds. The time is this process's own
     (`orphan_ages`), not the trial's start: Optuna stamps that with the local time of the machine
     that asked, which on another machine may be minutes or a time zone away.
     """
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    ages, orphan_seconds = _orphans_seen(study, running), orphan_seconds or ORPHAN_SECONDS
+    ages = _orphans_seen(study, running)
     reaped = []
     for trial in running:
         pid = trial.user_attrs.get(Attr.PID)
         if pid is None:
-            if ages[trial.number] < orphan_seconds:
+            if ages[trial.number] < ORPHAN_SECONDS:
                 continue
         elif trial.user_attrs.get(Attr.HOST) != HOST:
             continue
         elif _pid_alive(pid) and not (mine and pid == os.getpid()):
             continue
-        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
         retry_lost(study, trial)
         reaped.append(trial.number)
     return reaped

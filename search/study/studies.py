@@ -24,8 +24,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search.errors import InputError, TrialFailed
 from search.space import Space, changes, outline
-from search.study import record, storage
-from search.study.objective import FailureGuard, Objective
+from search.study import lifecycle, record, stopping, storage
+from search.study.objective import Objective, stop_when_asked
 from search.study.record import Attr, StudyAttr
 from search.training.datasets import Dataset
 
@@ -246,31 +246,32 @@ def save_settings(study: optuna.Study, settings: dict[str, Any]) -> None:
 def enqueue_baselines(study: optuna.Study, space: Space) -> None:
     """Queue each baseline once: not again if it ran, is queued or is running."""
     present = {t.user_attrs.get(Attr.BASELINE) for t in study.get_trials(deepcopy=False)
-               if record.counted(t) or record.pending(t)}
+               if record.counts_toward_budget(t) or record.will_count(t)}
     for label in space.baselines:
         if label not in present:
             study.enqueue_trial({}, user_attrs={Attr.BASELINE: label})
 
 
 def remaining(study: optuna.Study, budget: int) -> int:
-    """Trials still to start: the budget less the places taken (record.taken)."""
-    return budget - record.taken(study.get_trials(deepcopy=False))
+    """Trials still to start: the budget less the places taken (record.places_taken)."""
+    return budget - record.places_taken(study.get_trials(deepcopy=False))
 
 
 def optimize(study: optuna.Study, objective: Objective, timeout: float | None,
-             callbacks: list[Callable[[optuna.Study, FrozenTrial], None]], max_trials: int | None = None
-             ) -> FailureGuard:
-    """Run trials in this process until the study's budget is met (or time or `max_trials` runs out).
+             callbacks: list[Callable[[optuna.Study, FrozenTrial], None]], most: int | None = None
+             ) -> lifecycle.Streak:
+    """Run trials in this process until the study's budget is met, time or `most` trials run out, or
+    this process is asked to stop; returns the failure streak, which says whether it stopped the run.
 
     Queued trials (baselines, retries) are part of the budget, so they are run here first.
     """
-    guard = FailureGuard()
+    streak = lifecycle.Streak()
     assert objective.budget is not None
     waiting = sum(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False))
     todo = waiting + (0 if objective.queued_only else remaining(study, objective.budget))
-    todo = min(todo, max_trials) if max_trials is not None else todo
-    if todo > 0:
+    todo = min(todo, most) if most is not None else todo
+    if todo > 0 and not stopping.requested():
         logging.getLogger("optuna").setLevel(logging.ERROR)  # failures are reported by our callbacks
         study.optimize(objective, n_trials=todo, timeout=timeout, catch=(TrialFailed,),
-                       callbacks=[guard, *callbacks], gc_after_trial=True)
-    return guard
+                       callbacks=[streak, stop_when_asked, *callbacks], gc_after_trial=True)
+    return streak

@@ -23,14 +23,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial
 
 from search.errors import EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_OK
-from search.study import record, storage
+from search.study import record, stopping, storage
 from search.study.record import StudyAttr
 from search.training.runtime import cores
 
@@ -58,7 +57,7 @@ class WorkerSpec:
     command: str = ""
     worker: int = 0
     threads: int | None = None
-    max_trials: int | None = None  # leave after this many trials (the parent starts a fresh one)
+    recycle_after: int | None = None  # leave after this many trials (the parent starts a fresh one)
     debug: bool = False
     precision: str | None = None  # None: SEARCH_PRECISION or auto (search.runtime.precision_wanted)
     deterministic: bool = False  # TensorFlow's op determinism on one thread (run --deterministic)
@@ -79,9 +78,9 @@ class WorkerSpec:
 
 def work(spec: WorkerSpec, callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] | None = None,
          on_epoch: Callable[[int, int, int, float], None] | None = None) -> int:
-    """Run trials for the study until its budget is met; returns an exit code."""
+    """Run trials for the study until its budget is met or this process is asked to stop; an exit code."""
     from search.space import load_space
-    from search.study import studies
+    from search.study import lifecycle, studies
     from search.study.objective import Objective
     from search.training import datasets, runtime
 
@@ -91,9 +90,12 @@ def work(spec: WorkerSpec, callbacks: list[Callable[[optuna.Study, FrozenTrial],
     machine = record.Machine(spec.worker, runtime.cpu_kernels(), runtime.training_precision(spec.precision),
                              1 if spec.deterministic else spec.threads, spec.deterministic, spec.train_size,
                              runtime.versions(), runtime.cpu_model())
-    data = datasets.load(spec.dataset, spec.data_path, spec.train_size)
+    context = lifecycle.Context(
+        datasets.load(spec.dataset, spec.data_path, spec.train_size), machine,
+        lifecycle.Limits(spec.trial_timeout, spec.max_params, spec.max_latency_ms), tuple(spec.objectives),
+        spec.study, Path(spec.results) / spec.study, spec.keep, spec.command, on_epoch)
     waited = 0.0
-    while True:
+    while not stopping.requested():
         try:
             opened = studies.open_study(spec.study, spec.location, spec.sampler, spec.pruner, worker=spec.worker)
             if waited:  # back after losing the database: the trial we were running is lost
@@ -101,31 +103,27 @@ def work(spec: WorkerSpec, callbacks: list[Callable[[optuna.Study, FrozenTrial],
                 print(f"worker {spec.worker}: storage reachable again"
                       + (f"; trial(s) {', '.join(map(str, lost))} queued again" if lost else ""),
                       file=sys.stderr, flush=True)
-            objective = Objective(space, data, spec.epochs, int(opened.user_attrs[StudyAttr.SEED]), machine,
-                                  param_prefix=studies.param_prefix(opened), on_epoch=on_epoch,
-                                  study_dir=Path(spec.results) / spec.study, keep=spec.keep, command=spec.command,
-                                  budget=spec.budget, trial_timeout=spec.trial_timeout, queued_only=spec.queued_only,
-                                  objectives=tuple(spec.objectives), max_params=spec.max_params,
-                                  max_latency_ms=spec.max_latency_ms)
-            guard = studies.optimize(opened, objective, spec.timeout, callbacks or [], spec.max_trials)
-        except KeyboardInterrupt:
-            return EXIT_INTERRUPTED
+            objective = Objective(space, context, spec.epochs, int(opened.user_attrs[StudyAttr.SEED]),
+                                  param_prefix=studies.param_prefix(opened), budget=spec.budget,
+                                  queued_only=spec.queued_only)
+            streak = studies.optimize(opened, objective, spec.timeout, callbacks or [], spec.recycle_after)
         except Exception as err:
-            if not _storage_error(err) or waited >= STORAGE_RETRY_SECONDS:
+            if not storage_error(err) or waited >= STORAGE_RETRY_SECONDS:
                 raise
             pause = min(10.0, STORAGE_RETRY_SECONDS - waited)
             print(f"worker {spec.worker}: storage unreachable ({type(err).__name__}); retrying in {pause:.0f} s",
                   file=sys.stderr, flush=True)
-            time.sleep(pause)
+            stopping.wait(pause)
             waited += pause
             continue
-        if guard.tripped:
-            print(f"worker {spec.worker}: stopped: {guard.tripped}", file=sys.stderr, flush=True)
+        if streak.tripped:
+            print(f"worker {spec.worker}: stopped: {streak.tripped}", file=sys.stderr, flush=True)
             return EXIT_FAILED
-        return EXIT_OK
+        break
+    return EXIT_INTERRUPTED if stopping.requested() else EXIT_OK
 
 
-def _storage_error(err: BaseException) -> bool:
+def storage_error(err: BaseException) -> bool:
     """A lost database connection (PostgreSQL restarting), as opposed to a bug."""
     names = {type(e).__name__ for e in (err, err.__cause__, err.__context__) if e is not None}
     return bool(names & {"OperationalError", "InterfaceError", "StorageInternalError", "DisconnectionError"})
@@ -136,21 +134,15 @@ def _child(spec: WorkerSpec, events: Any, parent: int) -> None:
     pid is `parent`: the worker stops when that process dies (`_follow_parent`)."""
     from search.errors import InputError
 
-    signal.signal(signal.SIGTERM, _interrupt)
-    try:
+    with stopping.on_signals():
         _follow_parent(parent)
-        code = work(spec, callbacks=[_orphan_check(parent)], on_epoch=lambda *event: events.put(event))
-    except KeyboardInterrupt:
-        code = EXIT_INTERRUPTED
-    except InputError as err:
-        print(f"worker {spec.worker}: error: {err}", file=sys.stderr, flush=True)
-        code = EXIT_INPUT
+        try:
+            code = work(spec, callbacks=[_orphan_check(parent)], on_epoch=lambda *event: events.put(event))
+        except InputError as err:
+            print(f"worker {spec.worker}: error: {err}", file=sys.stderr, flush=True)
+            code = EXIT_INPUT
     sys.stdout.flush()
     sys.exit(code)
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 PR_SET_PDEATHSIG = 1  # Linux prctl(2): the signal this process gets when its parent dies
@@ -159,18 +151,19 @@ PR_SET_PDEATHSIG = 1  # Linux prctl(2): the signal this process gets when its pa
 def _follow_parent(parent: int) -> None:
     """Have Linux send this worker SIGTERM when the process that started it dies: a killed driver
     (SIGKILL, the OOM killer) must not leave its workers running the budget out on their own. The
-    SIGTERM marks the running trial interrupted, as a Ctrl-C does. A parent already gone, or an OS
-    without prctl, is caught by `_orphan_check` after each trial."""
+    SIGTERM asks the worker to stop, as a Ctrl-C does. A parent already gone, or an OS without
+    prctl, is caught by `_orphan_check` after each trial."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent:  # it died before the request was in place
-        os.kill(os.getpid(), signal.SIGTERM)
+        stopping.request()
 
 
 def _orphan_check(parent: int) -> Callable[[optuna.Study, FrozenTrial], None]:
-    """A study callback that starts no further trial once this worker's parent is gone."""
+    """A study callback that stops this worker once its parent is gone."""
     def check(study: optuna.Study, trial: FrozenTrial) -> None:
         if os.getppid() != parent:
+            stopping.request()
             study.stop()
 
     return check
@@ -194,113 +187,131 @@ def default_count() -> int:
     return max(1, min(4, cores()))
 
 
+class Pool:
+    """Worker processes on this machine, by index: started, replaced, and stopped."""
+
+    def __init__(self, spec: WorkerSpec, count: int) -> None:
+        self.context = multiprocessing.get_context("spawn")  # TensorFlow is not fork-safe
+        self.events = self.context.Queue()
+        # One worker uses TensorFlow's own default (every core); several split the cores between them.
+        self.spec = replace(spec, threads=None if count == 1 else max(1, cores() // count))
+        self.processes: dict[int, multiprocessing.process.BaseProcess] = {}
+
+    def start(self, index: int) -> None:
+        process = self.context.Process(target=_child, args=(replace(self.spec, worker=index), self.events,
+                                                            os.getpid()), name=f"search-worker-{index}")
+        process.start()
+        self.processes[index] = process
+
+    def relay(self, on_epoch: Callable[..., None] | None, wait: float) -> None:
+        """Pass on the epoch events that arrive within `wait` seconds (or until a stop request)."""
+        deadline = time.monotonic() + wait
+        while (left := deadline - time.monotonic()) > 0 and not stopping.requested():
+            try:
+                event = self.events.get(timeout=min(left, 0.25))
+            except queue.Empty:
+                continue
+            if on_epoch is not None:
+                on_epoch(*event)
+
+    def exited(self) -> list[tuple[int, int | None]]:
+        """The workers that have ended since the last look, with their exit codes."""
+        ended = []
+        for index, process in list(self.processes.items()):
+            if not process.is_alive():
+                process.join()
+                del self.processes[index]
+                ended.append((index, process.exitcode))
+        return ended
+
+    def stop(self, grace: float = 60.0) -> None:
+        """Ask every worker once, with SIGTERM, to stop at its next safe point (marking its trial
+        interrupted); wait up to `grace` seconds, then kill what is left (the parent reaps the trials a
+        killed worker held). A further Ctrl-C or SIGTERM to the parent cuts the wait short."""
+        stop_processes(list(self.processes.values()), grace)
+        self.processes.clear()
+
+
+def stop_processes(processes: list[multiprocessing.process.BaseProcess], grace: float = 60.0) -> None:
+    """SIGTERM to each process once, up to `grace` seconds for all to end (less if this process gets
+    another stop signal), then SIGKILL to the rest."""
+    for process in processes:
+        if process.pid is not None and process.is_alive():
+            os.kill(process.pid, signal.SIGTERM)
+    asked, deadline = stopping.signals(), time.monotonic() + grace
+    while stopping.signals() <= asked and time.monotonic() < deadline and any(
+            p.is_alive() for p in processes):
+        time.sleep(0.05)
+    for process in processes:
+        if process.is_alive():
+            process.kill()
+        process.join()
+
+
 def run_local(spec: WorkerSpec, workers: int, on_trial: Callable[[optuna.Study, FrozenTrial], None],
               say: Callable[[str], None], on_epoch: Callable[..., None] | None = None) -> LocalRun:
-    """Run `workers` processes on the study and watch them until the budget is met or Ctrl-C.
+    """Run `workers` processes on the study and watch them until the budget is met or a stop request.
 
     Even one worker runs in a child process: the parent stays small and never imports TensorFlow,
-    and a child can be replaced after `spec.max_trials` trials, which keeps memory flat.
+    and a child can be replaced after `spec.recycle_after` trials, which keeps memory flat. The caller
+    has installed `stopping.on_signals`.
     """
     from search.study import studies
 
-    context = multiprocessing.get_context("spawn")  # TensorFlow is not fork-safe
-    events = context.Queue()
-    # One worker uses TensorFlow's own default (every core); several split the cores between them.
-    threads = None if workers == 1 else max(1, cores() // workers)
-    processes: dict[int, multiprocessing.process.BaseProcess] = {}
-    outcome = LocalRun()
-    restarts_left = 3 * workers  # a worker that keeps dying is a bug, not bad luck
-
-    def start(index: int) -> None:
-        process = context.Process(target=_child, args=(replace(spec, worker=index, threads=threads), events,
-                                                       os.getpid()), name=f"search-worker-{index}")
-        process.start()
-        processes[index] = process
-
     opened = studies.load_study(spec.study, Path(spec.results), spec.location)
-    seen = {t.number for t in opened.get_trials(deepcopy=False) if record.finished(t)}
+    seen = {t.number for t in opened.get_trials(deepcopy=False) if record.ended_on_its_own(t)}
+    pool, outcome = Pool(spec, workers), LocalRun()
+    restarts_left = 3 * workers  # a worker that keeps dying is a bug, not bad luck
     for index in range(workers):
-        start(index)
-    try:
-        while processes:
-            _drain(events, on_epoch, wait=1.0)
-            _tolerant(lambda: _report_new(opened, seen, on_trial))
-            for index, process in list(processes.items()):
-                if process.is_alive():
-                    continue
-                process.join()
-                del processes[index]
-                code = process.exitcode
-                lost = _tolerant(lambda: storage.reap_dead(opened)) or []
-                if code == EXIT_FAILED:
-                    outcome.failed = "too many trials failed in a row (see the leaderboard's reasons)"
-                if code == EXIT_INPUT:
-                    outcome.failed = f"worker {index} could not start (its error is above)"
-                if code not in (EXIT_OK, EXIT_INTERRUPTED, EXIT_FAILED, EXIT_INPUT):
-                    say(f"worker {index} exited with {_describe(code)}"
-                        + (f"; trial(s) {', '.join(map(str, lost))} failed and queued again" if lost else ""))
-                    restarts_left -= 1
-                left = (lambda: _waiting(opened)) if spec.queued_only else (
-                    lambda: studies.remaining(opened, spec.budget) + _waiting(opened))
-                if outcome.failed is None and restarts_left > 0 and spec.timeout is None and _tolerant(
-                        left, default=1) > 0:
-                    start(index)
-            if not processes and outcome.failed is None and spec.timeout is None:
-                # A trial created but never run (the database lost inside Optuna's ask) holds a place
-                # in the budget: once seen long enough to be sure of (`storage.reap_dead`), it is failed
-                # and queued again.
-                ages = _tolerant(lambda: storage.orphan_ages(opened), default=[]) or []
-                if ages:
-                    wait = max(0.0, storage.ORPHAN_SECONDS - min(ages))
-                    say(f"{len(ages)} trial(s) were created but never run; queued again in {wait:.0f} s")
-                    deadline = time.monotonic() + wait + 0.5
-                    while time.monotonic() < deadline:
-                        _drain(events, on_epoch, wait=min(1.0, max(0.0, deadline - time.monotonic())))
-                    if _tolerant(lambda: storage.reap_dead(opened)):
-                        start(0)
-    except KeyboardInterrupt:
+        pool.start(index)
+    while pool.processes and not stopping.requested():
+        pool.relay(on_epoch, wait=1.0)
+        _tolerant(lambda: _report_new(opened, seen, on_trial))
+        for index, code in pool.exited():
+            lost = _tolerant(lambda: storage.reap_dead(opened)) or []
+            if code == EXIT_FAILED:
+                outcome.failed = "too many trials failed in a row (see the leaderboard's reasons)"
+            elif code == EXIT_INPUT:
+                outcome.failed = f"worker {index} could not start (its error is above)"
+            elif code not in (EXIT_OK, EXIT_INTERRUPTED):
+                say(f"worker {index} exited with {_describe(code)}"
+                    + (f"; trial(s) {', '.join(map(str, lost))} failed and queued again" if lost else ""))
+                restarts_left -= 1
+            if outcome.failed is None and restarts_left > 0 and spec.timeout is None and _work_left(opened, spec):
+                pool.start(index)
+        if not pool.processes and outcome.failed is None and spec.timeout is None and _requeue_orphans(
+                opened, pool, on_epoch, say):
+            pool.start(0)
+    if stopping.requested():
         outcome.interrupted = True
-        _stop(list(processes.values()))
+        pool.stop()
         _tolerant(lambda: storage.reap_dead(opened))
-        # A worker stopped inside Optuna's `ask` leaves a trial that never recorded its pid. A live
-        # process records it within milliseconds, so one still without it a moment after all of ours
-        # have gone was ours: failed and queued again now, not left RUNNING for the next run to wait on.
-        if _tolerant(lambda: storage.orphan_ages(opened), default=[]):
-            time.sleep(storage.ORPHAN_SECONDS_STOPPED)
-            _tolerant(lambda: storage.reap_dead(opened, orphan_seconds=storage.ORPHAN_SECONDS_STOPPED))
     _tolerant(lambda: _report_new(opened, seen, on_trial))
     return outcome
 
 
-def _stop(processes: list[multiprocessing.process.BaseProcess], grace: float = 60.0, every: float = 2.0) -> None:
-    """Ask every worker to mark its trial interrupted and leave, wait up to `grace` seconds, then
-    kill what is left (the parent reaps the trials a killed worker held).
+def _work_left(study: optuna.Study, spec: WorkerSpec) -> bool:
+    """Whether a worker that ended leaves trials to run: queued ones, or (searching) places in the budget."""
+    from search.study import studies
 
-    The request is SIGTERM, which a worker always handles: a worker started with SIGINT ignored
-    (under nohup, say) ignores a forwarded SIGINT and would run on to the end of the budget while
-    the parent waits for it. It is sent again every `every` seconds: the KeyboardInterrupt it raises
-    can land in a `__del__` or a weak-reference callback, where Python drops it. A second Ctrl-C or
-    SIGTERM during the wait cuts it short rather than escaping this function and leaving the
-    workers running."""
-    hurried: list[int] = []
-    previous = {number: signal.signal(number, lambda signum, frame: hurried.append(signum))
-                for number in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        deadline, asked = time.monotonic() + grace, 0.0
-        while not hurried and time.monotonic() < deadline and any(p.is_alive() for p in processes):
-            if time.monotonic() - asked >= every:
-                asked = time.monotonic()
-                for process in processes:
-                    if process.pid is not None and process.is_alive():
-                        os.kill(process.pid, signal.SIGTERM)
-            time.sleep(0.05)
-        for process in processes:
-            if process.is_alive():
-                process.kill()
-            process.join()
-    finally:
-        for number, handler in previous.items():  # None: set outside Python; the default then
-            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
+    def left() -> int:
+        return _waiting(study) + (0 if spec.queued_only else studies.remaining(study, spec.budget))
+
+    return bool(_tolerant(left, default=1) > 0)
+
+
+def _requeue_orphans(study: optuna.Study, pool: Pool, on_epoch: Callable[..., None] | None,
+                     say: Callable[[str], None]) -> bool:
+    """Every worker has ended, but a trial created and never run (the database lost inside Optuna's
+    `ask`, a worker killed there) holds a place in the budget: once seen long enough to be sure of
+    (`storage.reap_dead`), it is failed and queued again; whether one was."""
+    ages = _tolerant(lambda: storage.orphan_ages(study), default=[]) or []
+    if not ages:
+        return False
+    wait = max(0.0, storage.ORPHAN_SECONDS - min(ages))
+    say(f"{len(ages)} trial(s) were created but never run; queued again in {wait:.0f} s")
+    pool.relay(on_epoch, wait=wait + 0.5)
+    return not stopping.requested() and bool(_tolerant(lambda: storage.reap_dead(study)))
 
 
 def _tolerant(action: Callable[[], Any], default: Any = None) -> Any:
@@ -308,21 +319,9 @@ def _tolerant(action: Callable[[], Any], default: Any = None) -> Any:
     try:
         return action()
     except Exception as err:
-        if _storage_error(err):
+        if storage_error(err):
             return default
         raise
-
-
-def _drain(events: Any, on_epoch: Callable[..., None] | None, wait: float) -> None:
-    """Pass on the epoch events that arrive within `wait` seconds."""
-    deadline = time.monotonic() + wait
-    while (left := deadline - time.monotonic()) > 0:
-        try:
-            event = events.get(timeout=left)
-        except queue.Empty:
-            return
-        if on_epoch is not None:
-            on_epoch(*event)
 
 
 def _waiting(study: optuna.Study) -> int:
@@ -331,7 +330,7 @@ def _waiting(study: optuna.Study) -> int:
 
 def _report_new(study: optuna.Study, seen: set[int], on_trial: Callable[[optuna.Study, FrozenTrial], None]) -> None:
     for trial in study.get_trials(deepcopy=False):
-        if trial.number not in seen and record.finished(trial):
+        if trial.number not in seen and record.ended_on_its_own(trial):
             seen.add(trial.number)
             on_trial(study, trial)
 

@@ -13,10 +13,11 @@ import functools
 import logging
 import os
 import sys
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from pathlib import Path
 
 from search.errors import InputError
+from search.terminal import quiet_stderr
 
 ONEDNN = "TF_ENABLE_ONEDNN_OPTS"
 # The precision trials train in: "float32", "bfloat16" (Keras's mixed_bfloat16: bfloat16 arithmetic,
@@ -99,9 +100,9 @@ def onednn_wanted(models: Collection[str], threads: int, precision: str | None =
 def cpu_kernels() -> str:
     """The CPU kernels this process's TensorFlow runs, "oneDNN" or "Eigen" (once it has started):
     recorded with each trial, since they change its training time."""
-    from tensorflow.python.util import _pywrap_util_port
+    from search import internals
 
-    return "oneDNN" if _pywrap_util_port.IsMklEnabled() else "Eigen"
+    return "oneDNN" if internals.onednn_enabled() else "Eigen"
 
 
 @functools.cache
@@ -130,19 +131,6 @@ def cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
-
-
-@contextlib.contextmanager
-def quiet_stderr() -> Iterator[None]:
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with open(os.devnull, "w") as devnull:
-        os.dup2(devnull.fileno(), 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def start_tensorflow(verbose: bool = False, threads: int | None = None,

@@ -13,7 +13,7 @@ from search.cli import main
 from search.engines import keras_tuner, keras_tuner_space
 from search.errors import SpaceError
 from search.space import Choice, count_dimensions, load_space, sample, schema
-from search.study import artifacts, studies
+from search.study import artifacts, stopping, studies
 from search.study.record import validation_order
 from search.study.studies import load_study
 from search.training import models, train
@@ -131,9 +131,9 @@ def test_show_says_which_tuners_can_run_a_space(write_space, capsys) -> None:
 
 
 def counted(results: Path, name: str) -> list[optuna.trial.FrozenTrial]:
-    from search.study.record import counted as is_counted
+    from search.study.record import counts_toward_budget
 
-    return [t for t in load_study(name, results).get_trials(deepcopy=False) if is_counted(t)]
+    return [t for t in load_study(name, results).get_trials(deepcopy=False) if counts_toward_budget(t)]
 
 
 @pytest.mark.parametrize("kind", keras_tuner.TUNERS)
@@ -194,16 +194,19 @@ def test_interrupted_run_resumes_with_exactly_the_missing_trials(write_space, tm
     results = tmp_path / "results"
     command = ["run", str(space), "--engine", "keras-tuner", "--tuner", "random", "--trials", "6", "--epochs", "1",
                "--results", str(results), *QUICK]
-    fit, save = train.fit, artifacts.save
+    fit, tell = train.fit, optuna.Study.tell
 
-    def stop_at(call: int, real):
+    def stop_at(call: int, real, after: bool = False):
         calls = []
 
         def wrapped(*args, **kwargs):
             calls.append(1)
-            if len(calls) == call:
-                raise KeyboardInterrupt
-            return real(*args, **kwargs)
+            if len(calls) == call and not after:
+                stopping.request()  # as Ctrl-C does: the training stops at its next safe point
+            result = real(*args, **kwargs)
+            if len(calls) == call and after:
+                raise KeyboardInterrupt  # the process ends right after this call, as if killed
+            return result
 
         return wrapped, calls
 
@@ -216,13 +219,13 @@ def test_interrupted_run_resumes_with_exactly_the_missing_trials(write_space, tm
 
     # 2. Stopped after a trial was recorded but before KerasTuner saved that it had finished.
     monkeypatch.setattr(train, "fit", fit)
-    interrupt, _ = stop_at(2, save)  # kept weights of trial 1 (run again), then of trial 2: stop there
-    monkeypatch.setattr(artifacts, "save", interrupt)
+    interrupt, _ = stop_at(2, tell, after=True)  # trial 1 (run again) is told, then trial 2: stop there
+    monkeypatch.setattr(optuna.Study, "tell", interrupt)
     assert main(command) == 130
     assert [t.user_attrs["keras_tuner_trial"] for t in counted(results, "resume")[1:]] == ["0", "1", "2"]
 
     # 3. Resumed: trial 2 is not trained or recorded again; exactly the two missing trials run.
-    monkeypatch.setattr(artifacts, "save", save)
+    monkeypatch.setattr(optuna.Study, "tell", tell)
     counting, fits = stop_at(0, fit)
     monkeypatch.setattr(train, "fit", counting)
     assert main(command) == 0

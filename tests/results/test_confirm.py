@@ -57,22 +57,22 @@ def test_confirm_adds_exactly_k_times_s_trainings_across_an_interruption(write_s
     process = subprocess.Popen([sys.executable, "-m", "search", *command], stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, env=env)
     deadline = time.monotonic() + 180
-    while not any(record.confirmation(t) and record.finished(t)
+    while not any(record.is_confirmation(t) and record.ended_on_its_own(t)
                   for t in load_study("confirmed", results).get_trials(deepcopy=False)):
         assert time.monotonic() < deadline and process.poll() is None
         time.sleep(0.2)
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=120)
     assert process.returncode == 130, output
-    halfway = [t for t in load_study("confirmed", results).get_trials(deepcopy=False) if record.confirmation(t)]
-    assert 1 <= sum(record.finished(t) for t in halfway) < 6
+    halfway = [t for t in load_study("confirmed", results).get_trials(deepcopy=False) if record.is_confirmation(t)]
+    assert 1 <= sum(record.ended_on_its_own(t) for t in halfway) < 6
 
     capsys.readouterr()
     assert main(command) == 0  # resumed: only what is missing
     assert main(command) == 0  # done: nothing more (each of the two prints both configurations, 3/3 seeds)
     out = capsys.readouterr().out
     trials = load_study("confirmed", results).get_trials(deepcopy=False)
-    runs = [t for t in trials if record.confirmation(t) and record.finished(t)]
+    runs = [t for t in trials if record.is_confirmation(t) and record.ended_on_its_own(t)]
     assert len(runs) == 6 and not [t for t in trials if t.state.name in ("RUNNING", "WAITING")]
     pairs = sorted((t.user_attrs[Attr.CONFIRM_OF], t.user_attrs[Attr.REPLICA]) for t in runs)
     chosen = confirm.choose(load_study("confirmed", results), 2)
@@ -83,7 +83,7 @@ def test_confirm_adds_exactly_k_times_s_trainings_across_an_interruption(write_s
     for run in runs:  # each trains its trial's config again, never pruned
         assert run.user_attrs[Attr.CONFIG] == trials[run.user_attrs[Attr.CONFIRM_OF]].user_attrs[Attr.CONFIG]
         assert run.state.name == "COMPLETE"
-    assert record.done(trials) == 5  # the search's own budget is untouched
+    assert record.counted(trials) == 5  # the search's own budget is untouched
 
     # The verdict is computed from the trials' own numbers.
     found = confirm.summary(load_study("confirmed", results))

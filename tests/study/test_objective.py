@@ -33,11 +33,11 @@ def test_a_config_over_max_params_is_rejected_before_training_and_taught_to_the_
                  *QUICK]) == 0
     trials = load_study("limited", results).get_trials(deepcopy=False)
     wide = next(t for t in trials if t.user_attrs.get("baseline") == "wide")
-    assert record.read(wide).state == "rejected" and not record.counted(wide)
+    assert record.read(wide).state == "rejected" and not record.counts_toward_budget(wide)
     assert wide.user_attrs["reason"] == f"rejected before training: 407,050 parameters over --max-params {limit:,}"
     assert wide.user_attrs["epochs"] == 0 and wide.user_attrs["val_history"] == []  # never trained
     assert wide.constraints["params"] == pytest.approx((407_050 - limit) / limit)  # infeasible: > 0
-    done = [t for t in trials if record.counted(t)]
+    done = [t for t in trials if record.counts_toward_budget(t)]
     assert len(done) == 4 and all(t.user_attrs["n_params"] <= limit for t in done)  # the budget is feasible trials
     assert all(t.constraints["params"] <= 0 for t in done)  # and the sampler knows them feasible
     board = pd.read_csv(results / "limited" / "leaderboard.csv")

@@ -60,11 +60,11 @@ def test_states_and_what_counts_toward_the_budget(study: optuna.Study) -> None:
 
     states = [record.read(t).state for t in (complete, pruned, failed, lost, interrupted, surplus, waiting)]
     assert states == ["complete", "pruned", "fail", "lost", "interrupted", "fail", "waiting"]
-    assert [record.counted(t) for t in (complete, pruned, failed, lost, interrupted, surplus)] == [
+    assert [record.counts_toward_budget(t) for t in (complete, pruned, failed, lost, interrupted, surplus)] == [
         True, True, True, False, False, False]
-    assert record.pending(waiting) and not record.pending(complete)
+    assert record.will_count(waiting) and not record.will_count(complete)
     trials = study.get_trials(deepcopy=False)
-    assert record.done(trials) == 3 and record.taken(trials) == 4
+    assert record.counted(trials) == 3 and record.places_taken(trials) == 4
     assert record.read(pruned).val_accuracy == 0.7  # the best finite epoch
     assert math.isnan(record.read(failed).val_accuracy) and math.isnan(record.read(pruned).test_accuracy)
     assert record.read(lost).reason == record.LOST_REASON

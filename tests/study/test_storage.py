@@ -52,7 +52,7 @@ def test_a_torn_last_record_is_moved_aside_and_named_and_run_resumes_to_the_budg
     assert main(["run", str(space), "--trials", "5", "--epochs", "2", "--train-size", "2000", "--seed", "0",
                  "--workers", "1", "--results", str(journal.parent.parent)]) == 0
     trials = load_study("small", journal.parent.parent).get_trials(deepcopy=False)
-    assert record.done(trials) == 5 and record.read(trials[number]).state == "lost"
+    assert record.counted(trials) == 5 and record.read(trials[number]).state == "lost"
     assert "Traceback" not in capsys.readouterr().err
 
 

@@ -14,7 +14,7 @@ import pytest
 from conftest import SEARCH_SPACE as SPACE
 
 from search.cli import main
-from search.study.record import counted
+from search.study.record import counts_toward_budget
 from search.study.studies import load_study
 from search.training import train
 
@@ -42,8 +42,8 @@ def test_a_trial_left_running_without_a_pid_is_reaped_and_its_place_run(write_sp
     monkeypatch.setattr(storage, "ORPHAN_SECONDS", 20.0)
     assert main(["run", str(space), "--trials", "3", "--results", str(results), *QUICK]) == 0
     done = trials(results, "small")
-    assert done[orphan].state.name == "FAIL" and record.lost(done[orphan])
-    assert sum(counted(t) for t in done) == 3 and not [t for t in done if t.state.name == "RUNNING"]
+    assert done[orphan].state.name == "FAIL" and record.lost_with_worker(done[orphan])
+    assert sum(counts_toward_budget(t) for t in done) == 3 and not [t for t in done if t.state.name == "RUNNING"]
 
 
 def test_an_orphan_is_timed_by_the_process_that_sees_it_not_by_its_start_stamp(tmp_path: Path, monkeypatch) -> None:
@@ -141,14 +141,14 @@ def test_ctrl_c_keeps_finished_trials_and_resumes(write_space, tmp_path: Path) -
 
     # Resuming to one more trial than were kept runs exactly one; the interrupted one does not count.
     # The budget counts pruned trials too: with a fast trainer some may finish before Ctrl-C lands.
-    from search.study.record import counted
+    from search.study.record import counts_toward_budget
 
-    kept = [t.number for t in done if counted(t)]
+    kept = [t.number for t in done if counts_toward_budget(t)]
     target = len(kept) + 1
     assert main(["run", str(space), "--trials", str(target), "--results", str(results), *QUICK]) == 0
     after = trials(results, "interrupt")
-    assert sum(counted(t) for t in after) == target
-    assert [t.number for t in after if counted(t)][: len(kept)] == kept
+    assert sum(counts_toward_budget(t) for t in after) == target
+    assert [t.number for t in after if counts_toward_budget(t)][: len(kept)] == kept
     assert [t.number for t in after if t.state.name == "COMPLETE"][: len(finished)] == [t.number for t in finished]
 
 
@@ -185,13 +185,15 @@ def test_baselines_are_reported_but_never_pruned(prune: bool) -> None:
 
 def test_progress_reports_every_round_against_the_plans_total(small_mnist) -> None:
     from search.space import Space, schema
+    from search.study import lifecycle
     from search.study.objective import Objective
 
     # 45 steps of batch 100 on 2,000 images: 20 steps a round, so three rounds, the last one short.
     config = {"model": "mlp", "layers": [{"units": 16}], "batch_size": 100, "steps": 45}
     seen: list[tuple[int, int, int, float]] = []
-    objective = Objective(Space(source="steps.py", space=config, baselines={}, doc=""), small_mnist, epochs=None,
-                          base_seed=0, on_epoch=lambda *report: seen.append(report))
+    objective = Objective(Space(source="steps.py", space=config, baselines={}, doc=""),
+                          lifecycle.Context(small_mnist, on_epoch=lambda *report: seen.append(report)), epochs=None,
+                          base_seed=0)
     study = optuna.create_study(direction="maximize")
     study.optimize(objective, n_trials=1)
     rounds = train.plan(schema.resolve(config), len(small_mnist.train_images)).rounds
@@ -211,7 +213,7 @@ def test_workers_default_to_one_per_core_up_to_four(write_space, tmp_path: Path,
     out = " ".join(capsys.readouterr().out.split())  # the console wraps long lines
     assert f"10,000 test; {count} workers" in out if count > 1 else "10,000 test; " not in out
     # A worker that asks for a trial past the budget gets one marked surplus, which never runs.
-    assert sum(counted(t) for t in trials(tmp_path / "results", "small")) == 3
+    assert sum(counts_toward_budget(t) for t in trials(tmp_path / "results", "small")) == 3
 
 
 def test_the_median_pruner_waits_for_five_searched_trials_beyond_the_baselines(tmp_path: Path) -> None:

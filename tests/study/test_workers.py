@@ -19,7 +19,7 @@ from optuna.storages import BaseStorage
 
 from search.cli import main
 from search.study import record
-from search.study.record import counted
+from search.study.record import counts_toward_budget
 from search.study.storage import open_storage
 from search.training.runtime import cores
 
@@ -73,13 +73,13 @@ def test_three_workers_run_exactly_the_budget_on_postgresql(postgres, write_spac
     out = captured.out
     assert code == 0, out + captured.err
     done = trials("budget", postgres.url)
-    assert sum(counted(t) for t in done) == 12
-    assert [t.user_attrs.get("baseline") for t in done if counted(t)].count("tiny") == 1
+    assert sum(counts_toward_budget(t) for t in done) == 12
+    assert [t.user_attrs.get("baseline") for t in done if counts_toward_budget(t)].count("tiny") == 1
     assert not [t for t in done if t.state.name in ("RUNNING", "WAITING")]
-    assert len({t.user_attrs["pid"] for t in done if counted(t)}) >= 2  # the work was shared
+    assert len({t.user_attrs["pid"] for t in done if counts_toward_budget(t)}) >= 2  # the work was shared
     # Three workers share the cores, each on cores // 3 threads (at least one): oneDNN on one thread.
-    assert {t.user_attrs["cpu_kernels"] for t in done if counted(t)} == {expected_kernels({"mlp"}, max(1, cores() // 3))}
-    assert len({(t.user_attrs["seed"]) for t in done if counted(t)}) == 12
+    assert {t.user_attrs["cpu_kernels"] for t in done if counts_toward_budget(t)} == {expected_kernels({"mlp"}, max(1, cores() // 3))}
+    assert len({(t.user_attrs["seed"]) for t in done if counts_toward_budget(t)}) == 12
     # The password in the storage URL is nowhere: not on screen, not in any file written.
     assert "s3cret" not in out and "***" in out
     for path in results.rglob("*"):
@@ -106,13 +106,13 @@ def test_worker_killed_mid_trial_is_retried_and_the_study_completes(postgres, wr
     assert f"worker {victim.user_attrs['worker']} exited with signal SIGKILL" in output
     done = trials("killed", postgres.url)
     assert not [t for t in done if t.state.name == "RUNNING"]
-    assert sum(counted(t) for t in done) == 6
+    assert sum(counts_toward_budget(t) for t in done) == 6
     # The trial the worker was in when it died: the one seen running, unless that one finished in
     # the moment between the look and the kill, and the worker had begun its next.
-    lost = [t for t in done if t.user_attrs.get("pid") == pid and record.lost(t)]
-    assert len(lost) == 1 and not counted(lost[0]), [(t.number, t.state.name) for t in done]
+    lost = [t for t in done if t.user_attrs.get("pid") == pid and record.lost_with_worker(t)]
+    assert len(lost) == 1 and not counts_toward_budget(lost[0]), [(t.number, t.state.name) for t in done]
     retry = next(t for t in done if t.user_attrs.get("retry_of") == lost[0].number)
-    assert retry.params == lost[0].params and counted(retry)
+    assert retry.params == lost[0].params and counts_toward_budget(retry)
 
 
 @pytest.mark.parametrize("nohup", [False, True], ids=["ctrl-c", "sigterm-under-nohup"])
@@ -126,7 +126,7 @@ def test_ctrl_c_stops_all_workers_and_the_study_resumes(nohup: bool, write_space
     process = search("run", str(space), "--trials", "400", "--workers", "2", "--epochs", "3", "--results",
                      str(results), "--recycle-after", "1000", *QUICK, sigint_ignored=nohup)
     location = str(results / "stopped" / "journal.log")
-    wait_for(lambda: Path(location).exists() and sum(counted(t) for t in trials("stopped", location)) >= 2)
+    wait_for(lambda: Path(location).exists() and sum(counts_toward_budget(t) for t in trials("stopped", location)) >= 2)
     process.send_signal(signal.SIGTERM if nohup else signal.SIGINT)
     sent = time.monotonic()
     output, _ = process.communicate(timeout=120)
@@ -135,32 +135,40 @@ def test_ctrl_c_stops_all_workers_and_the_study_resumes(nohup: bool, write_space
     assert "run the same command to resume" in output
     done = trials("stopped", location)
     assert not [t for t in done if t.state.name == "RUNNING"]
-    kept = sum(counted(t) for t in done)
+    kept = sum(counts_toward_budget(t) for t in done)
     assert kept >= 2 and (results / "stopped" / "leaderboard.csv").exists()
     assert main(["run", str(space), "--trials", str(kept + 2), "--workers", "2", "--epochs", "1",
                  "--results", str(results), *QUICK]) == 0
-    assert sum(counted(t) for t in trials("stopped", location)) == kept + 2
+    assert sum(counts_toward_budget(t) for t in trials("stopped", location)) == kept + 2
 
 
-def test_a_trial_a_stopped_worker_left_without_a_pid_is_failed_and_queued_before_the_run_exits(
-        write_space, tmp_path: Path) -> None:
-    # A worker stopped inside Optuna's `ask` leaves a RUNNING trial that never recorded its host and
-    # pid; made here by asking the study directly. Once every worker of the run has stopped, the run
-    # fails it and queues it again, rather than leave it RUNNING for the next run to wait a minute on.
-    space = write_space(SPACE, "orphan.py")
+@pytest.mark.parametrize("delay", [0.0, 0.05, 0.3, 1.0])
+def test_ctrl_c_to_the_process_group_at_any_moment_of_a_trial_is_exit_130_with_every_started_trial_interrupted(
+        delay: float, write_space, tmp_path: Path) -> None:
+    # As a terminal sends it: SIGINT to the driver and its workers at once, `delay` seconds after a new
+    # trial appears in the study (so inside Optuna's ask and tell, the set-up, the first epoch, ...).
+    space = write_space(SPACE, "moment.py")
     results = tmp_path / "results"
-    process = search("run", str(space), "--trials", "400", "--workers", "1", "--epochs", "3", "--results",
-                     str(results), "--recycle-after", "1000", *QUICK)
-    location = str(results / "orphan" / "journal.log")
-    wait_for(lambda: Path(location).exists() and sum(counted(t) for t in trials("orphan", location)) >= 1)
-    orphan = optuna.load_study(study_name="orphan", storage=open_storage(location)).ask()
-    process.send_signal(signal.SIGINT)
+    process = subprocess.Popen([sys.executable, "-m", "search", "run", str(space), "--trials", "400", "--workers",
+                                "2", "--epochs", "2", "--results", str(results), "--recycle-after", "1000", *QUICK],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV,
+                               start_new_session=True)
+    location = str(results / "moment" / "journal.log")
+    wait_for(lambda: Path(location).exists() and sum(counts_toward_budget(t) for t in trials("moment", location)) >= 1)
+    before = len(trials("moment", location))
+    wait_for(lambda: len(trials("moment", location)) > before, every=0.01)
+    time.sleep(delay)
+    os.killpg(process.pid, signal.SIGINT)
     output, _ = process.communicate(timeout=120)
     assert process.returncode == 130, output
-    done = trials("orphan", location)
-    assert not [t for t in done if t.state.name == "RUNNING"]
-    assert done[orphan.number].state.name == "FAIL" and record.lost(done[orphan.number])
-    assert [t.state.name for t in done if t.user_attrs.get("retry_of") == orphan.number] == ["WAITING"]
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
+    done = trials("moment", location)
+    assert not [t.number for t in done if t.state.name == "RUNNING"], output
+    # A trial either ran to its own end (one whose last compiled call was under way finishes: that work is
+    # kept) or was stopped and recorded interrupted; none is left running or lost with its worker.
+    unfinished = [t for t in done if t.state.name != "WAITING" and not record.ended_on_its_own(t)]
+    assert all(t.user_attrs.get("interrupted") for t in unfinished), [
+        (t.number, t.state.name, t.user_attrs.get("reason")) for t in unfinished]
 
 
 def alive(pid: int) -> bool:
@@ -188,24 +196,24 @@ def test_killing_the_driver_stops_its_workers_and_the_study_resumes(write_space,
     done = trials("killed", location)
     assert not [t for t in done if t.state.name == "RUNNING"]
     assert {t.user_attrs["pid"] for t in done if t.user_attrs.get("interrupted")} == running
-    kept = sum(counted(t) for t in done)
+    kept = sum(counts_toward_budget(t) for t in done)
     assert kept < 400  # they did not run the budget out
     assert main(["run", str(space), "--trials", str(kept + 2), "--workers", "2", "--epochs", "1",
                  "--results", str(results), *QUICK]) == 0
-    assert sum(counted(t) for t in trials("killed", location)) == kept + 2
+    assert sum(counts_toward_budget(t) for t in trials("killed", location)) == kept + 2
 
 
 def test_database_restart_mid_search_loses_no_finished_trial(postgres, write_space, tmp_path: Path) -> None:
     space = write_space(SPACE, "restart.py")
     process = search("run", str(space), "--trials", "5", "--epochs", "3", "--storage", postgres.url,
                      "--results", str(tmp_path / "results"), "--pruner", "none", *QUICK)
-    before = wait_for(lambda: [t.number for t in trials("restart", postgres.url) if counted(t)])
+    before = wait_for(lambda: [t.number for t in trials("restart", postgres.url) if counts_toward_budget(t)])
     postgres.restart()
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 0, output
     done = trials("restart", postgres.url)
-    assert sum(counted(t) for t in done) == 5
-    assert set(before) <= {t.number for t in done if counted(t)}
+    assert sum(counts_toward_budget(t) for t in done) == 5
+    assert set(before) <= {t.number for t in done if counts_toward_budget(t)}
     assert not [t for t in done if t.state.name == "RUNNING"]
 
 
@@ -217,14 +225,14 @@ def test_worker_command_joins_a_stored_study_and_finishes_its_budget(postgres, w
     # (space, data, epochs, budget).
     assert main(["run", str(space), "--trials", "4", "--timeout", "0.01", "--epochs", "1", "--storage", postgres.url,
                  "--results", str(results), *QUICK]) == 0
-    first = sum(counted(t) for t in trials("joined", postgres.url))
+    first = sum(counts_toward_budget(t) for t in trials("joined", postgres.url))
     assert first < 4
     remote = tmp_path / "elsewhere"
     assert main(["worker", "--study", "joined", "--storage", postgres.url, "--results", str(remote)]) == 0
     done = trials("joined", postgres.url)
-    assert sum(counted(t) for t in done) == 4
+    assert sum(counts_toward_budget(t) for t in done) == 4
     assert (remote / "joined" / "space.py").read_text() == space.read_text()
-    assert Counter(t.user_attrs["config"]["epochs"] for t in done if counted(t)) == Counter({1: 4})
+    assert Counter(t.user_attrs["config"]["epochs"] for t in done if counts_toward_budget(t)) == Counter({1: 4})
 
 
 def test_trial_timeout_fails_long_trials_with_the_reason(write_space, tmp_path: Path) -> None:
@@ -249,12 +257,12 @@ def _sleep(ready, ignore_sigterm: bool) -> None:
 
 @pytest.mark.parametrize(("ignore_sigterm", "ended_by"), [(False, signal.SIGTERM), (True, signal.SIGKILL)])
 def test_stopping_workers_asks_with_sigterm_then_kills_after_the_grace(ignore_sigterm: bool, ended_by) -> None:
-    from search.study.workers import _stop
+    from search.study.workers import stop_processes
 
     context = multiprocessing.get_context("spawn")
     ready = context.Event()
     process = context.Process(target=_sleep, args=(ready, ignore_sigterm))
     process.start()
     assert ready.wait(60)
-    _stop([process], grace=1.0)
+    stop_processes([process], grace=1.0)
     assert process.exitcode == -ended_by
