@@ -1,13 +1,14 @@
-"""A space file as KerasTuner hyperparameters: the space stage, for the second engine (see tuner.py).
+"""A space file as KerasTuner hyperparameters: the space stage, for the KerasTuner engine (keras_tuner.py).
 
-`declare` walks a space exactly as `space.sample` does and declares each dimension on a
-`keras_tuner.HyperParameters` under the same name (`layers.2.units`, `model.cnn.conv_blocks.0.filters`):
-a conditional branch's parameters sit in `hp.conditional_scope(choice, [label])`, block i of a `Repeat`
-in a scope on the count's values above i. `Fixed` then answers `sample`'s questions with the values
-KerasTuner chose, so a trial's config is the same kind of dict as under Optuna, and notes the Optuna
-params and distributions to record. `check_space` refuses, before anything trains, what KerasTuner
-cannot hold: a Choice with None among its options (or options of mixed types, which the schema's keys
-never allow today), and under Hyperband a searched `epochs` or `steps`. Nothing here loads KerasTuner.
+`declare` walks a space with the walker `space.sample` uses (space/visit.py) and declares each
+dimension on a `keras_tuner.HyperParameters` under the same name (`layers.2.units`,
+`model.cnn.conv_blocks.0.filters`): a conditional branch's parameters sit in
+`hp.conditional_scope(choice, [label])`, block i of a `Repeat` in a scope on the count's values above
+i. `Fixed` then answers `sample`'s questions with the values KerasTuner chose, so a trial's config is
+the same kind of dict as under Optuna, and notes the Optuna params and distributions to record.
+`check_space` refuses, before anything trains, what KerasTuner cannot hold: a Choice with None among
+its options (or options of mixed types, which the schema's keys never allow today), and under
+Hyperband a searched `epochs` or `steps`. Nothing here loads KerasTuner.
 """
 
 from __future__ import annotations
@@ -19,9 +20,8 @@ from typing import Any
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from search.errors import SpaceError, TrialFailed
-from search.space import Choice, Float, Int, Repeat, Space, schema
+from search.space import Choice, Float, Int, Repeat, Space, Walker, schema
 
-Condition = tuple[str, list[Any]]
 TUNERS = ("hyperband", "bayesian", "random")  # KerasTuner's tuners that `run --engine keras-tuner` offers
 
 
@@ -31,7 +31,7 @@ def declare(space: dict[str, Any], hp: Any, source: str = "<space>") -> list[str
 
     Raises `SpaceError` for what KerasTuner cannot hold, before anything trains."""
     walker = _Declare(hp, source)
-    walker.branch(space, "", ())
+    walker.walk(space)
     return walker.names
 
 
@@ -40,10 +40,11 @@ def check_space(space: Space, tuner: str, epochs: int | None) -> None:
     declare(space.space, _DryRun(), space.source)
     if tuner == "hyperband" and not epochs:
         for key in ("epochs", "steps"):
-            path = _not_plain(space.space, key, "")
-            if path:
-                raise SpaceError(space.source, path, f"Hyperband sets every trial's epochs itself from one max_epochs, "
-                                 f"so `{key}` can only be a plain value at the top under --tuner hyperband "
+            finder = _Overridden(key)
+            finder.walk(space.space)
+            if finder.found:
+                raise SpaceError(space.source, finder.found, f"Hyperband sets every trial's epochs itself from one "
+                                 f"max_epochs, so `{key}` can only be a plain value at the top under --tuner hyperband "
                                  "(pass --epochs, or use --tuner bayesian or random)")
 
 
@@ -59,18 +60,33 @@ def support(space: Space) -> str:
     return (f"({', '.join(usable)})" if usable else "(none)") + (f"; refused: {refused}" if refused else "")
 
 
-def _not_plain(node: dict[str, Any], key: str, prefix: str) -> str | None:
+class _Overridden(Walker):
     """Where `key` is searched, set inside a branch, or (steps) nonzero at the top: what Hyperband overrides."""
-    for name, value in node.items():
-        searched = isinstance(value, (Int, Float, Choice, Repeat))
-        if name == key and (searched or prefix or (key == "steps" and value)):
-            return prefix + name
-        if isinstance(value, Choice) and isinstance(value.options, dict):
-            for label, option in value.options.items():
-                found = _not_plain(option, key, f"{prefix}{name}.{label}.")
-                if found:
-                    return found
-    return None
+
+    def __init__(self, key: str) -> None:
+        super().__init__()
+        self.key, self.found = key, ""
+
+    def _note(self, name: str, searched: bool, value: Any = None) -> None:
+        if self.keys == [self.key] and not self.found and (
+                searched or self.conditions or (self.key == "steps" and value)):
+            self.found = name
+
+    def branches(self, choice: Choice, name: str) -> list[Any]:
+        self._note(name, True)
+        return choice.labels()
+
+    def dimension(self, dimension: Int | Float | Choice, name: str) -> Any:
+        self._note(name, True)
+        return dimension
+
+    def repeat(self, repeat: Repeat, name: str) -> list[Any]:
+        self._note(name, True)
+        return super().repeat(repeat, name)
+
+    def constant(self, value: Any, name: str) -> Any:
+        self._note(name, False, value)
+        return value
 
 
 def max_epochs(space: Space, epochs: int | None) -> int:
@@ -78,57 +94,39 @@ def max_epochs(space: Space, epochs: int | None) -> int:
     return epochs or int(space.space.get("epochs", schema.KEYS["epochs"].default))
 
 
-class _Declare:
-    """Walks a space exactly as `space.sample` does, declaring instead of sampling."""
+class _Declare(Walker):
+    """Declares each dimension where `space.sample` would draw it, under the conditions it depends on."""
 
     def __init__(self, hp: Any, source: str) -> None:
+        super().__init__()
         self.hp, self.source = hp, source
         self.names: list[str] = []
 
-    def branch(self, node: dict[str, Any], prefix: str, conditions: tuple[Condition, ...]) -> None:
-        for key, value in node.items():
-            name = f"{prefix}{key}"
-            if isinstance(value, Choice) and isinstance(value.options, dict):
-                self._add(name, conditions, "Choice", value.labels())
-                for label in value.labels():
-                    self.branch(value.option(label), f"{name}.{label}.", (*conditions, (name, [label])))
-            else:
-                self.value(value, name, conditions)
+    def branches(self, choice: Choice, name: str) -> list[Any]:
+        self._add(name, "Choice", choice.labels())
+        return choice.labels()
 
-    def value(self, value: Any, name: str, conditions: tuple[Condition, ...]) -> None:
-        if isinstance(value, Int):
-            self._add(name, conditions, "Int", value.low, value.high, step=None if value.log else value.step,
-                      sampling="log" if value.log else "linear")
-        elif isinstance(value, Float):
-            self._add(name, conditions, "Float", value.low, value.high, step=value.step,
-                      sampling="log" if value.log else "linear")
-        elif isinstance(value, Choice):
-            self._add(name, conditions, "Choice", choice_values(value, self.source, name))
-        elif isinstance(value, Repeat):
-            self._repeat(value, name, conditions)
-        elif isinstance(value, dict):
-            self.branch(value, f"{name}.", conditions)
-        elif isinstance(value, (list, tuple)):
-            for index, item in enumerate(value):
-                self.value(item, f"{name}.{index}", conditions)
-
-    def _repeat(self, value: Repeat, name: str, conditions: tuple[Condition, ...]) -> None:
-        count = value.count
+    def counts(self, repeat: Repeat, name: str) -> list[int]:
+        count = repeat.count
         if isinstance(count, Int):
-            self.value(count, f"{name}.count", conditions)
-            counts = list(range(count.low, count.high + 1, count.step))
-        else:
-            counts = [count]
-        for index in range(max(counts)):
-            above = [n for n in counts if n > index]
-            # Block i exists when the count is above i: a condition only where some counts are not.
-            inner = conditions if len(above) == len(counts) else (*conditions, (f"{name}.count", above))
-            self.value(value.block, f"{name}.{index}", inner)
+            self.dimension(count, f"{name}.count")
+        return super().counts(repeat, name)
 
-    def _add(self, name: str, conditions: tuple[Condition, ...], kind: str, *args: Any, **kwargs: Any) -> None:
+    def dimension(self, dimension: Int | Float | Choice, name: str) -> Any:
+        if isinstance(dimension, Int):
+            self._add(name, "Int", dimension.low, dimension.high, step=None if dimension.log else dimension.step,
+                      sampling="log" if dimension.log else "linear")
+        elif isinstance(dimension, Float):
+            self._add(name, "Float", dimension.low, dimension.high, step=dimension.step,
+                      sampling="log" if dimension.log else "linear")
+        else:
+            self._add(name, "Choice", choice_values(dimension, self.source, name))
+        return dimension
+
+    def _add(self, name: str, kind: str, *args: Any, **kwargs: Any) -> None:
         """`hp.Int/Float/Choice(name, ...)` inside the conditional scopes of every enclosing branch and block."""
         with contextlib.ExitStack() as scopes:
-            for parent, values in conditions:
+            for parent, values in self.conditions:
                 scopes.enter_context(self.hp.conditional_scope(parent, values))
             getattr(self.hp, kind)(name, *args, **kwargs)
         self.names.append(name)

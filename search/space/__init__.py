@@ -7,19 +7,12 @@ tutorials' configs (`baselines`). Nothing in this package imports TensorFlow, so
 and showing a space is instant.
 """
 
+from search.space.checks import validate
+from search.space.describe import changes, outline, summary, tree
 from search.space.dimensions import Choice, Constant, Dimension, Float, Int, Repeat
-from search.space.load import (
-    Space,
-    changes,
-    count_dimensions,
-    load_space,
-    outline,
-    sample,
-    summary,
-    tree,
-    validate,
-)
+from search.space.load import Space, load_space
 from search.space.tutorials import baselines
+from search.space.visit import Suggester, Walker, count_dimensions, sample
 
-__all__ = ["Choice", "Constant", "Dimension", "Float", "Int", "Repeat", "Space", "baselines", "changes",
-           "count_dimensions", "load_space", "outline", "sample", "summary", "tree", "validate"]
+__all__ = ["Choice", "Constant", "Dimension", "Float", "Int", "Repeat", "Space", "Suggester", "Walker", "baselines",
+           "changes", "count_dimensions", "load_space", "outline", "sample", "summary", "tree", "validate"]

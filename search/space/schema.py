@@ -1,6 +1,6 @@
 """The config keys that models and training understand, with their defaults and allowed values.
 
-Sits between the space file and the builders: `space.validate` checks a whole space against these
+Sits between the space file and the builders: `checks.validate` checks a whole space against these
 keys before anything trains (so a typo like `activaton` or `optimizer: "adamw"` stops the run with
 one line), and `resolve` fills the defaults into each concrete config the builders receive. Kept
 free of TensorFlow so that loading and showing a space is instant.
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from search.errors import SpaceError
-from search.space.dimensions import Choice, Float, Int, Repeat
+from search.space.dimensions import Float
 
 MODELS = ("softmax", "mlp", "cnn")
 ACTIVATIONS = ("relu", "selu", "elu", "gelu", "swish", "tanh", "sigmoid", "linear")
@@ -124,8 +124,8 @@ def check_config(config: dict[str, Any], source: str, path: str) -> None:
     if "model" not in config:
         raise SpaceError(source, path or "SPACE", f"'model' is required ({KEYS['model'].describe()})")
     for key, value in config.items():
-        spec = _key(KEYS, key, source, f"{where}{key}")
-        _check_value(spec, value, source, f"{where}{key}")
+        spec = key_spec(KEYS, key, source, f"{where}{key}")
+        check_value(spec, value, source, f"{where}{key}")
     if config["model"] == "cnn" and not config.get("conv_blocks"):
         raise SpaceError(source, f"{where}conv_blocks", "a cnn needs at least one conv block")
     if config["model"] != "cnn" and config.get("conv_blocks"):
@@ -134,48 +134,14 @@ def check_config(config: dict[str, Any], source: str, path: str) -> None:
         raise SpaceError(source, f"{where}layers", "softmax regression has no hidden layers")
 
 
-def check_space(space: dict[str, Any], source: str) -> None:
-    """Every key of a space (branches included) is known and every possible value is allowed."""
-    _check_level(space, KEYS, source, "")
-    if "model" not in space:
-        raise SpaceError(source, "SPACE", f"'model' is required ({KEYS['model'].describe()})")
-
-
-def _check_level(level: dict[str, Any], keys: dict[str, Key], source: str, path: str) -> None:
-    for key, value in level.items():
-        where = f"{path}{key}"
-        spec = _key(keys, key, source, where)
-        if isinstance(value, Choice):
-            for label in value.labels():
-                _check_value(spec, label, source, where)
-                branch = value.option(label)
-                if isinstance(branch, dict) and isinstance(value.options, dict):
-                    _check_level(branch, keys, source, f"{where}.{label}.")
-        elif isinstance(value, (Int, Float)):
-            _check_range(spec, value, source, where)
-        elif isinstance(value, Repeat):
-            if spec.kind != "list":
-                raise SpaceError(source, where, f"Repeat is for lists of blocks; {key} expects {spec.describe()}")
-            if not isinstance(value.block, dict):
-                raise SpaceError(source, f"{where}.0", f"a block must be a dict with keys {', '.join(spec.items)}")
-            _check_level(value.block, spec.items, source, f"{where}.0.")
-        elif spec.kind == "list" and isinstance(value, list):
-            for index, block in enumerate(value):
-                if not isinstance(block, dict):
-                    raise SpaceError(source, f"{where}.{index}", f"expected {spec.describe()}")
-                _check_level(block, spec.items, source, f"{where}.{index}.")
-        else:
-            _check_value(spec, value, source, where)
-
-
-def _key(keys: dict[str, Key], key: str, source: str, where: str) -> Key:
+def key_spec(keys: dict[str, Key], key: str, source: str, where: str) -> Key:
     if key not in keys:
         known = ", ".join(sorted(keys))
         raise SpaceError(source, where, f"unknown option {key!r} (known: {known})")
     return keys[key]
 
 
-def _check_range(spec: Key, dim: Any, source: str, where: str) -> None:
+def check_range(spec: Key, dim: Any, source: str, where: str) -> None:
     if spec.kind not in ("int", "float") or (spec.kind == "int" and isinstance(dim, Float)):
         raise SpaceError(source, where, f"{dim!r}: expected {spec.describe()}")
     too_low = spec.low is not None and dim.low < spec.low
@@ -184,7 +150,7 @@ def _check_range(spec: Key, dim: Any, source: str, where: str) -> None:
         raise SpaceError(source, where, f"{dim!r}: values must be {spec.describe()}")
 
 
-def _check_value(spec: Key, value: Any, source: str, where: str) -> None:
+def check_value(spec: Key, value: Any, source: str, where: str) -> None:
     ok: bool
     if spec.kind == "choice":
         ok = value in spec.values
@@ -195,7 +161,7 @@ def _check_value(spec: Key, value: Any, source: str, where: str) -> None:
             raise SpaceError(source, where, f"expected {spec.describe()}, got {value!r}")
         for index, block in enumerate(value):
             for name, item in block.items():
-                _check_value(_key(spec.items, name, source, f"{where}.{index}.{name}"), item, source,
+                check_value(key_spec(spec.items, name, source, f"{where}.{index}.{name}"), item, source,
                              f"{where}.{index}.{name}")
             missing = [name for name, item in spec.items.items() if item.default is None and name not in block]
             if missing:
