@@ -76,7 +76,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
 
         study.optimize(objective, timeout=budget, catch=(TrialFailed,), callbacks=[tighten], gc_after_trial=True)
     else:
-        settings = keras_tuner.Settings(tuner=method, trials=10**6, epochs=epochs, stop_at=stop_at)
+        settings = keras_tuner.Settings(tuner=method, budget=10**6, epochs=epochs, stop_at=stop_at)
         keras_tuner.KerasTunerSearch(space, lifecycle.Context(data, keep=0), study, folder, settings).search()
     max_epochs = keras_tuner_space.max_epochs(space, epochs)
     trials = []

@@ -208,11 +208,11 @@ def cmd_worker(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_show(args: argparse.Namespace, console: Console) -> int:
-    from search import space as spaces
     from search.engines import keras_tuner_space
+    from search.space import load_space, summary, tree
 
-    space = spaces.load_space(args.space)
-    for line in (spaces.tree(space), *spaces.summary(space), f"engines: optuna; keras-tuner "
+    space = load_space(args.space)
+    for line in (tree(space), *summary(space), f"engines: optuna; keras-tuner "
                                                             f"{escape(keras_tuner_space.support(space))}"):
         console.print(line)
     return EXIT_OK
@@ -274,12 +274,12 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_baselines(args: argparse.Namespace, console: Console) -> int:
     from search import run
-    from search.space import tutorials
+    from search.results import references
 
     run.positive(args.scale, "--scale")
-    table = tutorials.reproduce(args.only, args.scale, args.seed, args.train_size, args.debug,
+    table = references.reproduce(args.only, args.scale, args.seed, args.train_size, args.debug,
                                 progress=lambda line: console.print(line, highlight=False))
-    console.print(tutorials.format_table(table))
+    console.print(references.format_table(table))
     return EXIT_OK
 
 
@@ -293,7 +293,7 @@ def cmd_samples(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_predict(args: argparse.Namespace, console: Console) -> int:
-    from search.serving.files import load_model
+    from search.results.loading import load_model
     from search.serving.predict import format_table, predict, to_json
 
     predictions = predict(load_model(args.model, verbose=args.debug), args.images)

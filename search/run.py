@@ -267,7 +267,7 @@ def _run_keras_tuner(options: SearchOptions, console: Console, space: Space, nam
     _copy_space(space, folder, location)
     header = f"study [bold]{name}[/] ({label}) in {storage.redact(location)}: {{done}} of {options.trials} trials " \
              f"done; {_split(data)}"
-    settings = keras_tuner.Settings(tuner=options.tuner or "hyperband", trials=options.trials, epochs=options.epochs,
+    settings = keras_tuner.Settings(tuner=options.tuner or "hyperband", budget=options.trials, epochs=options.epochs,
                                     timeout=options.timeout, debug=options.debug)
 
     def go(progress: Progress) -> int:

@@ -29,9 +29,9 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search import internals
 from search.engines.keras_tuner_space import TUNERS, Fixed, declare, max_epochs
 from search.errors import EXIT_FAILED, EXIT_OK, InputError, TrialFailed
+from search.internals import of_keras_tuner
 from search.space import Space, sample
 from search.study import lifecycle, record, stopping, storage
 from search.study.objective import OptunaReporter
@@ -77,7 +77,7 @@ class Settings:
     """What a KerasTuner run was asked for."""
 
     tuner: str = "hyperband"
-    trials: int = 50  # the study's total, baselines included, as under Optuna
+    budget: int = 50  # the study's total trials (--trials), baselines included, as under Optuna
     epochs: int | None = None  # --epochs: every config's, and Hyperband's max_epochs
     timeout: float | None = None  # stop starting trials after this many seconds
     stop_at: float | None = None  # time.monotonic() at which the running trial is stopped too (benchmarks)
@@ -87,7 +87,7 @@ class Settings:
 def run(space: Space, context: lifecycle.Context, study: optuna.Study, folder: Path, settings: Settings,
         on_trial: Callable[[optuna.Study, FrozenTrial], None]) -> int:
     """Baselines first (through Optuna's objective, exactly as an Optuna run), then KerasTuner until the
-    study holds `settings.trials` trials or a stop request; returns an exit code. TensorFlow must be
+    study holds `settings.budget` trials or a stop request; returns an exit code. TensorFlow must be
     started (`runtime.start_tensorflow`)."""
     from search.study import studies
     from search.study.objective import Objective
@@ -97,7 +97,7 @@ def run(space: Space, context: lifecycle.Context, study: optuna.Study, folder: P
     queued = sum(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False))
     if queued:
         objective = Objective(space, context, settings.epochs, int(study.user_attrs[StudyAttr.SEED]),
-                              budget=settings.trials)
+                              budget=settings.budget)
         streak = studies.optimize(study, objective, settings.timeout, [on_trial], most=queued)
         if streak.tripped:
             return EXIT_FAILED
@@ -117,13 +117,13 @@ class KerasTunerSearch:
         self.tuner = _make_tuner(self.runner)
 
     def search(self) -> str | None:
-        """Run trials until the study holds `settings.trials` counted trials, baselines included, time runs
+        """Run trials until the study holds `settings.budget` counted trials, baselines included, time runs
         out or a stop request; returns why it stopped early when that was a failure streak, else None."""
         taken = sum(record.counts_toward_budget(t) and bool(t.user_attrs.get(Attr.BASELINE))
                     for t in self.study.get_trials(deepcopy=False))
-        if self.settings.trials - taken <= 0 or stopping.requested():
+        if self.settings.budget - taken <= 0 or stopping.requested():
             return None
-        self.tuner.oracle.max_trials = self.settings.trials - taken  # KerasTuner counts its own trials
+        self.tuner.oracle.max_trials = self.settings.budget - taken  # KerasTuner counts its own trials
         try:
             self.tuner.search(verbose=0)
         except _Stop:
@@ -232,7 +232,7 @@ def _make_tuner(runner: _Runner) -> Any:
     """A KerasTuner tuner of the chosen kind whose trials all go through `runner`."""
     import keras_tuner as kt
 
-    internals.keras_tuner_tracebacks(runner.settings.debug)  # a failed trial's reason is on the leaderboard
+    of_keras_tuner.tracebacks(runner.settings.debug)  # a failed trial's reason is on the leaderboard
     space = runner.space
 
     class SpaceModel(kt.HyperModel):  # type: ignore[misc]
@@ -264,7 +264,7 @@ def _make_tuner(runner: _Runner) -> Any:
             tuner = Tuner(max_epochs=max_epochs(space, runner.settings.epochs), factor=HYPERBAND_FACTOR,
                           hyperband_iterations=10**6, **common)
         else:
-            tuner = Tuner(max_trials=runner.settings.trials, **common)
+            tuner = Tuner(max_trials=runner.settings.budget, **common)
     _check_reloaded(tuner, space)
     return tuner
 

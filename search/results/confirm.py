@@ -70,7 +70,7 @@ class Confirmation:
         return all(len(c.runs) >= self.seeds for c in self.candidates)
 
 
-def choose(study: optuna.Study, top: int) -> list[Record]:
+def candidates(study: optuna.Study, top: int) -> list[Record]:
     """The `top` best completed search trials by validation accuracy, the best baseline among them
     (in the last place if it would not be)."""
     rows = [record.read(t) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -96,7 +96,7 @@ def queue(study: optuna.Study, top: int, seeds: int) -> tuple[int, int]:
     if plan is not None and (plan["top"], plan["seeds"]) != (top, seeds):
         raise InputError(f"study {study.study_name!r} is confirmed with --top {plan['top']} --seeds {plan['seeds']}: "
                          "run confirm with those, or start a new study")
-    chosen = plan["trials"] if plan is not None else [row.number for row in choose(study, top)]
+    chosen = plan["trials"] if plan is not None else [row.number for row in candidates(study, top)]
     if plan is None:
         study.set_user_attr(StudyAttr.CONFIRMED, {"top": top, "seeds": seeds, "trials": chosen})
     base = int(study.user_attrs[StudyAttr.SEED])
@@ -183,7 +183,7 @@ def _pct(value: float) -> str:
     return "-" if not math.isfinite(value) else f"{100 * value:.2f}%"
 
 
-def chosen(study_dir: Path, study: optuna.Study | None) -> tuple[int, str, str]:
+def study_model(study_dir: Path, study: optuna.Study | None) -> tuple[int, str, str]:
     """The model a study stands for when no trial is named (what `export` writes and the report shows):
     its trial, a short name for it, and why it was chosen. The confirmed winner, else the study's trial
     with the best validation accuracy (whichever machine ran it; without the study, the best kept here),

@@ -37,8 +37,8 @@ from search.serving.files import (
     SAVED_MODEL,
     SIGNATURE,
     TFLITE_FILE,
-    load_tflite,
 )
+from search.serving.litert import load_tflite
 from search.space import schema
 from search.study import artifacts
 from search.training import datasets, models, train
@@ -48,7 +48,7 @@ def export(study_dir: Path, trial: int | None = None, out: Path | None = None, c
            study: optuna.Study | None = None, full_train: bool = False, ensemble: int | None = None) -> Path:
     """Write one trial's model in every format, with its card; returns the folder. The trial is `trial`,
     else the confirmed winner when `confirm` has run on `study`, else the trial with the best
-    validation accuracy (`confirm.chosen`). `full_train` trains its config again on all 60,000
+    validation accuracy (`confirm.study_model`). `full_train` trains its config again on all 60,000
     training images (the 5,000 validation images too), as KerasTuner's docs recommend for a final
     model, instead of exporting the kept weights; then `study` must be given. `ensemble` K exports one model averaging
     the probabilities of the K best kept trials instead (`export_ensemble`)."""
@@ -58,7 +58,7 @@ def export(study_dir: Path, trial: int | None = None, out: Path | None = None, c
                              "--full-train")
         return export_ensemble(study_dir, ensemble, out, command, study)
     if trial is None:
-        trial, name, chosen = confirm.chosen(study_dir, study)
+        trial, name, chosen = confirm.study_model(study_dir, study)
         if not full_train and all(r["trial"] != trial for r in artifacts.kept(study_dir)):
             raise InputError(f"trial {trial}, {name}, has no kept weights in {study_dir}"
                              f"{confirm.ran_elsewhere(study, trial)}; export it where its weights are, or here "
@@ -67,7 +67,7 @@ def export(study_dir: Path, trial: int | None = None, out: Path | None = None, c
         chosen = f"trial {trial}, as asked (--trial)"
     if full_train and study is None:
         raise InputError("--full-train needs the study (its trials' records)")
-    source = _source(study, trial) if full_train and study is not None else choose(study_dir, trial)
+    source = _source(study, trial) if full_train and study is not None else kept_record(study_dir, trial)
     out = out if out is not None else study_dir / "export" / (f"trial-{trial}" + ("-full" if full_train else ""))
     # Replacing an earlier export is fine; deleting a folder of someone's other files is not.
     if out.exists() and not (out.is_dir() and ((out / CARD_JSON).is_file() or not any(out.iterdir()))):
@@ -175,7 +175,7 @@ def _source(study: optuna.Study, number: int) -> dict[str, Any]:
     settings = study.user_attrs.get(StudyAttr.SETTINGS) or {}
     return {"trial": number, "study": study.study_name, "baseline": row.baseline or None, "config": row.config,
             "seed": row.seed, "val_accuracy": row.val_accuracy, "best_epoch": attrs.get(Attr.BEST_EPOCH),
-            "dataset": study.user_attrs.get(StudyAttr.DATASET, "mnist"),
+            "dataset": study.user_attrs[StudyAttr.DATASET],
             "data_checksum": study.user_attrs.get(StudyAttr.DATA_CHECKSUM), "run_command": settings.get("command")}
 
 
@@ -195,7 +195,7 @@ def _train_full(source: dict[str, Any], dataset: datasets.Dataset) -> tuple[kera
                           f"{span}, seed {source['seed']}: no held-out validation, so no validation accuracy")
 
 
-def choose(study_dir: Path, trial: int) -> dict[str, Any]:
+def kept_record(study_dir: Path, trial: int) -> dict[str, Any]:
     """The kept record of `trial`."""
     kept = artifacts.kept_or_refuse(study_dir)
     for record in kept:

@@ -108,9 +108,8 @@ def select(table: pd.DataFrame, sort: str = "test", state: str = "all", top: int
 
 
 def engine(study: optuna.Study) -> str:
-    """Which search engine produced the study: `optuna/tpe+median`, `keras-tuner/hyperband`, ... (studies
-    from before engines were recorded are Optuna's)."""
-    return str(study.user_attrs.get(StudyAttr.ENGINE) or "optuna")
+    """Which search engine produced the study: `optuna/tpe+median`, `keras-tuner/hyperband`, ..."""
+    return str(study.user_attrs.get(StudyAttr.ENGINE, "?"))
 
 
 def compare(studies: list[optuna.Study]) -> pd.DataFrame:

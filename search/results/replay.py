@@ -32,11 +32,11 @@ def replay(name: str, number: int, deterministic: bool, results: Path, location:
     opened = studies.load_study(name, results, location)
     attrs = completed(opened, number).user_attrs
     threads = 1 if deterministic else attrs.get(Attr.THREADS)
-    runtime.start_tensorflow(verbose=verbose, threads=threads, onednn=attrs.get(Attr.CPU_KERNELS, "oneDNN") == "oneDNN",
-                             precision=attrs.get(Attr.PRECISION, "float32"), deterministic=deterministic)
+    runtime.start_tensorflow(verbose=verbose, threads=threads, onednn=attrs[Attr.CPU_KERNELS] == "oneDNN",
+                             precision=attrs[Attr.PRECISION], deterministic=deterministic)
     reasons = differences(attrs, deterministic)
     console.print(f"replaying trial {number} of {opened.study_name} (seed {attrs[Attr.SEED]}, "
-                  f"{attrs.get(Attr.PRECISION, 'float32')}, {runtime.cpu_kernels()}, "
+                  f"{attrs[Attr.PRECISION]}, {runtime.cpu_kernels()}, "
                   f"{'deterministic, one thread' if deterministic else f'{threads or runtime.cores()} threads'})"
                   + ("" if not reasons else ": it cannot be exact, since " + "; ".join(reasons)))
     recorded = record.read(opened.get_trials(deepcopy=False)[number])
@@ -64,8 +64,9 @@ def completed(opened: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
     if row.state != "complete":
         raise InputError(f"--trial {number}: {row.state}, so it has no finished model to replay; replay a "
                          "completed trial")
-    if Attr.CONFIG not in trials[number].user_attrs or Attr.SEED not in trials[number].user_attrs:
-        raise InputError(f"--trial {number}: its record holds no config and seed to replay")
+    needed = (Attr.CONFIG, Attr.SEED, Attr.PRECISION, Attr.CPU_KERNELS, Attr.VERSIONS)
+    if any(key not in trials[number].user_attrs for key in needed):
+        raise InputError(f"--trial {number}: its record holds no config, seed and machine to replay")
     return trials[number]
 
 
@@ -76,18 +77,16 @@ def differences(attrs: dict[str, Any], deterministic: bool) -> list[str]:
         reasons.append("the trial ran without op determinism (run --deterministic makes trials replay exactly)")
     elif not deterministic:
         reasons.append("the trial ran under op determinism and this replay does not (pass --deterministic)")
-    if attrs.get(Attr.CPU_KERNELS, "oneDNN") != runtime.cpu_kernels():
-        reasons.append(f"it trained with {attrs.get(Attr.CPU_KERNELS)} kernels, these are {runtime.cpu_kernels()}")
+    if attrs[Attr.CPU_KERNELS] != runtime.cpu_kernels():
+        reasons.append(f"it trained with {attrs[Attr.CPU_KERNELS]} kernels, these are {runtime.cpu_kernels()}")
     cpu = attrs.get(Attr.CPU)
     if cpu is not None and cpu != runtime.cpu_model():
         reasons.append(f"it trained on another CPU ({cpu}; this is {runtime.cpu_model() or 'unknown'})")
-    recorded, here = attrs.get(Attr.VERSIONS) or {}, runtime.versions()
+    recorded, here = attrs[Attr.VERSIONS], runtime.versions()
     changed = [f"{name} {recorded[name]} then, {here[name]} now" for name in here if recorded.get(name, here[name])
                != here[name]]
     if changed:
         reasons.append(", ".join(changed))
-    if Attr.VERSIONS not in attrs:
-        reasons.append("its record is older than what a replay needs to know (versions, CPU, threads)")
     return reasons
 
 
@@ -95,13 +94,13 @@ def retrain(opened: optuna.Study, attrs: dict[str, Any]) -> tuple[list[float], f
     """The trial's training again: its config, seed, data and precision, through the trial's code."""
     from search.training import datasets, train
 
-    data = datasets.load(opened.user_attrs.get(StudyAttr.DATASET, "mnist"), None, attrs.get(Attr.TRAIN_SIZE))
+    data = datasets.load(opened.user_attrs[StudyAttr.DATASET], None, attrs.get(Attr.TRAIN_SIZE))
     if data.checksum != opened.user_attrs.get(StudyAttr.DATA_CHECKSUM, data.checksum):
         raise InputError(f"study {opened.study_name!r} ran on other data than this machine's {data.name}")
     config = attrs[Attr.CONFIG]
     train.reset(int(attrs[Attr.SEED]))
     log = train.EpochLog()
-    result = train.fit(train.training_model(config, attrs.get(Attr.PRECISION, "float32")), config, data, log=log)
+    result = train.fit(train.training_model(config, attrs[Attr.PRECISION]), config, data, log=log)
     return log.val_history, result.accuracy(data.test_images, data.test_labels)
 
 

@@ -217,7 +217,7 @@ def _curves(table: pd.DataFrame, trials: dict[int, FrozenTrial]) -> Section:
 
 
 def _chosen_model(study: optuna.Study, study_dir: Path) -> list[Section]:
-    """Confusion matrix and the surest mistakes of the model the study stands for (`confirm.chosen`: the
+    """Confusion matrix and the surest mistakes of the model the study stands for (`confirm.study_model`: the
     confirmed winner, else the trial best by validation), rerun on the test set."""
     matrix = Section("confusion_matrix", "Confusion matrix of the chosen model")
     mistakes = Section("misclassified", "Misclassified test images of the chosen model, surest first "
@@ -226,7 +226,7 @@ def _chosen_model(study: optuna.Study, study_dir: Path) -> list[Section]:
     if not kept:
         matrix.note = mistakes.note = f"No kept trial weights in {study_dir / artifacts.TRIALS}."
         return [matrix, mistakes]
-    number, name, _ = confirm.chosen(study_dir, study)
+    number, name, _ = confirm.study_model(study_dir, study)
     folder = next((Path(r["path"]) for r in kept if r["trial"] == number), None)
     if folder is None:  # say, a confirmed baseline that was not among the --keep-top best by validation
         matrix.note = mistakes.note = (f"Trial {number}, {name}, has no kept weights in {study_dir / artifacts.TRIALS}"

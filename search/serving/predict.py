@@ -6,7 +6,7 @@ tutorial did), cropped to the digit's edges (found to a fraction of a pixel), it
 to 20 px and its centre of mass moved to (14, 14) of a 28x28 canvas. The format is the one Pillow
 detects in the file, not its name. `predict` runs every file that prepares in one model call and
 keeps a one-line reason for each file that does not, so one bad file never stops the rest.
-The model comes from `serving.load_model` (LiteRT for an export folder, so no TensorFlow starts).
+The model comes from `results.loading.load_model` (LiteRT for an export folder: no TensorFlow).
 `write_samples` writes real MNIST test digits as dark-on-light PNGs for a newcomer to try.
 """
 
@@ -104,7 +104,7 @@ def _edges(profile: np.ndarray, mnist_pixel: float) -> tuple[float, float]:
 def _edge(profile: np.ndarray, mnist_pixel: float) -> float:
     # MNIST's box is the extent of its antialiased ink, and an antialiased edge sits where the ink
     # reaches half the strength of the outermost pixel. A fixed threshold instead cuts faint edge
-    # pixels off or adds resampling halos: it measured 1.5x as many disagreements with the model.
+    # pixels off or adds resampling halos, and disagreed with the model more often.
     first = int(np.argmax(profile > FAINT * 255.0))
     half = profile[first : first + max(1, round(EDGE_PIXEL * mnist_pixel)) + 1].max() / 2
     index = int(np.argmax(profile > half))

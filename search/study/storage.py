@@ -30,8 +30,8 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 from optuna.trial import FrozenTrial, TrialState
 
-from search import internals
 from search.errors import InputError, one_line
+from search.internals import of_optuna
 from search.study import record
 from search.study.record import HOST, Attr
 
@@ -210,7 +210,7 @@ def repair_journal(path: Path, lock: JournalFileOpenLock) -> Repair | None:
     op = re.search(rb'"op_code":\s*(\d+)', tail)
     trial = re.search(rb'"trial_id":\s*(\d+)', tail)
     state = re.search(rb'"state":\s*(\d+)', tail)
-    ends = (op is not None and int(op[1]) == internals.journal_set_trial_state() and state is not None
+    ends = (op is not None and int(op[1]) == of_optuna.journal_set_trial_state() and state is not None
             and int(state[1]) in _FINISHED_STATES)
     return Repair(path, moved, len(tail), int(trial[1]) if ends and trial else None,
                   _FINISHED_STATES[int(state[1])] if ends and state else None)

@@ -158,11 +158,11 @@ def stored_study(location: str, name: str) -> optuna.Study | None:
 
 
 def recorded_engine(location: str, name: str) -> str | None:
-    """The engine(s) a stored study was run with (studies from before engines were recorded: Optuna)."""
+    """The engine(s) a stored study was run with; None for a new one."""
     stored = stored_study(location, name)
     if stored is None:
         return None
-    return stored.user_attrs.get(StudyAttr.ENGINE) or ("optuna" if stored.get_trials(deepcopy=False) else None)
+    return stored.user_attrs.get(StudyAttr.ENGINE)
 
 
 def check_engine(location: str, name: str, label: str) -> None:
@@ -191,7 +191,7 @@ def check_space(study: optuna.Study, space: Space, accept: bool = False) -> None
     unless `accept` (--accept-space-change), which records the change and the trial it starts at."""
     now = outline(space)
     recorded = study.user_attrs.get(StudyAttr.SPACE)
-    if recorded is None:  # a new study (or one from before spaces were recorded)
+    if recorded is None:  # a new study
         study.set_user_attr(StudyAttr.SPACE, now)
         return
     changed = changes(recorded, now)

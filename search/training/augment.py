@@ -1,9 +1,8 @@
 """Augmented training batches: transformations applied to each batch as it is gathered.
 
-`train.CompiledLoop` calls `fixed_variants` and `random_shift_rotate` inside its traced step;
-`train_dataset` builds the same batches as a tf.data pipeline for `train.fit_keras`. Nothing copies
-the data set: an epoch is a shuffled sequence of indices into the original uint8 images, and a
-batch is gathered and transformed when it is needed. The fixed sets multiply the epoch: with `shift` an index picks an
+`train.CompiledLoop` calls `gather` inside its traced step. Nothing copies the data set: an epoch
+is a shuffled sequence of indices into the original uint8 images, and a batch is gathered and
+transformed when it is needed. The fixed sets multiply the epoch: with `shift` an index picks an
 original or one of its four copies moved by `shift_pixels` left, right, up or down (zeros moved in,
 as scipy's `ndimage.shift(..., cval=0)` that S4 used); `shift_flip` adds the horizontal mirror
 image (S4's `cv2.flip(image, 1)`, faithful to the tutorial although a mirrored 2, 3 or 7 is no
@@ -17,7 +16,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 import tensorflow as tf
 
 COPIES = {"none": 1, "random": 1, "shift": 5, "shift_flip": 6}
@@ -67,23 +65,14 @@ def random_shift_rotate(images: tf.Tensor, pixels: int, degrees: float) -> tf.Te
     return tf.cast(tf.clip_by_value(tf.round(moved), 0, 255), tf.uint8)
 
 
-def train_dataset(images: np.ndarray, labels: np.ndarray, config: dict[str, Any], repeat: bool) -> tf.data.Dataset:
-    """Shuffled batches of (images, labels) for one epoch (copies() x len(images) examples), or an
-    endless stream of them when `repeat`; reshuffled every epoch."""
-    count, versions = len(images), copies(config)
-    source_images, source_labels = tf.constant(images), tf.constant(labels)
-    order = tf.data.Dataset.range(count * versions).shuffle(count * versions, reshuffle_each_iteration=True)
-    if repeat:
-        order = order.repeat()
-
-    def load(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        source = index % count
-        batch = tf.gather(source_images, source)
-        if versions > 1:
-            batch = fixed_variants(batch, index // count, config["shift_pixels"], config["augment"] == "shift_flip")
-        if config["augment"] == "random":
-            batch = random_shift_rotate(batch, config["shift_pixels"], config["rotation_degrees"])
-        return batch, tf.gather(source_labels, source)
-
-    return order.batch(config["batch_size"]).map(load, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
-        tf.data.AUTOTUNE)
+def gather(images: tf.Tensor, index: tf.Tensor, config: dict[str, Any]) -> tf.Tensor:
+    """The training images an epoch's indices name, as the config augments them: index i is version
+    i // N of image i % N (N images; version 0 is the original), then, with `random`, moved and
+    rotated afresh. What the training loop feeds the model, batch by batch."""
+    count = images.shape[0]
+    batch = tf.gather(images, index % count)
+    if copies(config) > 1:
+        batch = fixed_variants(batch, index // count, config["shift_pixels"], config["augment"] == "shift_flip")
+    if config["augment"] == "random":
+        batch = random_shift_rotate(batch, config["shift_pixels"], config["rotation_degrees"])
+    return batch

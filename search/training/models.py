@@ -39,8 +39,8 @@ class FusedBatchNormalization(layers.BatchNormalization):  # type: ignore[misc]
     with TensorFlow's fused kernel (`FusedBatchNormV3`, oneDNN's on the CPU) instead of Keras's
     dozen elementwise and reduction ops, and takes bfloat16 maps as they are instead of casting them
     to float32 and back. Same weights, same arithmetic: the batch's mean and biased variance
-    normalize, and the moving averages move as Keras's do. Inference is Keras's own. It trained the
-    benchmark CNN with batch norm 1.6-2.6x as fast (docs/design.md); oneDNN's kernel rounds
+    normalize, and the moving averages move as Keras's do. Inference is Keras's own. It trains conv
+    blocks with batch norm faster (docs/design.md has the measurement); oneDNN's kernel rounds
     differently from Keras's ops, so the two are close, not equal. It is for training only, like
     bfloat16: the model that is tested, kept and exported is `plain_twin`'s, with Keras's own layer,
     so it loads without `search`.
@@ -151,8 +151,8 @@ def _tail_dtype(config: dict[str, Any]) -> str:
     Under mixed precision that tail computes in float32 unless it is a bare fused activation:
     TensorFlow's bfloat16 elementwise kernels on the CPU are slower than its float32 ones, and batch
     norm casts to float32 and back inside anyway, so computing the tail in float32 costs no more casts.
-    It measured 1.1-1.35x the samples/s; a float32 tail kept oneDNN from fusing tanh and sigmoid
-    (0.42x and 0.79x), which therefore stay bfloat16 (docs/design.md).
+    A float32 tail would keep oneDNN from fusing tanh and sigmoid, which therefore stay bfloat16
+    (docs/design.md has the measurements).
     """
     if config["dtype"] == "float32" or (not config["batch_norm"] and config["activation"] in FUSED_ACTIVATIONS):
         return str(config["dtype"])
@@ -197,11 +197,6 @@ def _conv_blocks(x: Any, config: dict[str, Any]) -> Any:
             pool = layers.MaxPooling2D if block["pooling"] == "max" else layers.AveragePooling2D
             x = pool(window, strides=stride, name=f"{name}_pool", dtype=dtype)(x)
     return x
-
-
-def count_params(config: dict[str, Any]) -> int:
-    """Trainable and non-trainable weights of the model a config builds."""
-    return int(build(config).count_params())
 
 
 LATENCY_WARMUP, LATENCY_CALLS = 10, 100

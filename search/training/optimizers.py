@@ -21,13 +21,14 @@ import numpy as np
 from keras import ops
 
 from search.errors import TrialFailed
+from search.internals import of_keras
 
 
 class FusedAdam(keras.optimizers.Adam):  # type: ignore[misc]
     """Keras's Adam, with each weight's update done by TensorFlow's fused `ResourceApplyAdam` kernel:
     the same arithmetic (lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + epsilon)) in one pass over
-    the weight instead of about ten elementwise ops, each writing a temporary the size of the weight.
-    On the S2 MLP at batch 128 Keras's version cost more time than the backward pass's matmuls."""
+    the weight instead of about ten elementwise ops, each writing a temporary the size of the weight:
+    on small dense models Keras's version cost more than the backward pass (docs/design.md)."""
 
     def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
         if keras.backend.backend() != "tensorflow" or self.amsgrad:
@@ -37,10 +38,10 @@ class FusedAdam(keras.optimizers.Adam):  # type: ignore[misc]
 
         dtype = variable.dtype
         step = ops.cast(self.iterations + 1, dtype)
-        index = self._get_variable_index(variable)
         beta_1, beta_2 = ops.cast(self.beta_1, dtype), ops.cast(self.beta_2, dtype)
         tf.raw_ops.ResourceApplyAdam(
-            var=variable.handle, m=self._momentums[index].handle, v=self._velocities[index].handle,
+            var=variable.handle, m=of_keras.slot(self, variable, "momentums").handle,
+            v=of_keras.slot(self, variable, "velocities").handle,
             beta1_power=ops.power(beta_1, step), beta2_power=ops.power(beta_2, step),
             lr=ops.cast(learning_rate, dtype), beta1=beta_1, beta2=beta_2,
             epsilon=ops.cast(self.epsilon, dtype), grad=ops.cast(gradient, dtype))
@@ -58,7 +59,7 @@ class FusedSGD(keras.optimizers.SGD):  # type: ignore[misc]
 
         dtype = variable.dtype
         tf.raw_ops.ResourceApplyKerasMomentum(
-            var=variable.handle, accum=self.momentums[self._get_variable_index(variable)].handle,
+            var=variable.handle, accum=of_keras.slot(self, variable, "momentums").handle,
             lr=ops.cast(learning_rate, dtype), grad=ops.cast(gradient, dtype),
             momentum=ops.cast(self.momentum, dtype), use_nesterov=False)
 
@@ -74,9 +75,10 @@ class FusedRMSprop(keras.optimizers.RMSprop):  # type: ignore[misc]
             return
         import tensorflow as tf
 
-        dtype, index = variable.dtype, self._get_variable_index(variable)
+        dtype = variable.dtype
         tf.raw_ops.ResourceApplyRMSProp(
-            var=variable.handle, ms=self._velocities[index].handle, mom=self._momentums[index].handle,
+            var=variable.handle, ms=of_keras.slot(self, variable, "velocities").handle,
+            mom=of_keras.slot(self, variable, "momentums").handle,
             lr=ops.cast(learning_rate, dtype), rho=ops.cast(self.rho, dtype),
             momentum=ops.cast(self.momentum, dtype), epsilon=ops.cast(self.epsilon, dtype),
             grad=ops.cast(gradient, dtype))

@@ -100,9 +100,9 @@ def onednn_wanted(models: Collection[str], threads: int, precision: str | None =
 def cpu_kernels() -> str:
     """The CPU kernels this process's TensorFlow runs, "oneDNN" or "Eigen" (once it has started):
     recorded with each trial, since they change its training time."""
-    from search import internals
+    from search.internals import of_tensorflow
 
-    return "oneDNN" if internals.onednn_enabled() else "Eigen"
+    return "oneDNN" if of_tensorflow.onednn_enabled() else "Eigen"
 
 
 @functools.cache

@@ -12,7 +12,6 @@ callbacks it is given run as under `model.fit`: the study passes optuna-integrat
 loss stops training and fails the trial. With `ema` the validation, the kept weights and the
 returned model are the averaged weights. Test accuracy is measured once, after training, by the
 result's own `accuracy` (already traced): the search itself only ever sees validation accuracy.
-`fit_keras` is the same training through `model.fit`, kept to measure the loop against.
 
 Training by `steps` (S1-S3 count batches, not epochs) still validates, reports and may be pruned in
 rounds of about one epoch: `plan` splits the steps into equal rounds, each as close to one pass
@@ -38,12 +37,8 @@ from search.training import augment, models
 from search.training.datasets import Dataset
 from search.training.optimizers import AveragedWeights, make_optimizer
 
-# Run this many batches per call into the compiled train step: on small MNIST models most of the
-# time of plain fit() is Python overhead per step, and batching steps removes most of it
-# (measured: 2.59 s against 3.53 s per epoch of the S2 MLP at batch 128 on 2 cores).
-STEPS_PER_EXECUTION = 32
-# XLA on the CPU made that epoch slower (3.87 s with steps batched, 7.82 s without), and its
-# compile time is paid again for every trial's new model.
+# XLA made the loop slower on the CPU, and its compile time is paid again for every trial's new
+# model (docs/design.md).
 JIT_COMPILE = False
 EVAL_BATCH_SIZE = 1000
 # The compiled loop returns to Python after this many batches: often enough for the trial timeout
@@ -111,22 +106,16 @@ class Plan:
     steps_per_round: int | None
     steps_per_epoch: int  # batches in one pass over the (augmented) training set
     total_steps: int
-    steps_per_execution: int
-    pipeline: bool  # tf.data input (steps or augmentation) rather than the arrays themselves
 
 
 def plan(config: dict[str, Any], train_size: int) -> Plan:
     """The training plan of a resolved config on `train_size` training images."""
     steps_per_epoch = math.ceil(train_size * augment.copies(config) / config["batch_size"])
-    pipeline = config["augment"] != "none" or config["steps"] > 0
     if not config["steps"]:
-        return Plan(config["epochs"], None, steps_per_epoch, config["epochs"] * steps_per_epoch,
-                    STEPS_PER_EXECUTION, pipeline)
+        return Plan(config["epochs"], None, steps_per_epoch, config["epochs"] * steps_per_epoch)
     total = config["steps"]
     per_round = min(_divisors(total), key=lambda d: abs(math.log(d / steps_per_epoch)))
-    # Keras runs whole executions: one that divides the round keeps the step count exact.
-    per_execution = max(d for d in range(1, STEPS_PER_EXECUTION + 1) if per_round % d == 0)
-    return Plan(total // per_round, per_round, steps_per_epoch, total, per_execution, pipeline)
+    return Plan(total // per_round, per_round, steps_per_epoch, total)
 
 
 def _divisors(number: int) -> list[int]:
@@ -139,7 +128,7 @@ def reset(seed: int) -> None:
 
     The first call also freezes what is alive then (TensorFlow's and Keras's modules, the data, the
     study): Keras's `clear_session` runs a full garbage collection, which walked all of that again
-    for every trial (about 0.2 s of each trial's fixed cost); frozen, it walks only what trials made.
+    for every trial, a large part of its fixed cost; frozen, it walks only what trials made.
     """
     keras.backend.clear_session()
     if not gc.get_freeze_count():
@@ -219,10 +208,10 @@ def fit(
         if model.stop_training:
             break
     hooks.on_train_end()
-    return _result(model, config, log, loop.accuracy)
+    return fit_result(model, config, log, loop.accuracy)
 
 
-def _result(model: keras.Model, config: dict[str, Any], log: EpochLog, accuracy: Any = None) -> FitResult:
+def fit_result(model: keras.Model, config: dict[str, Any], log: EpochLog, accuracy: Any = None) -> FitResult:
     """Fail on a NaN loss, else put the best epoch's weights back and describe the run. A model that
     trained in mixed precision or with the fused batch norm comes back as its plain twin
     (`models.plain_twin`): what is tested, kept and exported is the plain float32 model, which any
@@ -278,20 +267,13 @@ class CompiledLoop:
 
         self.model, self.optimizer = model, optimizer
         images, labels, self.validation = on_device(data)
-        count, versions, batch_size = len(data.train_images), augment.copies(config), config["batch_size"]
-        flip, pixels = config["augment"] == "shift_flip", config["shift_pixels"]
-        randomly, degrees = config["augment"] == "random", config["rotation_degrees"]
+        count, batch_size = len(data.train_images), config["batch_size"]
         criterion = loss_function(config)
         variables = model.trainable_variables
         optimizer.build(variables)
 
         def step(index: Any) -> Any:
-            source = index % count
-            x, y = tf.gather(images, source), tf.gather(labels, source)
-            if versions > 1:
-                x = augment.fixed_variants(x, index // count, pixels, flip)
-            if randomly:
-                x = augment.random_shift_rotate(x, pixels, degrees)
+            x, y = augment.gather(images, index, config), tf.gather(labels, index % count)
             with tf.GradientTape() as tape:
                 probabilities = model(x, training=True)
                 loss = criterion(y, probabilities)
@@ -347,45 +329,6 @@ def compiled_accuracy(model: keras.Model) -> Any:
         return int(correct(images, labels)) / len(labels)
 
     return accuracy
-
-
-def fit_keras(
-    model: keras.Model,
-    config: dict[str, Any],
-    data: Dataset,
-    callbacks: list[keras.callbacks.Callback] | None = None,
-    log: EpochLog | None = None,
-) -> FitResult:
-    """The same training through `model.fit` (Keras's own loop, `STEPS_PER_EXECUTION` steps per
-    call): what `fit` is measured against in `benchmarks/throughput.py` and in the tests."""
-    config = schema.resolve(config)
-    log = log if log is not None else EpochLog()
-    steps = plan(config, len(data.train_images))
-    optimizer = make_optimizer(config, steps.steps_per_epoch, steps.total_steps)
-    model.compile(
-        optimizer=optimizer,
-        loss=loss_function(config),
-        metrics=["accuracy"],
-        steps_per_execution=steps.steps_per_execution,
-        jit_compile=JIT_COMPILE,
-    )
-    averaging = [AveragedWeights(optimizer)] if config["ema"] > 0 else []
-    if steps.pipeline:
-        inputs: dict[str, Any] = {"x": augment.train_dataset(
-            data.train_images, data.train_labels, config, repeat=steps.steps_per_round is not None),
-            "shuffle": False}  # the pipeline shuffles
-    else:  # the arrays themselves: Keras's own shuffling and batching is the fastest path here
-        inputs = {"x": data.train_images, "y": data.train_labels, "batch_size": config["batch_size"], "shuffle": True}
-    model.fit(
-        **inputs,
-        epochs=steps.rounds,
-        steps_per_epoch=steps.steps_per_round,
-        validation_data=(data.val_images, data.val_labels),
-        validation_batch_size=EVAL_BATCH_SIZE,
-        verbose=0,
-        callbacks=[log, *averaging, *(callbacks or [])],
-    )
-    return _result(model, config, log)
 
 
 def evaluate(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> float:

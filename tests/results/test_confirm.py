@@ -75,7 +75,7 @@ def test_confirm_adds_exactly_k_times_s_trainings_across_an_interruption(write_s
     runs = [t for t in trials if record.is_confirmation(t) and record.ended_on_its_own(t)]
     assert len(runs) == 6 and not [t for t in trials if t.state.name in ("RUNNING", "WAITING")]
     pairs = sorted((t.user_attrs[Attr.CONFIRM_OF], t.user_attrs[Attr.REPLICA]) for t in runs)
-    chosen = confirm.choose(load_study("confirmed", results), 2)
+    chosen = confirm.candidates(load_study("confirmed", results), 2)
     assert pairs == sorted((row.number, replica) for row in chosen for replica in range(3))
     assert any(row.baseline == "tiny" for row in chosen)  # the best baseline is always confirmed
     seeds = [t.user_attrs[Attr.SEED] for t in runs]

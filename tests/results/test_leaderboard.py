@@ -65,12 +65,12 @@ def test_unknown_study_is_one_line_exit_2(tmp_path: Path, capsys) -> None:
 
 def test_describe_shows_the_training_features_a_config_changes() -> None:
     from search.results.leaderboard import describe
-    from search.space.tutorials import SEEDS
+    from search.space.tutorials import TUTORIALS
 
-    assert describe(SEEDS["S3"].config) == ("mlp 500 relu l2=5.00e-05 init=truncated_normal sgd lr=8.00e-01 "
+    assert describe(TUTORIALS["S3"].config) == ("mlp 500 relu l2=5.00e-05 init=truncated_normal sgd lr=8.00e-01 "
                                             "exponential ema=0.99 bs=100 steps=30000")
-    assert "aug=shift_flip" in describe(SEEDS["S4-aug"].config)
-    assert "in=l2_axis1" in describe(SEEDS["S5"].config)
+    assert "aug=shift_flip" in describe(TUTORIALS["S4-aug"].config)
+    assert "in=l2_axis1" in describe(TUTORIALS["S5"].config)
     # Defaults say nothing: the line stays short.
     assert describe({"model": "mlp", "layers": [{"units": 64}], "init": "glorot", "schedule": "constant",
                      "augment": "none", "ema": 0.0, "epochs": 3}) == "mlp 64 ep=3"

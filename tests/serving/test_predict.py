@@ -18,8 +18,8 @@ from PIL import Image
 from rich.console import Console
 
 from search.errors import InputError
-from search.results import export
-from search.serving import files, predict
+from search.results import export, loading
+from search.serving import litert, predict
 from search.training import datasets, models, train
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -50,12 +50,12 @@ def export_dir(tmp_path_factory: pytest.TempPathFactory, mnist: datasets.Dataset
 @pytest.fixture(scope="module")
 def model(export_dir: Path) -> predict.Classifier:
     """What `predict` runs for an export folder: its model.tflite, through LiteRT."""
-    return files.load_model(export_dir)
+    return loading.load_model(export_dir)
 
 
 @pytest.fixture(scope="module")
 def keras_model(export_dir: Path) -> keras.Model:
-    return files.load_keras(export_dir)
+    return loading.load_keras(export_dir)
 
 
 @pytest.fixture
@@ -261,15 +261,15 @@ def test_table_and_json_show_digits_and_errors(tmp_path: Path, digit: np.ndarray
 def test_load_model_runs_the_tflite_file_of_an_export_and_keras_files_through_keras(
     tmp_path: Path, export_dir: Path
 ) -> None:
-    assert isinstance(files.load_model(export_dir), files.TFLiteModel)
-    assert isinstance(files.load_model(export_dir / "model.tflite"), files.TFLiteModel)
-    assert isinstance(files.load_model(export_dir / "model.keras"), files.KerasModel)
+    assert isinstance(loading.load_model(export_dir), litert.TFLiteModel)
+    assert isinstance(loading.load_model(export_dir / "model.tflite"), litert.TFLiteModel)
+    assert isinstance(loading.load_model(export_dir / "model.keras"), loading.KerasModel)
     only_keras = tmp_path / "older-export"
     only_keras.mkdir()
     (only_keras / "model.keras").write_bytes((export_dir / "model.keras").read_bytes())
-    loaded = files.load_model(only_keras)
-    assert isinstance(loaded, files.KerasModel) and loaded.model.output_shape == (None, 10)
-    assert files.load_keras(export_dir).output_shape == (None, 10)
+    loaded = loading.load_model(only_keras)
+    assert isinstance(loaded, loading.KerasModel) and loaded.model.output_shape == (None, 10)
+    assert loading.load_keras(export_dir).output_shape == (None, 10)
 
 
 @pytest.mark.parametrize(("name", "content", "problem"), [
@@ -286,11 +286,11 @@ def test_bad_model_paths_are_one_line_input_errors(tmp_path: Path, name: str, co
     elif content is not None:
         path.write_text(content)
     with pytest.raises(InputError, match=problem) as caught:
-        files.load_model(path)
+        loading.load_model(path)
     assert "\n" not in str(caught.value)
     if content == "not a flatbuffer":  # an export folder holding it is refused alike, not passed to Keras
         with pytest.raises(InputError, match=problem):
-            files.load_model(tmp_path)
+            loading.load_model(tmp_path)
 
 
 def test_model_of_the_wrong_shape_is_an_input_error(tmp_path: Path) -> None:
@@ -298,10 +298,10 @@ def test_model_of_the_wrong_shape_is_an_input_error(tmp_path: Path) -> None:
     outputs = keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(inputs))
     export.write_formats(keras.Model(inputs, outputs), tmp_path)
     with pytest.raises(InputError, match="want 28x28 -> 10"):
-        files.load_model(tmp_path / "model.keras")
+        loading.load_model(tmp_path / "model.keras")
     with pytest.raises(InputError, match=r"serving_default maps .*float32 \[-1, 3\], want images uint8 \[-1, 28, 28\] "
                                          r"-> probabilities float32 \[-1, 10\]"):
-        files.load_model(tmp_path)
+        loading.load_model(tmp_path)
 
 
 def test_lambda_layer_is_refused_not_run(tmp_path: Path) -> None:
@@ -317,7 +317,7 @@ def test_lambda_layer_is_refused_not_run(tmp_path: Path) -> None:
     marker.unlink(missing_ok=True)  # building the model may have run it
     for scope in (SafeModeScope(None), SafeModeScope(False)):
         with scope, pytest.raises(InputError, match="safe mode will not run") as caught:
-            files.load_model(tmp_path)
+            loading.load_model(tmp_path)
         assert str(caught.value).startswith(str(file)) and "\n" not in str(caught.value)
         assert not marker.exists()
     # The payload is live: unsafe loading turns it back into code, which runs.
@@ -366,16 +366,16 @@ def test_export_folder_predicts_through_litert_without_starting_tensorflow(
 def test_tflite_probabilities_agree_with_the_keras_model(
     tmp_path: Path, model: predict.Classifier, keras_model: keras.Model
 ) -> None:
-    assert isinstance(model, files.TFLiteModel)
+    assert isinstance(model, litert.TFLiteModel)
     paths = predict.write_samples(tmp_path, n=500, seed=2)
     images = np.stack([predict.prepare(path) for path in paths])
-    from_tflite, from_keras = model(images), files.KerasModel(keras_model)(images)
+    from_tflite, from_keras = model(images), loading.KerasModel(keras_model)(images)
     assert from_tflite.shape == (500, 10) and from_tflite.dtype == np.float32
     np.testing.assert_array_equal(from_tflite.argmax(axis=1), from_keras.argmax(axis=1))
     assert np.abs(from_tflite - from_keras).max() < 1e-4
     # And file by file through predict, one batch per call, as the command runs it.
     lite = predict.predict(model, [str(path) for path in paths])
-    heavy = predict.predict(files.KerasModel(keras_model), [str(path) for path in paths])
+    heavy = predict.predict(loading.KerasModel(keras_model), [str(path) for path in paths])
     assert [p.digit for p in lite] == [p.digit for p in heavy]
     assert max(abs((a.probability or 0) - (b.probability or 0)) for a, b in zip(lite, heavy, strict=True)) < 1e-4
 

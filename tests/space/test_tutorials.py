@@ -1,14 +1,13 @@
 """The five tutorials as configs: each builds with its exact parameter count, the space files reuse
-them, and `run_baselines` trains them through the trial machinery into one table."""
+them, and build into models of their exact size."""
 
 from __future__ import annotations
 
 import pytest
 from conftest import ROOT
 
-from search.errors import InputError
-from search.space import load_space, schema, tutorials
-from search.space.tutorials import SEEDS
+from search.space import load_space, schema
+from search.space.tutorials import TUTORIALS
 from search.training import models
 
 # S4: 3x3 convs (SAME) of 12 and 16 maps, 3x3/2 pooling 28 -> 13 -> 6, dense 576 -> 288 -> 144 -> 10.
@@ -27,10 +26,10 @@ EXPECTED_PARAMS = {
 }
 
 
-@pytest.mark.parametrize("name", list(SEEDS))
+@pytest.mark.parametrize("name", list(TUTORIALS))
 def test_every_baseline_builds_with_its_exact_parameter_count(name: str) -> None:
-    schema.check_config(SEEDS[name].config, "SEEDS", name)
-    assert models.count_params(SEEDS[name].config) == EXPECTED_PARAMS[name]
+    schema.check_config(TUTORIALS[name].config, "TUTORIALS", name)
+    assert models.build(TUTORIALS[name].config).count_params() == EXPECTED_PARAMS[name]
 
 
 def test_the_counts_are_the_tutorials() -> None:
@@ -39,10 +38,10 @@ def test_the_counts_are_the_tutorials() -> None:
 
 
 def test_tutorial_oddities_are_kept() -> None:
-    assert SEEDS["S2"].config["activation"] == "linear" and "dropout" not in SEEDS["S2"].config
-    assert SEEDS["S4-aug"].config["augment"] == "shift_flip" and "dubious" in SEEDS["S4-aug"].label
-    assert SEEDS["S5"].config["input_scaling"] == "l2_axis1"
-    assert {SEEDS[name].config["steps"] for name in ("S1", "S2", "S3")} == {1000, 30_000}
+    assert TUTORIALS["S2"].config["activation"] == "linear" and "dropout" not in TUTORIALS["S2"].config
+    assert TUTORIALS["S4-aug"].config["augment"] == "shift_flip" and "dubious" in TUTORIALS["S4-aug"].label
+    assert TUTORIALS["S5"].config["input_scaling"] == "l2_axis1"
+    assert {TUTORIALS[name].config["steps"] for name in ("S1", "S2", "S3")} == {1000, 30_000}
 
 
 @pytest.mark.parametrize(("space", "names"), [("softmax", ["S1"]), ("mlp", ["S2", "S3", "S5"]),
@@ -50,45 +49,11 @@ def test_tutorial_oddities_are_kept() -> None:
 def test_space_files_reuse_the_seed_configs(space: str, names: list[str]) -> None:
     loaded = load_space(ROOT / "spaces" / f"{space}.py")
     assert {label: config for label, config in loaded.baselines.items() if "of 29 epochs" not in label} == {
-        SEEDS[name].label: SEEDS[name].config for name in names}
+        TUTORIALS[name].label: TUTORIALS[name].config for name in names}
 
 
 def test_the_cnn_search_runs_s4_aug_cut_short_and_says_so() -> None:
     loaded = load_space(ROOT / "spaces" / "cnn.py")
-    label = f"{SEEDS['S4-aug'].label} (3 of 29 epochs)"
-    assert loaded.baselines[label] == {**SEEDS["S4-aug"].config, "epochs": 3}
-    assert SEEDS["S4-aug"].config["epochs"] == 29  # the tutorial itself is untouched
-
-
-def test_scaled_multiplies_epochs_or_steps() -> None:
-    assert tutorials.scaled(SEEDS["S3"].config, 0.1)["steps"] == 3000
-    assert tutorials.scaled(SEEDS["S5"].config, 0.1)["epochs"] == 1  # never below one
-    assert tutorials.scaled(SEEDS["S4"].config, 2)["epochs"] == 38
-
-
-def test_run_baselines_trains_and_tabulates(small_mnist) -> None:
-    messages: list[str] = []
-    frame = tutorials.run_baselines(small_mnist, ["S1", "S5"], scale=0.2, progress=messages.append)
-    assert list(frame.name) == ["S1", "S5"]
-    assert list(frame.columns) == ["name", "tutorial", "published", "ours", "delta", "val_accuracy", "epochs",
-                                   "steps", "best_epoch", "seconds"]
-    s1, s5 = frame.to_dict("records")
-    assert s1["steps"] == 200 and s5["steps"] == 63  # 2,000 images: 1 epoch of batch 32
-    assert s1["ours"] > 0.8 and s5["ours"] > 0.8
-    assert s1["delta"] == pytest.approx(s1["ours"] - 0.92)
-    assert any("S5: test" in message for message in messages)
-    assert "| S1 " in tutorials.format_table(frame)
-
-
-def test_unknown_baseline_is_named(small_mnist) -> None:
-    with pytest.raises(InputError, match="--only S9: expected one of"):
-        tutorials.run_baselines(small_mnist, ["S9"])
-
-
-def test_baselines_command_prints_the_table(capsys) -> None:
-    from search.cli import main
-
-    assert main(["baselines", "--only", "S1", "--scale", "0.2", "--train-size", "2000"]) == 0
-    out = capsys.readouterr().out
-    assert "| S1 " in out and "92.00%" in out  # our figure beside the published one
-    assert main(["baselines", "--only", "S9"]) == 2
+    label = f"{TUTORIALS['S4-aug'].label} (3 of 29 epochs)"
+    assert loaded.baselines[label] == {**TUTORIALS["S4-aug"].config, "epochs": 3}
+    assert TUTORIALS["S4-aug"].config["epochs"] == 29  # the tutorial itself is untouched

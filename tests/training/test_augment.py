@@ -1,6 +1,6 @@
-"""The training input pipeline on real MNIST images: shifts move pixels by exactly the asked amount,
-S4's fixed set holds each original and its five versions once per epoch, random moves stay in range,
-and labels and shapes never change."""
+"""Augmented training batches on real MNIST images, as the training loop gathers them (`augment.gather`):
+shifts move pixels by exactly the asked amount, S4's fixed set holds each original and its five
+versions once per epoch, random moves stay in range, and labels and shapes never change."""
 
 from __future__ import annotations
 
@@ -21,6 +21,15 @@ def moved(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
     out[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = image[max(-dy, 0) : h - max(dy, 0),
                                                                            max(-dx, 0) : w - max(dx, 0)]
     return out
+
+
+def epoch(images: np.ndarray, labels: np.ndarray, config: dict) -> list[tuple[np.ndarray, np.ndarray]]:
+    """One epoch's batches as the training loop gathers them: a shuffled order of every index of every
+    version, cut into batches; each batch's labels are its source images' own."""
+    order = np.random.default_rng(0).permutation(len(images) * augment.copies(config)).astype(np.int32)
+    size = config["batch_size"]
+    return [(augment.gather(tf.constant(images), tf.constant(order[i:i + size]), config).numpy(),
+             labels[order[i:i + size] % len(images)]) for i in range(0, len(order), size)]
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +56,7 @@ def test_s4_set_holds_each_original_and_its_five_versions_once_per_epoch(digits)
     images, labels = digits
     config = schema.resolve({"model": "cnn", "conv_blocks": [{"filters": 4}], "augment": "shift_flip",
                              "batch_size": 7})
-    batches = list(augment.train_dataset(images, labels, config, repeat=False).as_numpy_iterator())
+    batches = list(epoch(images, labels, config))
     assert all(x.shape[1:] == (28, 28) and x.dtype == np.uint8 and len(x) == len(y) for x, y in batches)
     got = Counter((x.tobytes(), int(y)) for xs, ys in batches for x, y in zip(xs, ys, strict=True))
     want = Counter()
@@ -61,7 +70,7 @@ def test_s4_set_holds_each_original_and_its_five_versions_once_per_epoch(digits)
 def test_shift_without_flip_has_five_versions(digits) -> None:
     images, labels = digits
     config = schema.resolve({"model": "mlp", "augment": "shift", "batch_size": 100})
-    (batch,) = augment.train_dataset(images, labels, config, repeat=False).as_numpy_iterator()
+    (batch,) = epoch(images, labels, config)
     assert len(batch[0]) == 5 * len(images)
     assert Counter(batch[1].tolist()) == Counter((labels.tolist()) * 5)
 
@@ -83,7 +92,7 @@ def test_random_shifts_are_whole_pixels_within_range(digits) -> None:
 def test_random_pipeline_keeps_each_image_with_its_label(digits) -> None:
     images, labels = digits  # with no move and no rotation the pipeline must hand back the pairs as they were
     config = schema.resolve({"model": "mlp", "augment": "random", "shift_pixels": 0, "batch_size": 5})
-    batches = list(augment.train_dataset(images, labels, config, repeat=False).as_numpy_iterator())
+    batches = list(epoch(images, labels, config))
     got = Counter((x.tobytes(), int(y)) for xs, ys in batches for x, y in zip(xs, ys, strict=True))
     assert got == Counter((x.tobytes(), int(y)) for x, y in zip(images, labels, strict=True))
 

@@ -25,7 +25,7 @@ CNN = {"model": "cnn", "conv_blocks": [{"filters": 32}, {"filters": 64}]}
      (25 * 8 + 8) + (28 * 28 * 8 * 16 + 16) + (16 * 10 + 10)),
 ])
 def test_exact_parameter_counts(config: dict, expected: int) -> None:
-    assert models.count_params(config) == expected
+    assert models.build(config).count_params() == expected
 
 
 def test_model_takes_uint8_images_and_returns_probabilities() -> None:

@@ -4,10 +4,12 @@ steps, averages weights as TF does, decays the learning rate at the right step, 
 from __future__ import annotations
 
 import math
+import sys
 
 import keras
 import numpy as np
 import pytest
+from conftest import ROOT
 
 from search.errors import TrialFailed
 from search.space import schema
@@ -107,11 +109,11 @@ def fit_recorded(config: dict, data, monkeypatch) -> tuple[train.FitResult, Reco
 def test_plan_splits_steps_into_rounds_of_about_an_epoch() -> None:
     s3 = schema.resolve({"model": "mlp", "batch_size": 100, "steps": 30_000})
     assert train.plan(s3, 55_000) == train.Plan(rounds=50, steps_per_round=600, steps_per_epoch=550,
-                                                total_steps=30_000, steps_per_execution=30, pipeline=True)
+                                                total_steps=30_000)
     s1 = train.plan(schema.resolve({"model": "softmax", "batch_size": 100, "steps": 1000}), 55_000)
-    assert (s1.rounds, s1.steps_per_round, s1.steps_per_execution) == (2, 500, 25)
+    assert (s1.rounds, s1.steps_per_round) == (2, 500)
     by_epochs = train.plan(schema.resolve({"model": "mlp", "epochs": 3}), 55_000)
-    assert (by_epochs.rounds, by_epochs.steps_per_round, by_epochs.pipeline) == (3, None, False)
+    assert (by_epochs.rounds, by_epochs.steps_per_round) == (3, None)
     shifted = train.plan(schema.resolve({"model": "mlp", "batch_size": 100, "augment": "shift_flip"}), 55_000)
     assert shifted.steps_per_epoch == 3300  # six versions of each image
 
@@ -154,9 +156,9 @@ def test_exponential_staircase_decay_steps_down_exactly_at_the_boundary(small_mn
 
 
 def test_s3_schedule_decays_once_an_epoch() -> None:
-    from search.space.tutorials import SEEDS
+    from search.space.tutorials import TUTORIALS
 
-    rate = optimizers.learning_rate(schema.resolve(SEEDS["S3"].config), steps_per_epoch=550, total_steps=30_000)
+    rate = optimizers.learning_rate(schema.resolve(TUTORIALS["S3"].config), steps_per_epoch=550, total_steps=30_000)
     assert [float(rate(step)) for step in (0, 549, 550, 1099, 1100)] == pytest.approx(
         [0.8, 0.8, 0.8 * 0.99, 0.8 * 0.99, 0.8 * 0.99**2])
 
@@ -218,6 +220,9 @@ def test_batch_norm_and_dropout_train_in_the_compiled_loop(small_mnist) -> None:
 
 
 def test_compiled_loop_and_model_fit_reach_the_same_accuracy() -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # model.fit, as benchmarks/keras_fit.py runs it
+    from keras_fit import fit_keras
+
     from search.training import datasets
 
     # Long enough to converge, so that the two trainers' different shuffles matter little (measured
@@ -225,7 +230,7 @@ def test_compiled_loop_and_model_fit_reach_the_same_accuracy() -> None:
     mnist = datasets.load("mnist", train_size=20_000)
     config = {"model": "mlp", "layers": [{"units": 256}], "learning_rate": 1e-3, "batch_size": 128, "epochs": 6}
     accuracies = {}
-    for name, trainer in (("compiled", train.fit), ("model.fit", train.fit_keras)):
+    for name, trainer in (("compiled", train.fit), ("model.fit", fit_keras)):
         train.reset(0)
         result = trainer(models.build(config), config, mnist)
         accuracies[name] = result.accuracy(mnist.test_images, mnist.test_labels)

@@ -1,0 +1,12 @@
+"""Optuna's private names that `search` uses (see search/internals/__init__.py)."""
+
+from __future__ import annotations
+
+
+def journal_set_trial_state() -> int:
+    """The operation code of a journal record that sets a trial's state (and values): Optuna's
+    `JournalOperation.SET_TRIAL_STATE_VALUES`. Repairing a torn journal reads records without Optuna's
+    storage, which has no public way to parse one record."""
+    from optuna.storages.journal._storage import JournalOperation
+
+    return int(JournalOperation.SET_TRIAL_STATE_VALUES)
