@@ -2,8 +2,8 @@
 
 `main(argv)` is what `python -m search` and the `search` script call, and what tests call
 in-process. A handler parses nothing itself and decides nothing: it hands its arguments to the
-Python API of its stage (run.py for `run` and `worker`, leaderboard.py, report.py, export.py,
-predict.py, ...). Every stage checks its input before it writes anything; an `InputError` becomes
+Python API of its stage (search/run.py for `run`, `worker` and `confirm`; results/ and serving/
+for the rest). Every stage checks its input before it writes anything; an `InputError` becomes
 one line on stderr and exit code 2, with the traceback only under `--debug`.
 """
 
@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--trials", type=int, default=50, help="total finished trials the study should hold (50)")
     run.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     run.add_argument("--study", help="study name (default: the space file's name)")
-    run.add_argument("--sampler", help="tpe (default), random, cmaes or gp")
+    run.add_argument("--sampler", help="tpe (default), nsga2, random, cmaes or gp")
     run.add_argument("--pruner", help="median (default), hyperband or none")
     run.add_argument("--engine", default="optuna", help="optuna (default) or keras-tuner (KerasTuner 1.4)")
     run.add_argument("--tuner", help="with --engine keras-tuner: hyperband (default), bayesian or random")

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from helpers import SMALL_SPACE
 
 from search.training import datasets
-
-ROOT = Path(__file__).resolve().parent.parent  # the repository: spaces/, search/, README.md
 
 # A shell that starts a job in the background without job control (`cmd &` in a script, nohup)
 # starts it with SIGINT ignored, and an ignored signal stays ignored across exec: the `search run`
@@ -21,12 +21,26 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def expected_kernels(models: set[str], threads: int) -> str:
-    """The CPU kernels a worker training `models` on `threads` threads records with its trials:
-    TF_ENABLE_ONEDNN_OPTS as set around the tests, or else what `search.runtime.use_onednn` picks."""
-    from search.training.runtime import onednn_wanted
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """In the fast tier (`-m fast`) a test module without a fast test is not even imported: importing
+    some of them loads TensorFlow, seconds the tier does not spend."""
+    if config.option.markexpr == "fast" and collection_path.suffix == ".py" and collection_path.name.startswith(
+            "test_") and "mark.fast" not in collection_path.read_text():
+        return True
+    return None
 
-    return "oneDNN" if onednn_wanted(models, threads) else "Eigen"
+
+@pytest.fixture(autouse=True)
+def fast_means_fast(request: pytest.FixtureRequest):
+    """In the fast tier (`-m fast`), a test that loads TensorFlow or starts a server fails: the tier's
+    promise is to start neither, so that it runs in under a minute."""
+    fast = request.config.option.markexpr == "fast"
+    if fast:
+        slow = set(request.fixturenames) & {"postgres", "finished_study"}
+        assert not slow, f"marked fast but uses {', '.join(sorted(slow))}"
+    yield
+    if fast:
+        assert "tensorflow" not in sys.modules, "marked fast but loaded TensorFlow"
 
 
 @pytest.fixture(autouse=True)
@@ -41,32 +55,6 @@ def unstopped() -> None:
 def small_mnist() -> datasets.Dataset:
     """The first 2,000 real training images; validation (5,000) and test (10,000) stay whole."""
     return datasets.load("mnist", train_size=2000)
-
-
-# A small searched MLP with one baseline: what the study, run and CLI tests search.
-SEARCH_SPACE = """
-SPACE = {
-    "model": "mlp",
-    "layers": Repeat(Int(1, 2), {"units": Int(32, 128, log=True)}),
-    "learning_rate": Float(1e-3, 1e-2, log=True),
-    "batch_size": 64,
-}
-BASELINES = {"tiny": {"model": "mlp", "layers": [{"units": 32}], "learning_rate": 3e-3, "batch_size": 64}}
-"""
-
-SMALL_SPACE = """
-from search.space import Choice, Float, Int, Repeat
-SPACE = {
-    "model": "mlp",
-    "layers": Repeat(Int(1, 2), {"units": Int(16, 64, log=True)}),
-    "learning_rate": Float(1e-3, 1e-2, log=True),
-    "batch_size": 128,
-}
-BASELINES = {
-    "broken": {"model": "cnn", "conv_blocks": [{"filters": 4}] * 5},
-    "tiny": {"model": "mlp", "layers": [{"units": 16}], "learning_rate": 3e-3},
-}
-"""
 
 
 @pytest.fixture(scope="session")

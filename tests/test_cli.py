@@ -6,12 +6,13 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from conftest import SEARCH_SPACE as SPACE
+from helpers import SEARCH_SPACE as SPACE
 
 from search import run
 from search.cli import build_parser, main
 
 
+@pytest.mark.fast
 def test_run_and_worker_parse_into_the_python_api_field_for_field() -> None:
     # Every option of the API is a flag of its command (or filled in by the handler), under the same name.
     parser = build_parser()
@@ -48,6 +49,7 @@ BAD_RUNS = [
 ]
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(("extra", "message"), BAD_RUNS, ids=[" ".join(e) for e, _ in BAD_RUNS])
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(write_space, tmp_path: Path, capsys,
                                                            extra: list[str], message: str) -> None:
@@ -60,6 +62,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(write_space, tmp_pat
     assert not results.exists()
 
 
+@pytest.mark.fast
 def test_bad_space_file_exits_2_naming_file_and_key(write_space, tmp_path: Path, capsys) -> None:
     space = write_space("SPACE = {'model': 'mlp', 'layers': Repeat(Int(1, 2), {'units': Int(1024, 32)})}\n")
     assert main(["run", str(space), "--results", str(tmp_path / "results")]) == 2
@@ -68,6 +71,7 @@ def test_bad_space_file_exits_2_naming_file_and_key(write_space, tmp_path: Path,
     assert main(["show", str(space)]) == 2
 
 
+@pytest.mark.fast
 def test_show_prints_tree_and_dimensions(capsys) -> None:
     assert main(["show", "spaces/mlp.py"]) == 0
     out = capsys.readouterr().out
@@ -93,6 +97,7 @@ BAD_OPTIONS = [
 ]
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(("extra", "message"), BAD_OPTIONS, ids=[" ".join(e) for e, _ in BAD_OPTIONS])
 def test_bad_engine_options_exit_2_with_one_line_and_write_nothing(write_space, tmp_path: Path, capsys,
                                                                    extra: list[str], message: str) -> None:
@@ -104,6 +109,7 @@ def test_bad_engine_options_exit_2_with_one_line_and_write_nothing(write_space, 
     assert not results.exists()
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(("command", "message"), [
     (["leaderboard", "nothere"], "nothere: no study found at"),
     (["leaderboard", "nothere", "--top", "0"], "--top 0: must be > 0"),
@@ -125,6 +131,7 @@ def test_bad_input_to_any_command_exits_2_with_one_line(tmp_path: Path, capsys, 
     assert not results.exists()
 
 
+@pytest.mark.fast
 def test_a_bad_precision_in_the_environment_stops_run_before_anything_is_written(write_space, tmp_path: Path,
                                                                                  capsys, monkeypatch) -> None:
     monkeypatch.setenv("SEARCH_PRECISION", "half")
@@ -134,6 +141,7 @@ def test_a_bad_precision_in_the_environment_stops_run_before_anything_is_written
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(("argv", "message"), [
     (["run", "spaces/mlp.py", "--trials", "abc"],
      "error: argument --trials: invalid int value: 'abc' (see python -m search run --help)"),
@@ -149,6 +157,7 @@ def test_what_argparse_cannot_parse_is_one_line_pointing_to_help(capsys, argv: l
     assert "--help)" in err
 
 
+@pytest.mark.fast
 def test_results_naming_a_file_is_refused_in_one_line(write_space, tmp_path: Path, capsys) -> None:
     space = write_space(SPACE, "small.py")
     results = tmp_path / "results.txt"
@@ -171,3 +180,27 @@ def test_a_bad_ensemble_is_one_line_and_writes_nothing(finished_study: Path, cap
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"error: {message}"), err
     assert sorted(p.name for p in (finished_study / "small").iterdir()) == before
+
+
+@pytest.mark.fast
+def test_readmes_command_block_names_every_option_of_every_command_and_no_other() -> None:
+    import re
+
+    from helpers import ROOT
+
+    from search.cli import build_parser
+
+    block = ROOT.joinpath("README.md").read_text().split("## Commands", 1)[1].split("```")[1]
+    lines: dict[str, str] = {}
+    for line in block.splitlines():
+        if line.startswith("python -m search "):
+            current = line.split()[3]
+            lines[current] = line
+        elif line.strip():
+            lines[current] += " " + line
+    commands = build_parser()._subparsers._group_actions[0].choices  # argparse keeps its subparsers here
+    assert set(lines) == set(commands)
+    for name, parser in commands.items():
+        documented = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", lines[name].split("#")[0]))
+        options = {flag for action in parser._actions for flag in action.option_strings if flag.startswith("--")}
+        assert documented == options - {"--help"}, name

@@ -7,7 +7,7 @@ import ast
 from importlib import metadata
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 from search.internals import WRITTEN_FOR, of_keras, of_keras_tuner, of_optuna, of_tensorflow
 
@@ -34,6 +34,7 @@ def _own_names() -> set[str]:
     return names
 
 
+@pytest.mark.fast
 def test_no_private_library_name_outside_internals() -> None:
     own, offenders = _own_names(), []
     for path in sorted((ROOT / "search").rglob("*.py")):
@@ -52,6 +53,7 @@ def test_no_private_library_name_outside_internals() -> None:
     assert offenders == []
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("package", sorted(WRITTEN_FOR))
 def test_internals_were_written_for_the_installed_versions(package: str) -> None:
     # A new version may have moved a private name: check each use below, then update WRITTEN_FOR.

@@ -8,8 +8,8 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
-from conftest import SEARCH_SPACE as SPACE
-from conftest import expected_kernels
+from helpers import SEARCH_SPACE as SPACE
+from helpers import expected_kernels
 from rich.console import Console
 
 from search.run import SearchOptions, run_search

@@ -50,12 +50,12 @@ def run_tutorials(data: Any, names: list[str] | None = None, scale: float = 1.0,
     training set an epoch iterates: S4-aug's holds 6 versions of each image), steps, best_epoch
     (the kept round), seconds (wall, validation included).
     `scale` multiplies every tutorial's epochs or steps; unknown names raise InputError."""
+    check_names(names)
     import pandas as pd
 
     from search.space import schema
     from search.training import models, train
 
-    check_names(names)
     rows = []
     for name in names or list(TUTORIALS):
         tutorial, config = TUTORIALS[name], scaled(TUTORIALS[name].config, scale)

@@ -1,7 +1,7 @@
 """The report: a stored study as one self-contained web page, the last stage after the leaderboard.
 
-`write_report` reads what the trials recorded (the same rows as `search/leaderboard.py`) plus the
-best kept trial's weights (`search/artifacts.py`), draws each figure once with matplotlib into
+`write_report` reads what the trials recorded (the same rows as `leaderboard.py`) plus the
+best kept trial's weights (`study/artifacts.py`), draws each figure once with matplotlib into
 `results/<study>/report/NAME.png`, and embeds those same PNG bytes in `results/<study>/report.html`,
 so the page opens in a browser with no network. Nothing is written to the study, so it works on one
 that is still running; a figure that cannot be drawn yet (too few trials, no kept weights) is

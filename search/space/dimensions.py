@@ -1,8 +1,8 @@
 """The four kinds of searched value a space file is written in: `Int`, `Float`, `Choice`, `Repeat`.
 
-Plain frozen dataclasses with no behaviour beyond their printout, so that both `space.py` (load,
-validate, sample) and `schema.py` (which keys take which values) can use them without importing
-each other. Space files import them from `search.space`.
+Plain frozen dataclasses with no behaviour beyond their printout, so that the walk over a space
+(visit.py), its checks (checks.py) and `schema.py` (which keys take which values) can all use them
+without importing each other. Space files import them from `search.space`.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 and pruner, the base seed fixed at creation. `enqueue_baselines` queues the space file's baselines
 once, however often the study is resumed or however many workers join. `optimize` runs trials in
 this process until the study-wide budget is met: re-running `run --trials 60` after 50 runs
-exactly 10 more, and several workers together run exactly that many (see trial.py). The settings a
+exactly 10 more, and several workers together run exactly that many (see objective.py). The settings a
 remote worker needs to join (space source, data set, epochs, budget) are stored on the study.
 """
 

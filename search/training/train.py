@@ -4,7 +4,7 @@
 one traced TensorFlow function runs up to `BATCHES_PER_CALL` batches per call (gather, augment,
 forward, loss with L2 penalties, gradients, optimizer step), so Python runs once per 64 batches
 instead of once per batch; validation is one traced call too. Optimizer, learning-rate schedule
-and weight averaging come from `search/optimizers.py` (Keras optimizers whose Adam, SGD-momentum
+and weight averaging come from `optimizers.py` (Keras optimizers whose Adam, SGD-momentum
 and RMSprop updates use TensorFlow's fused kernels). Between calls and after every epoch the Keras
 callbacks it is given run as under `model.fit`: the study passes optuna-integration's
 `KerasPruningCallback` (so this module knows nothing of Optuna) and the trial timeout.

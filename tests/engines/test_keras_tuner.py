@@ -16,7 +16,6 @@ from search.space import Choice, count_dimensions, load_space, sample, schema
 from search.study import artifacts, stopping, studies
 from search.study.record import validation_order
 from search.study.studies import load_study
-from search.training import models, train
 
 QUICK = ["--train-size", "2000", "--seed", "0"]
 CONDITIONAL = """
@@ -72,6 +71,8 @@ def test_declared_names_are_the_names_sample_asks_for(write_space) -> None:
 
 
 def test_conditional_space_builds_valid_configs_in_each_branch(write_space) -> None:
+    from search.training import models
+
     space = load_space(write_space(CONDITIONAL)).space
     hp, _ = declared(space)
     built = {"mlp": 0, "cnn": 0}
@@ -108,6 +109,7 @@ REFUSED = [
 ]
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(("body", "extra", "message"), [r[1:] for r in REFUSED], ids=[r[0] for r in REFUSED])
 def test_what_keras_tuner_cannot_express_is_refused_in_one_line(write_space, tmp_path: Path, capsys, body: str,
                                                                 extra: list[str], message: str) -> None:
@@ -122,6 +124,7 @@ def test_what_keras_tuner_cannot_express_is_refused_in_one_line(write_space, tmp
         keras_tuner_space.check_space(load_space(space), "hyperband", 3)  # --epochs decides for every trial
 
 
+@pytest.mark.fast
 def test_show_says_which_tuners_can_run_a_space(write_space, capsys) -> None:
     assert main(["show", "spaces/arch.py"]) == 0
     assert "engines: optuna; keras-tuner (hyperband, bayesian, random)" in capsys.readouterr().out
@@ -139,6 +142,8 @@ def counted(results: Path, name: str) -> list[optuna.trial.FrozenTrial]:
 @pytest.mark.parametrize("kind", keras_tuner.TUNERS)
 def test_each_tuner_fills_a_study_every_command_reads(kind: str, write_space, tmp_path: Path, capsys,
                                                       small_mnist) -> None:
+    from search.training import train
+
     space = write_space(CONDITIONAL, "cond.py")
     results = tmp_path / "results"
     # Hyperband at max_epochs 3: three 1-epoch models, the best continued to epoch 3, then a 3-epoch model.
@@ -190,6 +195,8 @@ def test_each_tuner_fills_a_study_every_command_reads(kind: str, write_space, tm
 
 def test_interrupted_run_resumes_with_exactly_the_missing_trials(write_space, tmp_path: Path, monkeypatch,
                                                                  capsys) -> None:
+    from search.training import train
+
     space = write_space(CONDITIONAL, "resume.py")
     results = tmp_path / "results"
     command = ["run", str(space), "--engine", "keras-tuner", "--tuner", "random", "--trials", "6", "--epochs", "1",
@@ -280,6 +287,7 @@ def test_optuna_runs_record_their_engine_and_keras_tuner_will_not_resume_them(wr
     assert study.user_attrs["engine"] == "optuna/tpe+median, optuna/random+none"  # a resume with another sampler
 
 
+@pytest.mark.fast
 def test_fixed_maps_keras_tuner_values_back_to_the_options() -> None:
     fixed = keras_tuner_space.Fixed({"bn": 1, "l2": 0.0, "units": 64.0, "rate": 2.0})
     assert fixed.suggest_categorical("bn", [False, True]) is True  # KerasTuner holds bools as 0/1
@@ -300,6 +308,7 @@ CHOICES = [
 ]
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(("choice", "expected"), CHOICES, ids=[repr(c) for c, _ in CHOICES])
 def test_choice_options_keras_tuner_can_hold(choice: Choice, expected) -> None:
     if isinstance(expected, list):

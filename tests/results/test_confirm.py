@@ -32,6 +32,7 @@ BASELINES = {"tiny": {"model": "mlp", "layers": [{"units": 8}], "learning_rate":
 QUICK = ["--epochs", "2", "--train-size", "2000", "--seed", "0", "--workers", "1"]
 
 
+@pytest.mark.fast
 def test_welch_interval_and_p_are_scipys() -> None:
     a, b = [0.9861, 0.9870, 0.9858], [0.9842, 0.9851, 0.9839]
     low, high, p = confirm.welch(a, b)

@@ -1,13 +1,20 @@
-"""The leaderboard and compare commands on a real stored study."""
+"""The leaderboard and compare commands on a real stored study, and the table's rules on trials recorded
+through the trial record (fast: nothing trains)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import optuna
 import pandas as pd
+import pytest
+from optuna.trial import TrialState, create_trial
 
 from search.cli import main
+from search.results import leaderboard
+from search.study import record
+from search.study.record import Attr
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -56,6 +63,7 @@ def test_compare_puts_the_trials_selected_by_validation_side_by_side(finished_st
     assert abs(row["test_accuracy"] - best["test_accuracy"]) < 1e-4
 
 
+@pytest.mark.fast
 def test_unknown_study_is_one_line_exit_2(tmp_path: Path, capsys) -> None:
     code, out, err = run(capsys, "leaderboard", "nope", "--results", str(tmp_path))
     assert code == 2 and err.count("\n") == 1 and "nope: no study found" in err
@@ -63,6 +71,7 @@ def test_unknown_study_is_one_line_exit_2(tmp_path: Path, capsys) -> None:
     assert code == 2 and "no study found" in err
 
 
+@pytest.mark.fast
 def test_describe_shows_the_training_features_a_config_changes() -> None:
     from search.results.leaderboard import describe
     from search.space.tutorials import TUTORIALS
@@ -83,3 +92,39 @@ def test_the_trial_chosen_by_validation_is_marked_and_named_under_the_table(fini
     assert code == 0 and out.count("selected by validation") == 2  # the row's mark, and the line under the table
     assert (f"selected by validation: trial {chosen['trial']} val {100 * chosen['val_accuracy']:.2f}% test "
             f"{100 * chosen['test_accuracy']:.2f}% (rank {chosen['rank']} by test)") in " ".join(out.split())
+
+
+def recorded(rows: list[tuple[str, float, float | None, dict]]) -> optuna.Study:
+    """A study of trials written through the trial record, as the lifecycle writes them: (state, best
+    validation accuracy, test accuracy, extra attributes) each."""
+    study = optuna.create_study(direction="maximize")
+    for number, (state, val, test, extra) in enumerate(rows):
+        attrs = {**record.outcome([val / 2, val], 1.0, n_params=1000 + number, best_epoch=2, test_accuracy=test,
+                                  reason=None if state == "complete" else f"{state} for a reason"),
+                 Attr.CONFIG: {"model": "mlp", "layers": [{"units": 16 + number}]}, Attr.SEED: number, **extra}
+        study.add_trial(create_trial(state=TrialState[state.upper()], value=val if state == "complete" else None,
+                                     user_attrs={str(k): v for k, v in attrs.items()},
+                                     intermediate_values={0: val / 2, 1: val}))
+    return study
+
+
+@pytest.mark.fast
+def test_the_table_ranks_by_test_marks_the_pick_by_validation_and_leaves_out_what_never_trained() -> None:
+    study = recorded([
+        ("complete", 0.95, 0.93, {}),
+        ("complete", 0.97, 0.92, {}),  # best by validation, not by test
+        ("pruned", 0.90, None, {}),
+        ("complete", 0.96, 0.94, {Attr.BASELINE: "tiny"}),
+        ("fail", 0.10, None, {Attr.SURPLUS: True}),  # never ran
+        ("pruned", 0.0, None, {Attr.REJECTED: True}),  # over a limit, never trained
+        ("complete", 0.99, 0.99, {Attr.CONFIRM_OF: 1, Attr.REPLICA: 0}),  # a confirm training, not a search trial
+    ])
+    table = leaderboard.frame(study)
+    assert list(table["trial"]) == [3, 0, 1, 2] and list(table["rank"]) == [1, 2, 3, 4]
+    assert list(table["selected"]) == [False, False, True, False]
+    assert list(leaderboard.select(table, sort="val")["trial"]) == [1, 3, 0, 2]
+    assert list(leaderboard.select(table, state="pruned")["trial"]) == [2]
+    assert list(leaderboard.select(table, top=2)["trial"]) == [3, 0]
+    assert "nan" not in leaderboard.markdown(table)
+    assert any("selected by validation: trial 1 val 97.00% test 92.00% (rank 3 by test)" in line
+               for line in leaderboard.summary(study, table))

@@ -10,6 +10,7 @@ from search.results import references
 from search.space.tutorials import TUTORIALS
 
 
+@pytest.mark.fast
 def test_scaled_multiplies_epochs_or_steps() -> None:
     assert references.scaled(TUTORIALS["S3"].config, 0.1)["steps"] == 3000
     assert references.scaled(TUTORIALS["S5"].config, 0.1)["epochs"] == 1  # never below one
@@ -30,6 +31,7 @@ def test_run_baselines_trains_and_tabulates(small_mnist) -> None:
     assert "| S1 " in references.format_table(frame)
 
 
+@pytest.mark.fast
 def test_unknown_baseline_is_named(small_mnist) -> None:
     with pytest.raises(InputError, match="--only S9: expected one of"):
         references.run_tutorials(small_mnist, ["S9"])

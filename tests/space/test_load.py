@@ -6,7 +6,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 from search.errors import SpaceError
 from search.space import Choice, Float, Int, Repeat, count_dimensions, load_space, sample, schema
@@ -19,6 +19,7 @@ def ask(seed: int = 0) -> optuna.Trial:
     return study.ask()
 
 
+@pytest.mark.fast
 def test_every_type_samples_with_hierarchical_names() -> None:
     space = {
         "model": Choice({
@@ -52,6 +53,7 @@ def test_every_type_samples_with_hierarchical_names() -> None:
     assert seen == {"mlp", "cnn"}  # both branches of the conditional were taken
 
 
+@pytest.mark.fast
 def test_repeat_count_is_searched_and_names_are_stable() -> None:
     space = {"model": "mlp", "layers": Repeat(Int(0, 3), {"units": Int(16, 32)})}
     counts = set()
@@ -65,12 +67,14 @@ def test_repeat_count_is_searched_and_names_are_stable() -> None:
     assert counts == {0, 1, 2, 3}
 
 
+@pytest.mark.fast
 def test_count_dimensions() -> None:
     space = {"model": "mlp", "layers": Repeat(Int(1, 3), {"units": Int(8, 9)}), "dropout": Float(0, 0.5),
              "optimizer": Choice(["adam", "sgd"]), "epochs": 2}
     assert count_dimensions(space) == 1 + 3 + 1 + 1
 
 
+@pytest.mark.fast
 def test_model_kinds_come_from_the_space_and_its_baselines() -> None:
     spaces_dir = ROOT / "spaces"
     assert load_space(spaces_dir / "mlp.py").model_kinds() == {"mlp"}
@@ -135,6 +139,7 @@ BAD = [
 ]
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(("body", "message"), BAD, ids=[m.split(": ", 1)[1][:40] for _, m in BAD])
 def test_bad_space_is_one_line_naming_file_key_and_problem(write_space, body: str, message: str) -> None:
     path = write_space(body)
@@ -146,6 +151,7 @@ def test_bad_space_is_one_line_naming_file_key_and_problem(write_space, body: st
     assert message.split(": ", 1)[1] in text, text
 
 
+@pytest.mark.fast
 def test_show_and_sample_agree_on_what_is_searched(write_space, capsys) -> None:
     from search.cli import main
 
@@ -160,6 +166,7 @@ def test_show_and_sample_agree_on_what_is_searched(write_space, capsys) -> None:
     assert "1 searched dimensions" in out
 
 
+@pytest.mark.fast
 def test_missing_file_and_wrong_suffix(tmp_path: Path) -> None:
     with pytest.raises(SpaceError, match="no such file"):
         load_space(tmp_path / "nope.py")

@@ -8,6 +8,8 @@ import pytest
 from search.errors import SpaceError
 from search.space import Choice, Float, Int, schema, validate
 
+pytestmark = pytest.mark.fast  # starts no TensorFlow, no worker, no server
+
 
 def test_new_keys_default_to_the_old_behaviour() -> None:
     resolved = schema.resolve({"model": "cnn", "conv_blocks": [{"filters": 8}]})

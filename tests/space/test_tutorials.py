@@ -4,11 +4,10 @@ them, and build into models of their exact size."""
 from __future__ import annotations
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 from search.space import load_space, schema
 from search.space.tutorials import TUTORIALS
-from search.training import models
 
 # S4: 3x3 convs (SAME) of 12 and 16 maps, 3x3/2 pooling 28 -> 13 -> 6, dense 576 -> 288 -> 144 -> 10.
 S4_CONVS = (3 * 3 * 1 * 12 + 12) + (3 * 3 * 12 * 16 + 16)
@@ -29,14 +28,18 @@ EXPECTED_PARAMS = {
 @pytest.mark.parametrize("name", list(TUTORIALS))
 def test_every_baseline_builds_with_its_exact_parameter_count(name: str) -> None:
     schema.check_config(TUTORIALS[name].config, "TUTORIALS", name)
+    from search.training import models
+
     assert models.build(TUTORIALS[name].config).count_params() == EXPECTED_PARAMS[name]
 
 
+@pytest.mark.fast
 def test_the_counts_are_the_tutorials() -> None:
     assert EXPECTED_PARAMS == {"S1": 7_850, "S2": 567_434, "S3": 397_510, "S4": 211_106, "S4-aug": 212_486,
                                "S5": 118_282}
 
 
+@pytest.mark.fast
 def test_tutorial_oddities_are_kept() -> None:
     assert TUTORIALS["S2"].config["activation"] == "linear" and "dropout" not in TUTORIALS["S2"].config
     assert TUTORIALS["S4-aug"].config["augment"] == "shift_flip" and "dubious" in TUTORIALS["S4-aug"].label
@@ -44,6 +47,7 @@ def test_tutorial_oddities_are_kept() -> None:
     assert {TUTORIALS[name].config["steps"] for name in ("S1", "S2", "S3")} == {1000, 30_000}
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(("space", "names"), [("softmax", ["S1"]), ("mlp", ["S2", "S3", "S5"]),
                                               ("cnn", ["S4"]), ("arch", ["S5"])])
 def test_space_files_reuse_the_seed_configs(space: str, names: list[str]) -> None:
@@ -52,6 +56,7 @@ def test_space_files_reuse_the_seed_configs(space: str, names: list[str]) -> Non
         TUTORIALS[name].label: TUTORIALS[name].config for name in names}
 
 
+@pytest.mark.fast
 def test_the_cnn_search_runs_s4_aug_cut_short_and_says_so() -> None:
     loaded = load_space(ROOT / "spaces" / "cnn.py")
     label = f"{TUTORIALS['S4-aug'].label} (3 of 29 epochs)"

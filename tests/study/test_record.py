@@ -8,13 +8,15 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from search.study import record
 from search.study.record import Attr
 from search.study.storage import open_storage
+
+pytestmark = pytest.mark.fast  # starts no TensorFlow, no worker, no server
 
 
 @pytest.fixture

@@ -101,6 +101,7 @@ def test_damage_before_the_last_record_is_one_line_naming_the_file_and_line(fini
     assert journal.read_bytes() == before and not list(journal.parent.glob("journal.log.torn-*"))
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(("given", "message"), [
     ("{tmp}/missing/x.log", "--storage {tmp}/missing/x.log: folder {tmp}/missing does not exist"),
     ("sqlite:///{tmp}/missing/x.db", "--storage sqlite:///{tmp}/missing/x.db: folder {tmp}/missing does not exist"),

@@ -11,7 +11,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
-from conftest import SEARCH_SPACE as SPACE
+from helpers import SEARCH_SPACE as SPACE
 
 from search.cli import main
 from search.study.record import counts_toward_budget

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import expected_kernels
+from helpers import expected_kernels
 from optuna.storages import BaseStorage
 
 from search.cli import main
@@ -255,6 +255,7 @@ def _sleep(ready, ignore_sigterm: bool) -> None:
     time.sleep(120)
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(("ignore_sigterm", "ended_by"), [(False, signal.SIGTERM), (True, signal.SIGKILL)])
 def test_stopping_workers_asks_with_sigterm_then_kills_after_the_grace(ignore_sigterm: bool, ended_by) -> None:
     from search.study.workers import stop_processes

@@ -1,4 +1,4 @@
-"""Tests for search/data.py: real MNIST and Fashion-MNIST, every source, every way it can go wrong.
+"""Tests for search/training/datasets.py: real MNIST and Fashion-MNIST, every source, every way it can go wrong.
 
 The published checksums and label counts below are the spec for the data (see shared/data.md);
 they are written out here rather than read from `search.data` so the module cannot vouch for
@@ -19,6 +19,8 @@ import pytest
 
 from search.errors import DataError
 from search.training import datasets
+
+pytestmark = pytest.mark.fast  # starts no TensorFlow, no worker, no server
 
 # md5 of the uncompressed IDX files, as published by LeCun et al. and Zalando Research.
 PUBLISHED_MD5 = {

@@ -38,6 +38,7 @@ def test_onednn_is_on_for_a_cnn_a_single_thread_or_bfloat16(models: str, threads
     assert out.stdout.strip().splitlines()[-1] == (str(cpu_has_amx()) if expected == "AMX" else expected)
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(("value", "expected"), [
     ("float32", "float32"), ("bfloat16", "bfloat16"), (" BFloat16 ", "bfloat16"), ("auto", None), ("", None),
 ])
@@ -49,6 +50,7 @@ def test_precision_is_the_users_or_bfloat16_where_the_cpu_has_amx(monkeypatch: p
     assert precision_wanted() == (expected or ("bfloat16" if amx else "float32"))
 
 
+@pytest.mark.fast
 def test_a_bad_precision_is_refused_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(PRECISION, "half")
     with pytest.raises(InputError, match=r"^SEARCH_PRECISION='half': expected one of auto, float32, bfloat16$"):

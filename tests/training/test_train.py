@@ -9,7 +9,7 @@ import sys
 import keras
 import numpy as np
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 from search.errors import TrialFailed
 from search.space import schema

@@ -1,0 +1,41 @@
+"""What tests share beyond fixtures: the repository's root, small space files, expected CPU kernels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent  # the repository: spaces/, search/, README.md
+
+
+def expected_kernels(models: set[str], threads: int) -> str:
+    """The CPU kernels a worker training `models` on `threads` threads records with its trials:
+    TF_ENABLE_ONEDNN_OPTS as set around the tests, or else what `search.runtime.use_onednn` picks."""
+    from search.training.runtime import onednn_wanted
+
+    return "oneDNN" if onednn_wanted(models, threads) else "Eigen"
+
+
+# A small searched MLP with one baseline: what the study, run and CLI tests search.
+SEARCH_SPACE = """
+SPACE = {
+    "model": "mlp",
+    "layers": Repeat(Int(1, 2), {"units": Int(32, 128, log=True)}),
+    "learning_rate": Float(1e-3, 1e-2, log=True),
+    "batch_size": 64,
+}
+BASELINES = {"tiny": {"model": "mlp", "layers": [{"units": 32}], "learning_rate": 3e-3, "batch_size": 64}}
+"""
+
+SMALL_SPACE = """
+from search.space import Choice, Float, Int, Repeat
+SPACE = {
+    "model": "mlp",
+    "layers": Repeat(Int(1, 2), {"units": Int(16, 64, log=True)}),
+    "learning_rate": Float(1e-3, 1e-2, log=True),
+    "batch_size": 128,
+}
+BASELINES = {
+    "broken": {"model": "cnn", "conv_blocks": [{"filters": 4}] * 5},
+    "tiny": {"model": "mlp", "layers": [{"units": 16}], "learning_rate": 3e-3},
+}
+"""
