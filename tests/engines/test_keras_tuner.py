@@ -316,3 +316,26 @@ def test_choice_options_keras_tuner_can_hold(choice: Choice, expected) -> None:
     else:
         with pytest.raises(SpaceError, match=expected):
             keras_tuner_space.choice_values(choice, "s.py", "x")
+
+
+def test_one_config_through_either_engine_is_recorded_alike(write_space, tmp_path: Path) -> None:
+    # Both engines run a trial through the same lifecycle: the same attributes, config, seed and figures.
+    space = write_space("""
+        SPACE = {"model": "mlp", "layers": [{"units": 32}], "learning_rate": 3e-3, "batch_size": 128, "epochs": 2}
+    """, "same.py")
+    results = {engine: tmp_path / engine for engine in ("optuna", "keras-tuner")}
+    common = ["--trials", "1", "--precision", "float32", *QUICK]
+    assert main(["run", str(space), "--results", str(results["optuna"]), "--workers", "1", *common]) == 0
+    assert main(["run", str(space), "--results", str(results["keras-tuner"]), "--engine", "keras-tuner", "--tuner",
+                 "random", *common]) == 0
+    (by_optuna,), (by_keras_tuner,) = (load_study("same", folder).get_trials() for folder in results.values())
+    ours = {"engine", "keras_tuner_trial"}  # what names the engine: the rest is the lifecycle's record
+    assert set(by_keras_tuner.user_attrs) - ours == set(by_optuna.user_attrs)
+    for key in ("config", "seed", "epochs", "best_epoch", "n_params", "precision", "cpu_kernels", "train_size",
+                "versions", "threads", "deterministic"):
+        assert by_keras_tuner.user_attrs[key] == by_optuna.user_attrs[key], key
+    assert by_keras_tuner.state == by_optuna.state == optuna.trial.TrialState.COMPLETE
+    for key in ("val_history", "test_accuracy"):  # one seed, one config: the same training, up to float noise
+        assert by_keras_tuner.user_attrs[key] == pytest.approx(by_optuna.user_attrs[key], abs=0.01), key
+    assert list(by_keras_tuner.intermediate_values.values()) == by_keras_tuner.user_attrs["val_history"]
+    assert list(by_optuna.intermediate_values.values()) == by_optuna.user_attrs["val_history"]
