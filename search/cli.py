@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     run.add_argument("--study", help="study name (default: the space file's name)")
     run.add_argument("--sampler", help="tpe (default), nsga2, random, cmaes or gp")
-    run.add_argument("--pruner", help="median (default), hyperband or none")
+    run.add_argument("--pruner", help="median, halving, hyperband or none (default: the space file's PRUNER, "
+                                       "else median)")
     run.add_argument("--engine", default="optuna", help="optuna (default) or keras-tuner (KerasTuner 1.4)")
     run.add_argument("--tuner", help="with --engine keras-tuner: hyperband (default), bayesian or random")
     run.add_argument("--seed", type=int, help="base seed; trial N uses seed+N (default: random, kept in the study)")
@@ -73,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data", help="folder of the four IDX files (plain or .gz), or a Keras mnist.npz")
     run.add_argument("--results", default="results", help="results folder (default: results)")
     run.add_argument("--top", type=int, default=20, help="rows of the leaderboard to print (20)")
+    run.add_argument("--confirm", action="store_true",
+                     help="then confirm the search as `confirm STUDY` does with its defaults, in the same command")
     run.add_argument("--keep-top", type=int, default=10, help="trials by validation that keep their weights (10)")
     run.add_argument("--deterministic", action="store_true", help="op determinism, one thread: `replay` is exact")
     run.add_argument("--accept-space-change", action="store_true", help="resume although the space file changed")
@@ -90,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(handler=cmd_worker)
 
     confirm = _study_command(commands, "confirm", cmd_confirm, "train the best configurations again, fresh seeds")
-    confirm.add_argument("--top", type=int, default=5, help="the best by validation, the best baseline among them (5)")
+    confirm.add_argument("--top", type=int, default=2,
+                         help="the best by validation, the best baseline among them (2: the best and the best "
+                              "baseline)")
     confirm.add_argument("--seeds", type=int, default=3, help="trainings of each, with fresh seeds (3)")
     _worker_options(confirm, several=True, timeout=False)
 

@@ -18,9 +18,10 @@ from typing import Any
 
 import optuna
 from rich.console import Console
+from rich.markup import escape
 
 from search.engines import keras_tuner, keras_tuner_space
-from search.errors import EXIT_FAILED, EXIT_INTERRUPTED, InputError
+from search.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, InputError, SpaceError
 from search.results import confirm, leaderboard
 from search.space import Space, load_space
 from search.study import lifecycle, record, stopping, storage, studies, workers
@@ -41,7 +42,7 @@ class SearchOptions:
     timeout: float | None = None  # stop starting trials after this many seconds
     study: str | None = None  # default: the space file's name
     sampler: str | None = None  # tpe (default), random, cmaes, gp
-    pruner: str | None = None  # median (default), hyperband, none
+    pruner: str | None = None  # median, halving, hyperband, none (default: the space file's PRUNER or median)
     engine: str = "optuna"
     tuner: str | None = None  # with engine keras-tuner: hyperband (default), bayesian, random
     seed: int | None = None  # base seed: trial N trains with seed + N
@@ -62,6 +63,7 @@ class SearchOptions:
     max_params: int | None = None  # configs over these are rejected before training; the sampler learns it
     max_latency_ms: float | None = None
     accept_space_change: bool = False  # resume a study whose space file changed, recording the change
+    confirm: bool = False  # once the search is done, confirm it as `search confirm` does with its defaults
     command: str = ""  # the command line that started it, recorded with kept trials and model cards
     debug: bool = False
 
@@ -71,8 +73,8 @@ class ConfirmOptions:
     """What a confirmation is asked for (`search confirm --help`); the rest comes from the study."""
 
     study: str
-    top: int = 5  # configurations: the best by validation accuracy, the best baseline among them
-    seeds: int = 3  # trainings of each, with fresh seeds
+    top: int = confirm.TOP  # configurations: the best by validation accuracy, the best baseline among them
+    seeds: int = confirm.SEEDS  # trainings of each, with fresh seeds
     storage: str | None = None
     results: str = "results"
     workers: int | None = None
@@ -113,7 +115,7 @@ def run_search(options: SearchOptions, console: Console) -> int:
         keras_tuner_space.check_space(space, options.tuner or "hyperband", options.epochs)
     name = studies.study_name(space, options.study)
     location = studies.storage_url(name, options.storage, Path(options.results))
-    sampler, pruner = options.sampler or "tpe", options.pruner or ("median" if len(goals) == 1 else "none")
+    sampler, pruner = options.sampler or "tpe", _pruner(options, space, goals)
     if options.engine == "optuna":
         studies.make_sampler(sampler, 0)  # a bad --sampler or --pruner stops here, before anything is written
         studies.make_pruner(pruner)
@@ -153,8 +155,14 @@ def run_search(options: SearchOptions, console: Console) -> int:
         outcome = workers.run_local(spec, count, on_trial=progress, say=console.print, on_epoch=progress.epoch)
         return outcome.exit_code()
 
-    return _drive(opened, folder, console, header, options.trials, go, requeue=True,
-                  end=lambda code: finish(opened, folder, console, code, started, options.top))
+    code = _drive(opened, folder, console, header, options.trials, go, requeue=True,
+                  end=lambda code: finish(opened, folder, console, code, started, options.top, count))
+    if code != EXIT_OK or not options.confirm:
+        return code
+    return confirm_search(ConfirmOptions(name, storage=options.storage, results=options.results,
+                                         workers=options.workers, recycle_after=options.recycle_after,
+                                         precision=options.precision, command=options.command,
+                                         debug=options.debug), console)
 
 
 def join_search(options: JoinOptions, console: Console) -> int:
@@ -222,6 +230,15 @@ def confirm_search(options: ConfirmOptions, console: Console) -> int:
 
 def _confirmations(trial: optuna.trial.FrozenTrial) -> bool:
     return record.is_confirmation(trial) and record.ended_on_its_own(trial)
+
+
+def _pruner(options: SearchOptions, space: Space, goals: tuple[str, ...]) -> str:
+    """--pruner, else the space file's PRUNER, else median; none with several objectives."""
+    if options.pruner or len(goals) > 1:
+        return options.pruner or "none"
+    if space.pruner is not None and space.pruner not in studies.PRUNERS:
+        raise SpaceError(space.source, "PRUNER", f"{space.pruner!r}: expected one of {', '.join(studies.PRUNERS)}")
+    return space.pruner or "median"
 
 
 def _check(options: SearchOptions) -> tuple[str, tuple[str, ...]]:
@@ -304,8 +321,10 @@ def _drive(opened: optuna.Study, folder: Path, console: Console, header: str, to
     return end(EXIT_INTERRUPTED if stopping.requested() else code)
 
 
-def finish(opened: optuna.Study, folder: Path, console: Console, code: int, started: float, top: int) -> int:
-    """Write and print the leaderboard, and say how the run ended; returns `code`."""
+def finish(opened: optuna.Study, folder: Path, console: Console, code: int, started: float, top: int,
+           workers: int = 1) -> int:
+    """Write and print the leaderboard, say where the search stands against its baselines (with the
+    `workers` a confirmation would have) and how the run ended; returns `code`."""
     table = leaderboard.frame(opened)
     written = leaderboard.write(table, folder)
     console.print(leaderboard.render(table, f"{opened.study_name} ({leaderboard.engine(opened)}): ranked by test "
@@ -313,6 +332,9 @@ def finish(opened: optuna.Study, folder: Path, console: Console, code: int, star
     for line in leaderboard.summary(opened, table):
         console.print(line)
     console.print(f"wrote {', '.join(map(str, written))} in {time.monotonic() - started:.0f} s")
+    standing = confirm.standing(opened, workers) if code == EXIT_OK else None
+    if standing is not None:
+        console.print(escape(standing))
     return _say_how_it_ended(opened, console, code)
 
 

@@ -36,7 +36,7 @@ def test_run_and_worker_parse_into_the_python_api_field_for_field() -> None:
 BAD_RUNS = [
     (["--trials", "0"], "--trials 0: must be > 0"),
     (["--sampler", "bogus"], "--sampler 'bogus': expected one of tpe, nsga2, random, cmaes, gp"),
-    (["--pruner", "bogus"], "--pruner 'bogus': expected one of median, hyperband, none"),
+    (["--pruner", "bogus"], "--pruner 'bogus': expected one of median, halving, hyperband, none"),
     (["--storage", "not a url"], "--storage 'not a url': expected a journal file path ending in .log"),
     (["--storage", "postgresql://ann:s3cret@127.0.0.1:1/none"], "--storage postgresql://ann:***@127.0.0.1:1/none: cannot open"),
     (["--workers", "0"], "--workers 0: must be > 0"),
@@ -75,7 +75,7 @@ def test_bad_space_file_exits_2_naming_file_and_key(write_space, tmp_path: Path,
 def test_show_prints_tree_and_dimensions(capsys) -> None:
     assert main(["show", "spaces/mlp.py"]) == 0
     out = capsys.readouterr().out
-    assert "units: Int(64, 512, log=True)" in out and "searched dimensions" in out and "S5" in out
+    assert "units: Int(128, 1024, log=True)" in out and "searched dimensions" in out and "S5" in out
 
 
 BAD_OPTIONS = [

@@ -25,6 +25,7 @@ from search.errors import InputError
 from search.study import artifacts, record
 from search.study.record import Attr, Record, StudyAttr
 
+TOP, SEEDS = 2, 3  # confirm's defaults: the best configuration and the best baseline, 3 seeds each
 SEED_STRIDE = 1_000_000  # confirm seeds: base + STRIDE * (replica + 1) + trial, apart from search seeds (base + N)
 LEVEL = 0.95  # of the confidence interval
 
@@ -111,6 +112,27 @@ def queue(study: optuna.Study, top: int, seeds: int) -> tuple[int, int]:
                                                     Attr.SEED: base + SEED_STRIDE * (replica + 1) + number})
                 queued += 1
     return queued, len(chosen) * seeds
+
+
+def standing(study: optuna.Study, workers: int) -> str | None:
+    """Where a search that has not been confirmed stands, in one line: the trial selected by validation
+    against the best baseline (one training each, so no verdict yet), and the command that gives one
+    with an estimate of its time from the two trials' own training times. None once confirm has run,
+    or without a baseline or a searched trial."""
+    if summary(study) is not None:
+        return None
+    try:
+        chosen = candidates(study, TOP)
+    except InputError:
+        return None
+    pick, baseline = chosen[0], next((row for row in chosen if row.baseline), None)
+    if baseline is None or pick.baseline:
+        return None
+    seconds = SEEDS * sum(row.train_seconds or 0.0 for row in (pick, baseline)) / max(1, workers)
+    return (f"where it stands: trial {pick.number} tests {_pct(pick.test_accuracy)} against {baseline.baseline}'s "
+            f"{_pct(baseline.test_accuracy)}, one training each, which cannot tell a difference from noise; "
+            f"`python -m search confirm {study.study_name}` trains both {SEEDS} more times (about "
+            f"{max(1, round(seconds / 60))} min on {workers} workers) and says")
 
 
 def summary(study: optuna.Study) -> Confirmation | None:

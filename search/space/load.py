@@ -3,7 +3,8 @@
 A space file is a plain Python module exposing `SPACE`, a dict whose values are constants (fixed)
 or dimensions: `Int`, `Float`, `Choice` (whose options may be sub-spaces: conditional branches)
 and `Repeat` (a block repeated a searched number of times), and optionally `BASELINES`, concrete
-configs. `load_space` imports the file and validates all of it (checks.py) before anything trains;
+configs, and `PRUNER`, the name of the pruner its searches use unless `--pruner` names another.
+`load_space` imports the file and validates all of it (checks.py) before anything trains;
 `visit.sample` then turns the space into concrete config dicts.
 """
 
@@ -24,12 +25,13 @@ from search.space.dimensions import Choice, Dimension
 
 @dataclass(frozen=True)
 class Space:
-    """A validated space file: its `SPACE`, its `BASELINES` and where it came from."""
+    """A validated space file: its `SPACE`, its `BASELINES`, its `PRUNER` and where it came from."""
 
     source: str
     space: dict[str, Any]
     baselines: dict[str, dict[str, Any]]
     doc: str
+    pruner: str | None = None
 
     @property
     def name(self) -> str:
@@ -62,7 +64,10 @@ def load_space(path: str | Path) -> Space:
             if isinstance(value, Dimension):
                 raise SpaceError(source, f"BASELINES.{label}.{key}", f"{value!r}: baselines must be concrete")
         schema.check_config(config, source, f"BASELINES.{label}")
-    return Space(source, space, dict(baselines), (module.__doc__ or "").strip())
+    pruner = getattr(module, "PRUNER", None)
+    if pruner is not None and not isinstance(pruner, str):
+        raise SpaceError(source, "PRUNER", f"{pruner!r}: expected a pruner's name, such as 'halving'")
+    return Space(source, space, dict(baselines), (module.__doc__ or "").strip(), pruner)
 
 
 def _import(source: str) -> types.ModuleType:
@@ -83,7 +88,7 @@ def _import(source: str) -> types.ModuleType:
         raise
     except SystemExit as err:  # exit() in the file would otherwise end `search` without a word
         raise SpaceError(source, "", f"calls exit({err.code!r}) when imported: a space file must only set "
-                                     "SPACE (and BASELINES)") from err
+                                     "SPACE (and BASELINES, PRUNER)") from err
     except Exception as err:  # the file's own code raised: report it as the file's fault
         text = str(err).strip().splitlines()
         raise SpaceError(source, "", f"failed to import: {type(err).__name__}: {text[0] if text else ''}") from err

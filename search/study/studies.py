@@ -32,8 +32,12 @@ from search.training.datasets import Dataset
 SAMPLERS = ("tpe", "nsga2", "random", "cmaes", "gp")
 OBJECTIVES = {"accuracy": optuna.study.StudyDirection.MAXIMIZE, "params": optuna.study.StudyDirection.MINIMIZE,
               "latency": optuna.study.StudyDirection.MINIMIZE}
-PRUNERS = ("median", "hyperband", "none")
+PRUNERS = ("median", "halving", "hyperband", "none")
 STARTUP_TRIALS = 5  # searched trials the median pruner waits for before judging any
+# Successive halving (asynchronous, ASHA): a trial is judged after epochs 3, 7, 19 and 55 (rungs at
+# steps MIN_RESOURCE * 3**k, counted from 0), and goes on only while in the top third of the trials
+# that reached the same rung; so most stop after 3 epochs and few train to the space's full length.
+MIN_RESOURCE, REDUCTION = 2, 3
 
 
 def study_name(space: Space, requested: str | None = None) -> str:
@@ -103,6 +107,8 @@ def make_pruner(name: str, baselines: int = 0) -> optuna.pruners.BasePruner:
     50-trial run of spaces/mlp.py then pruned every trial after its 7th)."""
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=STARTUP_TRIALS + baselines, n_warmup_steps=1)
+    if name == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=MIN_RESOURCE, reduction_factor=REDUCTION)
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, reduction_factor=3)
     if name == "none":
