@@ -156,7 +156,8 @@ def run_search(options: SearchOptions, console: Console) -> int:
         return outcome.exit_code()
 
     code = _drive(opened, folder, console, header, options.trials, go, requeue=True,
-                  end=lambda code: finish(opened, folder, console, code, started, options.top, count))
+                  end=lambda code: finish(opened, folder, console, code, started, options.top,
+                                           None if options.confirm else count))
     if code != EXIT_OK or not options.confirm:
         return code
     return confirm_search(ConfirmOptions(name, storage=options.storage, results=options.results,
@@ -322,9 +323,9 @@ def _drive(opened: optuna.Study, folder: Path, console: Console, header: str, to
 
 
 def finish(opened: optuna.Study, folder: Path, console: Console, code: int, started: float, top: int,
-           workers: int = 1) -> int:
-    """Write and print the leaderboard, say where the search stands against its baselines (with the
-    `workers` a confirmation would have) and how the run ended; returns `code`."""
+           workers: int | None = None) -> int:
+    """Write and print the leaderboard, say how the run ended and, given the `workers` a confirmation
+    would have, where the search stands against its baselines; returns `code`."""
     table = leaderboard.frame(opened)
     written = leaderboard.write(table, folder)
     console.print(leaderboard.render(table, f"{opened.study_name} ({leaderboard.engine(opened)}): ranked by test "
@@ -332,7 +333,7 @@ def finish(opened: optuna.Study, folder: Path, console: Console, code: int, star
     for line in leaderboard.summary(opened, table):
         console.print(line)
     console.print(f"wrote {', '.join(map(str, written))} in {time.monotonic() - started:.0f} s")
-    standing = confirm.standing(opened, workers) if code == EXIT_OK else None
+    standing = confirm.standing(opened, workers) if code == EXIT_OK and workers else None
     if standing is not None:
         console.print(escape(standing))
     return _say_how_it_ended(opened, console, code)

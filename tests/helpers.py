@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import optuna
+from optuna.trial import TrialState, create_trial
+
+from search.study import record
+from search.study.record import Attr
+
 ROOT = Path(__file__).resolve().parent.parent  # the repository: spaces/, search/, README.md
 
 
@@ -39,3 +45,17 @@ BASELINES = {
     "tiny": {"model": "mlp", "layers": [{"units": 16}], "learning_rate": 3e-3},
 }
 """
+
+
+def recorded(rows: list[tuple[str, float, float | None, dict]]) -> optuna.Study:
+    """An in-memory study of trials written through the trial record, as the lifecycle writes them: (state, best
+    validation accuracy, test accuracy, extra attributes) each."""
+    study = optuna.create_study(direction="maximize")
+    for number, (state, val, test, extra) in enumerate(rows):
+        attrs = {**record.outcome([val / 2, val], 1.0, n_params=1000 + number, best_epoch=2, test_accuracy=test,
+                                  reason=None if state == "complete" else f"{state} for a reason"),
+                 Attr.CONFIG: {"model": "mlp", "layers": [{"units": 16 + number}]}, Attr.SEED: number, **extra}
+        study.add_trial(create_trial(state=TrialState[state.upper()], value=val if state == "complete" else None,
+                                     user_attrs={str(k): v for k, v in attrs.items()},
+                                     intermediate_values={0: val / 2, 1: val}))
+    return study

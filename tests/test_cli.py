@@ -10,6 +10,7 @@ from helpers import SEARCH_SPACE as SPACE
 
 from search import run
 from search.cli import build_parser, main
+from search.space import load_space
 
 
 @pytest.mark.fast
@@ -69,6 +70,17 @@ def test_bad_space_file_exits_2_naming_file_and_key(write_space, tmp_path: Path,
     assert capsys.readouterr().err == f"error: {space}: layers.0.units: Int(1024, 32): low must be <= high\n"
     assert not (tmp_path / "results").exists()
     assert main(["show", str(space)]) == 2
+
+
+@pytest.mark.fast
+def test_a_space_files_pruner_is_the_default_and_an_unknown_one_is_refused(write_space, tmp_path: Path,
+                                                                         capsys) -> None:
+    space = write_space("SPACE = {'model': 'mlp', 'learning_rate': Float(1e-3, 1e-2)}\nPRUNER = 'halfing'\n")
+    assert main(["run", str(space), "--results", str(tmp_path / "results")]) == 2
+    assert capsys.readouterr().err == (f"error: {space}: PRUNER: 'halfing': expected one of median, halving, "
+                                       "hyperband, none\n")
+    assert not (tmp_path / "results").exists()
+    assert load_space("spaces/mlp.py").pruner == "halving"
 
 
 @pytest.mark.fast

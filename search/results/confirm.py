@@ -3,9 +3,12 @@
 A search ranks its trials by one training each, and on 10,000 test images an accuracy near 98.5%
 has a standard error of about 0.12 points: the first rows of a leaderboard are often noise.
 `queue` takes the K best completed trials by validation accuracy (the best baseline always among
-them) and queues S more trainings of each configuration, each with a fresh seed recorded on the
-trial, into the same study; the workers run them like any queued trial, so a confirmation resumes
-after Ctrl-C, runs on several workers, and adds exactly K*S trainings however often it is started.
+them) and queues S trainings of each configuration, each with a fresh seed recorded on the trial,
+into the same study; the workers run them like any queued trial, so a confirmation resumes after
+Ctrl-C, runs on several workers, and adds exactly its trainings however often it is started. A
+baseline's own run in the search is one of its S: it was trained as written with its own recorded
+seed, and chosen by nothing but being the best of the tutorials (a choice that can only favour the
+baseline), whereas a searched trial's run is left out, since it was chosen for being lucky.
 `summary` reads them back: mean and standard deviation of validation and test accuracy per
 configuration, the confirmed winner (best mean validation accuracy), and whether it beats the best
 baseline by more than the noise (Welch's t-test and confidence interval on the test accuracies).
@@ -35,7 +38,7 @@ class Candidate:
     """One configuration and its confirm trainings."""
 
     trial: Record  # the search trial whose config it is
-    runs: list[Record]  # its finished confirm trainings (complete ones hold both accuracies)
+    runs: list[Record]  # its finished trainings (complete ones hold both accuracies): a baseline's own among them
 
     @property
     def val(self) -> list[float]:
@@ -107,11 +110,17 @@ def queue(study: optuna.Study, top: int, seeds: int) -> tuple[int, int]:
     queued = 0
     for number in chosen:
         for replica in range(seeds):
-            if (number, replica) not in present:
+            if (number, replica) not in present and not own_run(study, number, replica):
                 study.enqueue_trial({}, user_attrs={Attr.CONFIRM_OF: number, Attr.REPLICA: replica,
                                                     Attr.SEED: base + SEED_STRIDE * (replica + 1) + number})
                 queued += 1
-    return queued, len(chosen) * seeds
+    return queued, sum(not own_run(study, number, replica) for number in chosen for replica in range(seeds))
+
+
+def own_run(study: optuna.Study, number: int, replica: int) -> bool:
+    """Whether the `replica`th training of trial `number`'s configuration is the trial itself: the first
+    of a baseline's."""
+    return replica == 0 and bool(study.get_trials(deepcopy=False)[number].user_attrs.get(Attr.BASELINE))
 
 
 def standing(study: optuna.Study, workers: int) -> str | None:
@@ -128,11 +137,11 @@ def standing(study: optuna.Study, workers: int) -> str | None:
     pick, baseline = chosen[0], next((row for row in chosen if row.baseline), None)
     if baseline is None or pick.baseline:
         return None
-    seconds = SEEDS * sum(row.train_seconds or 0.0 for row in (pick, baseline)) / max(1, workers)
+    seconds = (SEEDS * (pick.train_seconds or 0.0) + (SEEDS - 1) * (baseline.train_seconds or 0.0)) / max(1, workers)
     return (f"where it stands: trial {pick.number} tests {_pct(pick.test_accuracy)} against {baseline.baseline}'s "
             f"{_pct(baseline.test_accuracy)}, one training each, which cannot tell a difference from noise; "
-            f"`python -m search confirm {study.study_name}` trains both {SEEDS} more times (about "
-            f"{max(1, round(seconds / 60))} min on {workers} workers) and says")
+            f"`python -m search confirm {study.study_name}` trains it {SEEDS} more times and the baseline "
+            f"{SEEDS - 1} (about {max(1, round(seconds / 60))} min on {workers} workers) and says")
 
 
 def summary(study: optuna.Study) -> Confirmation | None:
@@ -141,7 +150,8 @@ def summary(study: optuna.Study) -> Confirmation | None:
     if plan is None:
         return None
     trials = study.get_trials(deepcopy=False)
-    runs: dict[int, list[Record]] = {number: [] for number in plan["trials"]}
+    runs: dict[int, list[Record]] = {number: [record.read(trials[number])] if own_run(study, number, 0) else []
+                                     for number in plan["trials"]}
     for trial in trials:
         if record.is_confirmation(trial) and record.ended_on_its_own(trial):
             runs[int(trial.user_attrs[Attr.CONFIRM_OF])].append(record.read(trial))

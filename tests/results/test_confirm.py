@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import recorded
 from scipy import stats
 
 from search.cli import main
@@ -44,6 +45,28 @@ def test_welch_interval_and_p_are_scipys() -> None:
     assert confirm.welch(same, same) == (0.0, 0.0, 1.0)
 
 
+@pytest.mark.fast
+def test_an_unconfirmed_search_stands_against_its_best_baseline_with_the_command_that_settles_it() -> None:
+    seconds = {Attr.TRAIN_SECONDS: 120.0}
+    study = recorded([
+        ("complete", 0.97, 0.96, seconds),  # selected by validation
+        ("complete", 0.95, 0.94, {**seconds, Attr.BASELINE: "S3"}),  # the best baseline
+        ("complete", 0.93, 0.98, {Attr.BASELINE: "S2"}),
+        ("complete", 0.96, 0.99, {}),  # better by test only: not what stands
+    ])
+    line = confirm.standing(study, workers=2)
+    assert line is not None and line.startswith("where it stands: trial 0 tests 96.00% against S3's 94.00%")
+    # 3 more trainings of the pick and 2 of the baseline (its run in the search is one of its 3), 120 s
+    # apiece, on 2 workers: 5 min.
+    assert line.endswith(f"`python -m search confirm {study.study_name}` trains it 3 more times and the baseline 2 "
+                         "(about 5 min on 2 workers) and says")
+    confirm.queue(study, confirm.TOP, confirm.SEEDS)
+    assert confirm.standing(study, workers=2) is None  # confirmed (or being): its verdict says where it stands
+    assert confirm.standing(recorded([("complete", 0.97, 0.96, {Attr.BASELINE: "S3"}), ("complete", 0.9, 0.9, {})]),
+                            workers=2) is None  # the best is a baseline: nothing to settle
+    assert confirm.standing(recorded([("complete", 0.97, 0.96, {})]), workers=2) is None  # nothing to stand against
+
+
 @pytest.mark.slow
 def test_confirm_adds_exactly_k_times_s_trainings_across_an_interruption(write_space, tmp_path: Path,
                                                                          capsys) -> None:
@@ -66,7 +89,7 @@ def test_confirm_adds_exactly_k_times_s_trainings_across_an_interruption(write_s
     output, _ = process.communicate(timeout=120)
     assert process.returncode == 130, output
     halfway = [t for t in load_study("confirmed", results).get_trials(deepcopy=False) if record.is_confirmation(t)]
-    assert 1 <= sum(record.ended_on_its_own(t) for t in halfway) < 6
+    assert 1 <= sum(record.ended_on_its_own(t) for t in halfway) < 5
 
     capsys.readouterr()
     assert main(command) == 0  # resumed: only what is missing
@@ -74,13 +97,15 @@ def test_confirm_adds_exactly_k_times_s_trainings_across_an_interruption(write_s
     out = capsys.readouterr().out
     trials = load_study("confirmed", results).get_trials(deepcopy=False)
     runs = [t for t in trials if record.is_confirmation(t) and record.ended_on_its_own(t)]
-    assert len(runs) == 6 and not [t for t in trials if t.state.name in ("RUNNING", "WAITING")]
+    # 3 trainings of the best configuration, 2 of the baseline's: its own run in the search is its first.
+    assert len(runs) == 5 and not [t for t in trials if t.state.name in ("RUNNING", "WAITING")]
     pairs = sorted((t.user_attrs[Attr.CONFIRM_OF], t.user_attrs[Attr.REPLICA]) for t in runs)
     chosen = confirm.candidates(load_study("confirmed", results), 2)
-    assert pairs == sorted((row.number, replica) for row in chosen for replica in range(3))
+    assert pairs == sorted((row.number, replica) for row in chosen for replica in range(3)
+                           if not (row.baseline and replica == 0))
     assert any(row.baseline == "tiny" for row in chosen)  # the best baseline is always confirmed
     seeds = [t.user_attrs[Attr.SEED] for t in runs]
-    assert len(set(seeds)) == 6 and not set(seeds) & {t.user_attrs[Attr.SEED] for t in searched}
+    assert len(set(seeds)) == 5 and not set(seeds) & {t.user_attrs[Attr.SEED] for t in searched}
     for run in runs:  # each trains its trial's config again, never pruned
         assert run.user_attrs[Attr.CONFIG] == trials[run.user_attrs[Attr.CONFIRM_OF]].user_attrs[Attr.CONFIG]
         assert run.state.name == "COMPLETE"
@@ -91,8 +116,9 @@ def test_confirm_adds_exactly_k_times_s_trainings_across_an_interruption(write_s
     assert found is not None and found.complete
     by_number = {c.trial.number: c for c in found.candidates}
     for candidate in found.candidates:
-        assert sorted(candidate.test) == sorted(
-            t.user_attrs[Attr.TEST_ACCURACY] for t in runs if t.user_attrs[Attr.CONFIRM_OF] == candidate.trial.number)
+        own = [candidate.trial.test_accuracy] if candidate.trial.baseline else []
+        assert sorted(candidate.test) == sorted(own + [
+            t.user_attrs[Attr.TEST_ACCURACY] for t in runs if t.user_attrs[Attr.CONFIRM_OF] == candidate.trial.number])
     winner = max(found.candidates, key=lambda c: sum(c.val) / len(c.val))
     assert found.winner is by_number[winner.trial.number]
     printed = " ".join(out.split())  # rich wraps long lines
@@ -110,6 +136,19 @@ def test_confirm_adds_exactly_k_times_s_trainings_across_an_interruption(write_s
     assert main(["report", "confirmed", "--results", str(results)]) == 0
     page = (results / "confirmed" / "report.html").read_text()
     assert f"trial {found.winner.trial.number}, the confirmed winner: test accuracy" in page
+
+
+def test_run_with_confirm_searches_then_confirms_the_best_and_the_best_baseline(write_space, tmp_path: Path,
+                                                                               capsys) -> None:
+    space = write_space(SPACE, "both.py")
+    results = tmp_path / "results"
+    assert main(["run", str(space), "--trials", "4", "--confirm", "--results", str(results), *QUICK]) == 0
+    out = capsys.readouterr().out
+    assert "where it stands" not in out  # confirmed in the same command: the verdict says it
+    found = confirm.summary(load_study("both", results))
+    assert found is not None and found.complete and len(found.candidates) == confirm.TOP
+    assert found.baseline is not None and all(len(c.runs) == confirm.SEEDS for c in found.candidates)
+    assert confirm.verdict(found) in " ".join(out.split())
 
 
 @pytest.mark.parametrize(("argv", "message"), [

@@ -6,14 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import optuna
 import pandas as pd
 import pytest
-from optuna.trial import TrialState, create_trial
+from helpers import recorded
 
 from search.cli import main
 from search.results import leaderboard
-from search.study import record
 from search.study.record import Attr
 
 
@@ -92,20 +90,6 @@ def test_the_trial_chosen_by_validation_is_marked_and_named_under_the_table(fini
     assert code == 0 and out.count("selected by validation") == 2  # the row's mark, and the line under the table
     assert (f"selected by validation: trial {chosen['trial']} val {100 * chosen['val_accuracy']:.2f}% test "
             f"{100 * chosen['test_accuracy']:.2f}% (rank {chosen['rank']} by test)") in " ".join(out.split())
-
-
-def recorded(rows: list[tuple[str, float, float | None, dict]]) -> optuna.Study:
-    """A study of trials written through the trial record, as the lifecycle writes them: (state, best
-    validation accuracy, test accuracy, extra attributes) each."""
-    study = optuna.create_study(direction="maximize")
-    for number, (state, val, test, extra) in enumerate(rows):
-        attrs = {**record.outcome([val / 2, val], 1.0, n_params=1000 + number, best_epoch=2, test_accuracy=test,
-                                  reason=None if state == "complete" else f"{state} for a reason"),
-                 Attr.CONFIG: {"model": "mlp", "layers": [{"units": 16 + number}]}, Attr.SEED: number, **extra}
-        study.add_trial(create_trial(state=TrialState[state.upper()], value=val if state == "complete" else None,
-                                     user_attrs={str(k): v for k, v in attrs.items()},
-                                     intermediate_values={0: val / 2, 1: val}))
-    return study
 
 
 @pytest.mark.fast

@@ -101,6 +101,7 @@ BAD = [
     ("X = 1\n", "space.py: no SPACE defined"),
     ("SPACE = {'model': 'mlp',\n", "space.py: line 2: syntax error"),
     ("SPACE = [1]\n", "space.py: SPACE: must be a dict"),
+    ("SPACE = {'model': 'mlp'}\nPRUNER = 3\n", "space.py: PRUNER: 3: expected a pruner's name, such as 'halving'"),
     ("SPACE = {'model': 'mlp', 'dropout': Float(0.6, 0.1)}\n", "space.py: dropout: Float(0.6, 0.1): low must be <= high"),
     ("SPACE = {'model': 'mlp', 'layers': Repeat(Int(1, 2), {'units': Int(1024, 32)})}\n",
      "space.py: layers.0.units: Int(1024, 32): low must be <= high"),

@@ -1,0 +1,101 @@
+"""Time to accuracy: wall time from the start of `run` until the trial selected by validation tests at
+or above a target, for the dense space and, beside it in the same run, the 8-epoch median-pruned space
+it replaced.
+
+    .venv/bin/python benchmarks/time_to_accuracy.py [--runs 3] [--trials 50] [--out results/benchmarks]
+
+Each (space, run) is `python -m search run SPACE --trials N --seed RUN` in a fresh process, one at a
+time, in its own study under OUT/tta-runs/ (baselines included, as a user runs it). From each study's
+trials, in the order they finished: the trial selected by validation after each finish, and the
+first moment its test accuracy reached each target. Prints the median over runs and writes
+OUT/time_to_accuracy.json (every run's figures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+SPACES = {"successive halving, 60 epochs": "spaces/mlp.py", "median pruner, 8 epochs": "benchmarks/mlp_8_epochs.py"}
+TARGETS = (0.985, 0.989)
+
+
+def time_to_targets(study_name: str, results: Path, started: datetime) -> dict[str, Any]:
+    """From a finished study: seconds from `started` until the trial selected by validation first tested
+    at or above each target (None: never), and the selected trial at the end."""
+    import optuna
+
+    from search.study import record
+    from search.study.studies import load_study
+
+    trials = [t for t in load_study(study_name, results).get_trials(deepcopy=False)
+              if t.state == optuna.trial.TrialState.COMPLETE and t.datetime_complete is not None
+              and not record.is_confirmation(t)]
+    trials.sort(key=lambda t: t.datetime_complete)
+    reached: dict[str, float | None] = {f"{target:.1%}": None for target in TARGETS}
+    selected = None
+    for index, trial in enumerate(trials):
+        selected = record.selected(map(record.read, trials[:index + 1]))
+        seconds = (trial.datetime_complete - started).total_seconds()
+        for target in TARGETS:
+            if selected is not None and selected.test_accuracy >= target and reached[f"{target:.1%}"] is None:
+                reached[f"{target:.1%}"] = round(seconds, 1)
+    return {"reached": reached, "selected": None if selected is None else
+            {"trial": selected.number, "val": selected.val_accuracy, "test": selected.test_accuracy}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--trials", type=int, default=50)
+    parser.add_argument("--out", default="results/benchmarks")
+    args = parser.parse_args()
+    out = Path(args.out)
+    results = out / "tta-runs"
+    shutil.rmtree(results, ignore_errors=True)
+    runs = []
+    for seed in range(args.runs):
+        for label, space in SPACES.items():
+            name = f"tta-{Path(space).stem}-{seed}"
+            started = datetime.now()
+            clock = time.monotonic()
+            subprocess.run([sys.executable, "-m", "search", "run", space, "--trials", str(args.trials), "--seed",
+                            str(seed), "--study", name, "--results", str(results)], check=True,
+                           stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            found = {"space": label, "seed": seed, "wall_seconds": round(time.monotonic() - clock, 1),
+                     **time_to_targets(name, results, started)}
+            runs.append(found)
+            print(json.dumps(found), flush=True)
+    print(f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} cores; median of {args.runs} runs "
+          f"of {args.trials} trials")
+    print(f"| space | run (s) | {' | '.join(f'to {t:.1%} (s)' for t in TARGETS)} | selected's test |")
+    print("|---|---|" + "---|" * len(TARGETS) + "---|")
+    for label in SPACES:
+        mine = [run for run in runs if run["space"] == label]
+        cells = [f"{statistics.median(run['wall_seconds'] for run in mine):.0f}"]
+        for target in TARGETS:
+            times = [run["reached"][f"{target:.1%}"] for run in mine]
+            # A run that never reached the target counts as never: the median says "never" if most did not.
+            ordered = sorted(times, key=lambda t: float("inf") if t is None else t)
+            middle = ordered[len(ordered) // 2]
+            cells.append(("never" if middle is None else f"{middle:.0f}")
+                         + f" ({sum(t is not None for t in times)}/{len(times)} reached)")
+        tests = [run["selected"]["test"] for run in mine if run["selected"]]
+        cells.append(f"{100 * statistics.median(tests):.2f}%" if tests else "-")
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "time_to_accuracy.json").write_text(json.dumps(runs, indent=1))
+
+
+if __name__ == "__main__":
+    main()
