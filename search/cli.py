@@ -182,9 +182,9 @@ def _worker_options(parser: argparse.ArgumentParser, several: bool, timeout: boo
 
 def _command_line(args: argparse.Namespace) -> str:
     """The command as a person would type it, for model cards: `python -m search ...`."""
-    from search.study.storage import redact
+    from search.study.storage import redact_command
 
-    return redact(shlex.join(["python", "-m", "search", *args.argv]))
+    return shlex.join(["python", "-m", "search", *redact_command(args.argv)])
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:

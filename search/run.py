@@ -31,6 +31,10 @@ from search.training import datasets
 from search.training.runtime import precision_setting, precision_wanted
 
 ENGINES = ("optuna", "keras-tuner")
+# What a joining worker brings itself rather than reads from the study: threads and precision belong
+# to each machine, and the storage URL is the one it was given (a database URL's password is never
+# stored on the study).
+_PER_MACHINE = ("worker", "threads", "debug", "precision", "location")
 
 
 @dataclass
@@ -140,8 +144,7 @@ def run_search(options: SearchOptions, console: Console) -> int:
         results=options.results, keep=options.keep_top, command=options.command, debug=options.debug,
         recycle_after=options.recycle_after, precision=precision, deterministic=options.deterministic,
         objectives=goals, max_params=options.max_params, max_latency_ms=options.max_latency_ms)
-    # Threads and precision belong to each machine (a joining worker picks its own).
-    settings = {k: v for k, v in vars(spec).items() if k not in ("worker", "threads", "debug", "precision")}
+    settings = {k: v for k, v in vars(spec).items() if k not in _PER_MACHINE}
     studies.save_settings(opened, {**settings, "space_source": Path(spec.space_file).read_text()})
     studies.enqueue_baselines(opened, space)
     limits = [f"at most {limit:,} {unit}" for limit, unit in ((options.max_params, "parameters"),

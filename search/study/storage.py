@@ -24,11 +24,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.engine import make_url
 
 from search.errors import InputError, one_line
 from search.internals import of_optuna
@@ -46,16 +48,51 @@ def default_location(results: Path, name: str) -> str:
     return str(results / name / JOURNAL)
 
 
-def redact(url: str) -> str:
-    """A storage URL safe to print: any password replaced by ***."""
-    return re.sub(r"(://[^:/@\s]+:)[^@\s]+@", r"\1***@", url)
+# Query parameters that may carry a secret (libpq reads `password`; drivers take others).
+_SECRET_QUERY = re.compile(r"pass|pwd|secret|token|key|auth|cred", re.IGNORECASE)
+
+
+def redact(location: str) -> str:
+    """A storage location safe to print, log or write: the one way any of them is shown.
+
+    A file path is itself (but for what comes before an `@`: it may be a URL without its scheme). A
+    URL goes through SQLAlchemy's parser, the one the storage itself uses, and is rendered with its
+    password as ***, and its query as *** if any of its keys may name a secret (`?password=`). What
+    that parser cannot read unambiguously (not a URL, or one with a second `@` or one in its query,
+    where it would take part of a password for the host) keeps only its scheme: `postgresql://***`."""
+    if "://" not in location:  # a file path; with an @, perhaps a URL without its scheme
+        return location if "@" not in location else "***@" + location.rsplit("@", 1)[1]
+    scheme = location.split("://", 1)[0]
+    safe = f"{scheme}://***" if re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", scheme) else "***"
+    if location.count("@") > 1 or "@" in location.partition("?")[2]:
+        return safe  # an unescaped @ in a password: the parse would split it there, and the rest would show
+    try:
+        parsed = make_url(location)
+    except Exception:  # SQLAlchemy's ArgumentError, or a ValueError from a bad port
+        return safe
+    shown = parsed.set(query={}).render_as_string(hide_password=True)
+    if any(_SECRET_QUERY.search(key) for key in parsed.query):
+        return shown + "?***"  # all of it: an unescaped & in the secret would carry part of it into the next key
+    return shown + ("?" + urlencode(parsed.query, doseq=True) if parsed.query else "")
+
+
+def redact_command(argv: list[str]) -> list[str]:
+    """A command line's arguments safe to print or record: each URL in it (`--storage URL` or
+    `--storage=URL`) through `redact`."""
+    def one(argument: str) -> str:
+        flag, equals, value = argument.partition("=")
+        if equals and flag.startswith("--"):
+            return flag + equals + redact(value)
+        return redact(argument)
+
+    return [one(argument) for argument in argv]
 
 
 def check_location(location: str) -> None:
     """Reject a malformed --storage before anything is written."""
     if re.match(r"^[a-z][a-z0-9+]*://", location):
         if location.startswith("sqlite://") and not location.startswith("sqlite:///"):
-            raise InputError(f"--storage {location!r}: a SQLite URL is sqlite:///path/to/file.db")
+            raise InputError(f"--storage {redact(location)!r}: a SQLite URL is sqlite:///path/to/file.db")
         return
     if not location.endswith(".log"):
         raise InputError(f"--storage {redact(location)!r}: expected a journal file path ending in .log, or a "
@@ -70,9 +107,9 @@ def check_given(location: str) -> None:
         return
     file = Path(location.removeprefix("sqlite:///"))
     if file.is_dir():
-        raise InputError(f"--storage {location}: is a folder; give a file in it")
+        raise InputError(f"--storage {redact(location)}: is a folder; give a file in it")
     if not file.parent.is_dir():
-        raise InputError(f"--storage {location}: folder {file.parent} does not exist")
+        raise InputError(f"--storage {redact(location)}: folder {redact(str(file.parent))} does not exist")
 
 
 def check_results(results: Path) -> None:

@@ -64,7 +64,7 @@ def locate(study_or_space: str, results: Path = Path("results"), location: str |
     name = Path(study_or_space).stem if study_or_space.endswith(".py") else study_or_space
     url = storage_url(name, location, results)
     if not storage.exists(url):
-        raise InputError(f"{study_or_space}: no study found at {url.removeprefix('sqlite:///')} "
+        raise InputError(f"{study_or_space}: no study found at {storage.redact(url.removeprefix('sqlite:///'))} "
                          f"(run `python -m search run` first, or pass --results/--storage)")
     return name, url, results / name
 
