@@ -55,6 +55,7 @@ def storage_url(name: str, location: str | None = None, results: Path = Path("re
         storage.check_given(location)
     location = location or storage.default_location(results, name)
     storage.check_folder(results / name, location)
+    storage.check_not_foreign(location)
     return location
 
 
