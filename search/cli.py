@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 from rich.console import Console
 from rich.markup import escape
 
+from search import ranges
 from search.errors import EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_OK, InputError
 from search.training.runtime import PRECISIONS
 
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         args.argv = argv
         return int(args.handler(args, console))
     except InputError as err:
-        if argv[:1] == ["--debug"] and not isinstance(err, UsageError):  # --debug comes before the command
+        if argv[:1] == ["--debug"] and not isinstance(err, (UsageError, ranges.FlagError)):  # --debug comes first
             raise
         print(f"error: {err}", file=sys.stderr)
         return EXIT_INPUT
@@ -58,31 +59,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run (or resume) a search over a space file")
     run.add_argument("space", help="space file, e.g. spaces/mlp.py")
-    run.add_argument("--trials", type=int, default=50, help="total finished trials the study should hold (50)")
-    run.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    _number(run, "--trials", ranges.TRIALS, default=50, help="total finished trials the study should hold (50)")
+    _number(run, "--timeout", ranges.SECONDS, help="stop starting trials after this many seconds")
     run.add_argument("--study", help="study name (default: the space file's name)")
     run.add_argument("--sampler", help="tpe (default), nsga2, random, cmaes or gp")
     run.add_argument("--pruner", help="median, halving, hyperband or none (default: the space file's PRUNER, "
                                        "else median)")
     run.add_argument("--engine", default="optuna", help="optuna (default) or keras-tuner (KerasTuner 1.4)")
     run.add_argument("--tuner", help="with --engine keras-tuner: hyperband (default), bayesian or random")
-    run.add_argument("--seed", type=int, help="base seed; trial N uses seed+N (default: random, kept in the study)")
+    _number(run, "--seed", ranges.SEED, help="base seed; trial N uses seed+N (default: random, kept in the study)")
     run.add_argument("--storage", help="Optuna storage URL (default: the journal file results/<study>/journal.log)")
-    run.add_argument("--epochs", type=int, help="override every config's epochs (quick runs)")
-    run.add_argument("--train-size", type=int, help="train on the first N of the 55,000 training images")
+    _number(run, "--epochs", ranges.EPOCHS, help="override every config's epochs (quick runs)")
+    _number(run, "--train-size", ranges.TRAIN_SIZE, help="train on the first N of the 55,000 training images")
     run.add_argument("--dataset", default="mnist", help="mnist (default) or fashion-mnist")
     run.add_argument("--data", help="folder of the four IDX files (plain or .gz), or a Keras mnist.npz")
     run.add_argument("--results", default="results", help="results folder (default: results)")
-    run.add_argument("--top", type=int, default=20, help="rows of the leaderboard to print (20)")
+    _number(run, "--top", ranges.ROWS, default=20, help="rows of the leaderboard to print (20)")
     run.add_argument("--confirm", action="store_true",
                      help="then confirm the search as `confirm STUDY` does with its defaults, in the same command")
-    run.add_argument("--keep-top", type=int, default=10, help="trials by validation that keep their weights (10)")
+    _number(run, "--keep-top", ranges.KEEP_TOP, default=10, help="trials by validation that keep their weights (10)")
     run.add_argument("--deterministic", action="store_true", help="op determinism, one thread: `replay` is exact")
     run.add_argument("--accept-space-change", action="store_true", help="resume although the space file changed")
     run.add_argument("--objectives", default="accuracy", help="accuracy (default), or with params and/or latency: "
                                                               "a multi-objective search (no pruning)")
-    run.add_argument("--max-params", type=int, help="reject configs with more weights, before training")
-    run.add_argument("--max-latency-ms", type=float, help="reject configs slower on one image (CPU, ms)")
+    _number(run, "--max-params", ranges.MAX_PARAMS, help="reject configs with more weights, before training")
+    _number(run, "--max-latency-ms", ranges.LATENCY_MS, help="reject configs slower on one image (CPU, ms)")
     _worker_options(run, several=True, timeout=True)
     run.set_defaults(handler=cmd_run)
 
@@ -93,19 +94,18 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(handler=cmd_worker)
 
     confirm = _study_command(commands, "confirm", cmd_confirm, "train the best configurations again, fresh seeds")
-    confirm.add_argument("--top", type=int, default=2,
-                         help="the best by validation, the best baseline among them (2: the best and the best "
-                              "baseline)")
-    confirm.add_argument("--seeds", type=int, default=3, help="trainings of each, with fresh seeds (3)")
+    _number(confirm, "--top", ranges.CONFIRM_TOP, default=2,
+            help="the best by validation, the best baseline among them (2: the best and the best baseline)")
+    _number(confirm, "--seeds", ranges.CONFIRM_SEEDS, default=3, help="trainings of each, with fresh seeds (3)")
     _worker_options(confirm, several=True, timeout=False)
 
     replay = _study_command(commands, "replay", cmd_replay, "train a finished trial again from its record, compare")
-    replay.add_argument("--trial", type=int, required=True, help="the trial's number")
+    _number(replay, "--trial", ranges.TRIAL, required=True, help="the trial's number")
     replay.add_argument("--deterministic", action="store_true", help="with op determinism on one thread: exact "
                                                                      "when the trial ran so (run --deterministic)")
 
     board = _study_command(commands, "leaderboard", cmd_leaderboard, "the ranked trials of a stored study")
-    board.add_argument("--top", type=int, help="show only the first K rows")
+    _number(board, "--top", ranges.ROWS, help="show only the first K rows")
     board.add_argument("--sort", choices=["test", "val", "params", "time"], default="test")
     board.add_argument("--state", choices=["complete", "pruned", "failed", "all"], default="all")
     board.add_argument("--format", choices=FORMATS, default="table")
@@ -117,18 +117,18 @@ def build_parser() -> argparse.ArgumentParser:
     compare.set_defaults(handler=cmd_compare)
 
     export = _study_command(commands, "export", cmd_export, "write a trial as .keras, SavedModel, TFLite and a card")
-    export.add_argument("--trial", type=int, help="trial number (default: the confirmed winner, else the kept "
-                                                  "trial with the best validation accuracy)")
+    _number(export, "--trial", ranges.TRIAL, help="trial number (default: the confirmed winner, else the kept "
+                                                   "trial with the best validation accuracy)")
     export.add_argument("--full-train", action="store_true", help="train it again on all 60,000 images, export that")
-    export.add_argument("--ensemble", type=int, metavar="K", help="one model averaging the K best kept trials")
+    _number(export, "--ensemble", ranges.ENSEMBLE, metavar="K", help="one model averaging the K best kept trials")
     export.add_argument("--out", help="output folder (default: results/<study>/export/trial-N)")
 
     _study_command(commands, "report", cmd_report, "write results/<study>/report.html and its figures as PNG")
 
     samples = commands.add_parser("samples", help="write real MNIST test digits as PNG files to try predict on")
     samples.add_argument("--out", required=True, help="folder to write the PNGs (and labels.json) into")
-    samples.add_argument("--n", type=int, default=20, help="how many digits (20)")
-    samples.add_argument("--seed", type=int, default=0, help="which digits: a seed for the draw (0)")
+    _number(samples, "--n", ranges.SAMPLES, default=20, help="how many digits (20)")
+    _number(samples, "--seed", ranges.SEED, default=0, help="which digits: a seed for the draw (0)")
     samples.set_defaults(handler=cmd_samples)
 
     predict = commands.add_parser("predict", help="recognize digits in your own image files")
@@ -139,9 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     seeds = commands.add_parser("baselines", help="train the five tutorials once each and compare with their papers")
     seeds.add_argument("--only", action="append", metavar="NAME", help="S1, S2, S3, S4, S4-aug or S5 (repeatable)")
-    seeds.add_argument("--scale", type=float, default=1.0, help="multiply every tutorial's epochs/steps (quick runs)")
-    seeds.add_argument("--train-size", type=int, help="train on the first N of the 55,000 training images")
-    seeds.add_argument("--seed", type=int, default=0)
+    _number(seeds, "--scale", ranges.SCALE, default=1.0, help="multiply every tutorial's epochs/steps (quick runs)")
+    _number(seeds, "--train-size", ranges.TRAIN_SIZE, help="train on the first N of the 55,000 training images")
+    _number(seeds, "--seed", ranges.SEED, default=0)
     seeds.set_defaults(handler=cmd_baselines)
 
     show = commands.add_parser("show", help="print a space file as a tree, with its dimensions")
@@ -151,6 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 FORMATS = ["table", "csv", "md", "json"]
+
+
+def _number(parser: argparse.ArgumentParser, flag: str, allowed: ranges.Range, **options: Any) -> None:
+    """A numeric flag: its value is parsed and checked against `allowed` at once (ranges.py), so a bad
+    number stops the command in one line before anything runs."""
+    parser.add_argument(flag, type=allowed.flag_type(flag), **options)
 
 
 def _study_command(commands: Any, name: str, handler: Any, help: str) -> argparse.ArgumentParser:
@@ -170,11 +176,11 @@ def _add_location(parser: argparse.ArgumentParser) -> None:
 def _worker_options(parser: argparse.ArgumentParser, several: bool, timeout: bool) -> None:
     """How this machine's workers train: what run, worker and confirm share."""
     if several:
-        parser.add_argument("--workers", type=int, help="worker processes here (default: one per core, at most 4; "
+        _number(parser, "--workers", ranges.WORKERS, help="worker processes here (default: one per core, at most 4; "
                                                         "1 under --engine keras-tuner)")
     if timeout:
-        parser.add_argument("--trial-timeout", type=float, help="fail a trial that trains longer than this (s)")
-    parser.add_argument("--recycle-after", type=int, default=25,
+        _number(parser, "--trial-timeout", ranges.SECONDS, help="fail a trial that trains longer than this (s)")
+    _number(parser, "--recycle-after", ranges.RECYCLE_AFTER, default=25,
                         help="replace a worker process after this many trials: TensorFlow's memory grows (25)")
     parser.add_argument("--precision", choices=PRECISIONS, help="auto (default: bfloat16 on a CPU with AMX, else "
                                                                 "float32), float32 or bfloat16; exports are float32")
@@ -182,9 +188,9 @@ def _worker_options(parser: argparse.ArgumentParser, several: bool, timeout: boo
 
 def _command_line(args: argparse.Namespace) -> str:
     """The command as a person would type it, for model cards: `python -m search ...`."""
-    from search.study.storage import redact
+    from search.study.storage import redact_command
 
-    return redact(shlex.join(["python", "-m", "search", *args.argv]))
+    return shlex.join(["python", "-m", "search", *redact_command(args.argv)])
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
@@ -224,10 +230,8 @@ def cmd_show(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
-    from search import run
     from search.results import leaderboard
 
-    run.positive(args.top, "--top")
     opened, _ = _stored(args)
     table = leaderboard.select(every := leaderboard.frame(opened), args.sort, args.state, args.top)
     title = (f"{opened.study_name} ({leaderboard.engine(opened)}): {len(table)} of {len(every)} trials, "
@@ -278,10 +282,8 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_baselines(args: argparse.Namespace, console: Console) -> int:
-    from search import run
     from search.results import references
 
-    run.positive(args.scale, "--scale")
     table = references.reproduce(args.only, args.scale, args.seed, args.train_size, args.debug,
                                 progress=lambda line: console.print(line, highlight=False))
     console.print(references.format_table(table))

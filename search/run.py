@@ -20,6 +20,7 @@ import optuna
 from rich.console import Console
 from rich.markup import escape
 
+from search import ranges
 from search.engines import keras_tuner, keras_tuner_space
 from search.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, InputError, SpaceError
 from search.results import confirm, leaderboard
@@ -31,6 +32,10 @@ from search.training import datasets
 from search.training.runtime import precision_setting, precision_wanted
 
 ENGINES = ("optuna", "keras-tuner")
+# What a joining worker brings itself rather than reads from the study: threads and precision belong
+# to each machine, and the storage URL is the one it was given (a database URL's password is never
+# stored on the study).
+_PER_MACHINE = ("worker", "threads", "debug", "precision", "location")
 
 
 @dataclass
@@ -98,12 +103,6 @@ class JoinOptions:
     debug: bool = False
 
 
-def positive(value: float | None, flag: str) -> None:
-    """Refuse a value that must be > 0, naming its flag."""
-    if value is not None and value <= 0:
-        raise InputError(f"{flag} {value}: must be > 0")
-
-
 def run_search(options: SearchOptions, console: Console) -> int:
     """Run (or resume) the search `options` describe until its study holds `options.trials` trials,
     or time runs out, or Ctrl-C; returns an exit code (errors.EXIT_*). Bad input raises `InputError`
@@ -140,8 +139,7 @@ def run_search(options: SearchOptions, console: Console) -> int:
         results=options.results, keep=options.keep_top, command=options.command, debug=options.debug,
         recycle_after=options.recycle_after, precision=precision, deterministic=options.deterministic,
         objectives=goals, max_params=options.max_params, max_latency_ms=options.max_latency_ms)
-    # Threads and precision belong to each machine (a joining worker picks its own).
-    settings = {k: v for k, v in vars(spec).items() if k not in ("worker", "threads", "debug", "precision")}
+    settings = {k: v for k, v in vars(spec).items() if k not in _PER_MACHINE}
     studies.save_settings(opened, {**settings, "space_source": Path(spec.space_file).read_text()})
     studies.enqueue_baselines(opened, space)
     limits = [f"at most {limit:,} {unit}" for limit, unit in ((options.max_params, "parameters"),
@@ -169,8 +167,8 @@ def run_search(options: SearchOptions, console: Console) -> int:
 def join_search(options: JoinOptions, console: Console) -> int:
     """Run trials of a stored study in one worker process on this machine until its budget is met."""
     started = time.monotonic()
-    positive(options.trial_timeout, "--trial-timeout")
-    positive(options.recycle_after, "--recycle-after")
+    ranges.SECONDS.check(options.trial_timeout, "--trial-timeout")
+    ranges.RECYCLE_AFTER.check(options.recycle_after, "--recycle-after")
     precision = precision_setting(options.precision)
     opened = studies.load_study(options.study, Path(options.results), options.storage)
     settings = opened.user_attrs.get(StudyAttr.SETTINGS)
@@ -196,8 +194,11 @@ def confirm_search(options: ConfirmOptions, console: Console) -> int:
     """Train the `top` best configurations of a stored study `seeds` more times each (confirm.py), in
     worker processes on this machine, then print what the confirmation found."""
     started = time.monotonic()
-    positive(options.workers, "--workers")
-    positive(options.recycle_after, "--recycle-after")
+    for value, flag, allowed in ((options.top, "--top", ranges.CONFIRM_TOP),
+                                 (options.seeds, "--seeds", ranges.CONFIRM_SEEDS),
+                                 (options.workers, "--workers", ranges.WORKERS),
+                                 (options.recycle_after, "--recycle-after", ranges.RECYCLE_AFTER)):
+        allowed.check(value, flag)
     precision = precision_setting(options.precision)
     opened = studies.load_study(options.study, Path(options.results), options.storage)
     settings = opened.user_attrs.get(StudyAttr.SETTINGS)
@@ -245,17 +246,20 @@ def _pruner(options: SearchOptions, space: Space, goals: tuple[str, ...]) -> str
 def _check(options: SearchOptions) -> tuple[str, tuple[str, ...]]:
     """Every option that can be checked without the space file or the data; returns the precision setting
     and the objectives."""
-    for value, flag in ((options.trials, "--trials"), (options.timeout, "--timeout"), (options.epochs, "--epochs"),
-                        (options.top, "--top"), (options.workers, "--workers"),
-                        (options.trial_timeout, "--trial-timeout"), (options.recycle_after, "--recycle-after"),
-                        (options.max_params, "--max-params"), (options.max_latency_ms, "--max-latency-ms")):
-        positive(value, flag)
+    for value, flag, allowed in (
+            (options.trials, "--trials", ranges.TRIALS), (options.timeout, "--timeout", ranges.SECONDS),
+            (options.seed, "--seed", ranges.SEED), (options.epochs, "--epochs", ranges.EPOCHS),
+            (options.train_size, "--train-size", ranges.TRAIN_SIZE), (options.top, "--top", ranges.ROWS),
+            (options.keep_top, "--keep-top", ranges.KEEP_TOP), (options.workers, "--workers", ranges.WORKERS),
+            (options.trial_timeout, "--trial-timeout", ranges.SECONDS),
+            (options.recycle_after, "--recycle-after", ranges.RECYCLE_AFTER),
+            (options.max_params, "--max-params", ranges.MAX_PARAMS),
+            (options.max_latency_ms, "--max-latency-ms", ranges.LATENCY_MS)):
+        allowed.check(value, flag)
     goals = studies.objectives(options.objectives)
     if len(goals) > 1 and options.pruner not in (None, "none"):
         raise InputError(f"--pruner {options.pruner}: Optuna cannot prune a study with several objectives "
                          f"(--objectives {options.objectives}); leave --pruner out")
-    if options.keep_top < 0:
-        raise InputError(f"--keep-top {options.keep_top}: must be >= 0")
     precision = precision_setting(options.precision)  # a bad SEARCH_PRECISION stops here too
     if options.engine not in ENGINES:
         raise InputError(f"--engine {options.engine!r}: expected one of {', '.join(ENGINES)}")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from helpers import SMALL_SPACE
+from hypothesis import settings
 
 from search.training import datasets
 
@@ -19,6 +20,11 @@ from search.training import datasets
 # default at exec, so handling it here gives every child Python's usual KeyboardInterrupt.
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+# The properties (Hypothesis) try a bounded number of examples each, a few seconds in all; SEARCH_FUZZ=N
+# tries N of each instead. No deadline: a loaded CI machine is not a slow property.
+settings.register_profile("search", max_examples=int(os.environ.get("SEARCH_FUZZ", "500")), deadline=None)
+settings.load_profile("search")
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:

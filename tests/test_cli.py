@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import SEARCH_SPACE as SPACE
+from hypothesis import given
+from hypothesis import strategies as st
 
-from search import run
+from search import ranges, run
 from search.cli import build_parser, main
 from search.space import load_space
 
@@ -35,18 +38,18 @@ def test_run_and_worker_parse_into_the_python_api_field_for_field() -> None:
 
 
 BAD_RUNS = [
-    (["--trials", "0"], "--trials 0: must be > 0"),
+    (["--trials", "0"], "--trials 0: expected an integer from 1 to 100,000"),
     (["--sampler", "bogus"], "--sampler 'bogus': expected one of tpe, nsga2, random, cmaes, gp"),
     (["--pruner", "bogus"], "--pruner 'bogus': expected one of median, halving, hyperband, none"),
     (["--storage", "not a url"], "--storage 'not a url': expected a journal file path ending in .log"),
     (["--storage", "postgresql://ann:s3cret@127.0.0.1:1/none"], "--storage postgresql://ann:***@127.0.0.1:1/none: cannot open"),
-    (["--workers", "0"], "--workers 0: must be > 0"),
-    (["--trial-timeout", "-5"], "--trial-timeout -5.0: must be > 0"),
+    (["--workers", "0"], "--workers 0: expected an integer from 1 to"),
+    (["--trial-timeout", "-5"], "--trial-timeout -5: expected a number > 0 and <= 31,536,000 (a year)"),
     (["--study", "../escape"], "--study '../escape': use letters, digits"),
     (["--dataset", "cifar"], "cifar"),
     (["--data", "/nonexistent/mnist.npz"], "/nonexistent/mnist.npz"),
-    (["--train-size", "0"], "train_size"),
-    (["--epochs", "-1"], "--epochs -1: must be > 0"),
+    (["--train-size", "0"], "--train-size 0: expected an integer from 1 to 55,000"),
+    (["--epochs", "-1"], "--epochs -1: expected an integer from 1 to 10,000"),
 ]
 
 
@@ -97,8 +100,8 @@ BAD_OPTIONS = [
     (["--engine", "keras-tuner", "--sampler", "tpe"], "--sampler tpe: an Optuna option"),
     (["--engine", "keras-tuner", "--pruner", "median"], "--pruner median: an Optuna option"),
     (["--engine", "keras-tuner", "--workers", "2"], "--workers 2: --engine keras-tuner runs one trial at a time"),
-    (["--max-params", "0"], "--max-params 0: must be > 0"),
-    (["--max-latency-ms", "-1"], "--max-latency-ms -1.0: must be > 0"),
+    (["--max-params", "0"], "--max-params 0: expected an integer from 1 to 1,000,000,000"),
+    (["--max-latency-ms", "-1"], "--max-latency-ms -1: expected a number > 0 and <= 60,000"),
     (["--objectives", "accuracy,foo"], "--objectives accuracy,foo: expected accuracy, then any of params and latency"),
     (["--objectives", "params"], "--objectives params: expected accuracy, then"),
     (["--objectives", "accuracy,params", "--pruner", "median"],
@@ -124,13 +127,13 @@ def test_bad_engine_options_exit_2_with_one_line_and_write_nothing(write_space, 
 @pytest.mark.fast
 @pytest.mark.parametrize(("command", "message"), [
     (["leaderboard", "nothere"], "nothere: no study found at"),
-    (["leaderboard", "nothere", "--top", "0"], "--top 0: must be > 0"),
+    (["leaderboard", "nothere", "--top", "0"], "--top 0: expected an integer from 1 to 100,000"),
     (["compare", "nothere"], "nothere: no study found at"),
     (["report", "nothere"], "nothere: no study found at"),
     (["export", "nothere"], "nothere: no study found at"),
     (["worker", "--study", "nothere"], "nothere: no study found at"),
     (["baselines", "--only", "S9"], "--only S9: expected one of S1, S2, S3, S4, S4-aug, S5"),
-    (["baselines", "--scale", "0"], "--scale 0.0: must be > 0"),
+    (["baselines", "--scale", "0"], "--scale 0: expected a number > 0 and <= 100"),
     (["show", "nothere.py"], "nothere.py: no such file"),
 ], ids=lambda value: " ".join(value) if isinstance(value, list) else None)
 def test_bad_input_to_any_command_exits_2_with_one_line(tmp_path: Path, capsys, command: list[str],
@@ -155,8 +158,6 @@ def test_a_bad_precision_in_the_environment_stops_run_before_anything_is_written
 
 @pytest.mark.fast
 @pytest.mark.parametrize(("argv", "message"), [
-    (["run", "spaces/mlp.py", "--trials", "abc"],
-     "error: argument --trials: invalid int value: 'abc' (see python -m search run --help)"),
     (["run"], "error: the following arguments are required: space (see python -m search run --help)"),
     (["run", "spaces/mlp.py", "--precision", "half"], "error: argument --precision: invalid choice: 'half'"),
     (["bogus"], "error: argument COMMAND: invalid choice: 'bogus'"),
@@ -181,7 +182,7 @@ def test_results_naming_a_file_is_refused_in_one_line(write_space, tmp_path: Pat
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["--ensemble", "0"], "--ensemble 0: must be > 0"),
+    (["--ensemble", "0"], "--ensemble 0: expected an integer from 1 to 100"),
     (["--ensemble", "4"], "--ensemble 4: only 3 kept trials to average (keep more with --keep-top)"),
     (["--ensemble", "2", "--trial", "1"], "--ensemble 2: it takes the best kept trials itself; drop --trial"),
 ])
@@ -216,3 +217,68 @@ def test_readmes_command_block_names_every_option_of_every_command_and_no_other(
         documented = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", lines[name].split("#")[0]))
         options = {flag for action in parser._actions for flag in action.option_strings if flag.startswith("--")}
         assert documented == options - {"--help"}, name
+
+
+def numeric_flags() -> list[tuple[str, Any, Any]]:
+    """(command, its parser, argparse action) for every option of every command that takes a number."""
+    commands = build_parser()._subparsers._group_actions[0].choices  # argparse keeps its subparsers here
+    return [(name, parser, action) for name, parser in commands.items() for action in parser._actions
+            if action.type in (int, float) or isinstance(action.type, ranges.FlagType)]
+
+
+def argv_with(name: str, parser: Any, flag: str, value: str) -> list[str]:
+    """A command line for `name` that parses but for `flag`'s `value`: every other required argument given
+    a valid placeholder (a number its range's low end)."""
+    argv = [name]
+    for action in parser._actions:
+        if flag in action.option_strings or not (action.required or not action.option_strings):
+            continue
+        placeholder = str(action.type.range.low) if isinstance(action.type, ranges.FlagType) else "x"
+        argv += [placeholder] if not action.option_strings else [action.option_strings[0], placeholder]
+    return [*argv, flag, value]
+
+
+NUMERIC = numeric_flags()
+NUMERIC_IDS = [f"{name} {action.option_strings[0]}" for name, _, action in NUMERIC]
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize(("name", "parser", "action"), NUMERIC, ids=NUMERIC_IDS)
+def test_every_number_on_the_command_line_has_a_stated_range_its_default_lies_in(name: str, parser: Any,
+                                                                                 action: Any) -> None:
+    assert isinstance(action.type, ranges.FlagType), f"{name} {action.option_strings[0]}: a number without a range"
+    allowed = action.type.range
+    assert action.type.flag in action.option_strings
+    assert action.default is None or allowed.holds(action.default)
+    # Nothing a stray digit can make huge: every bound well below 2**40, none below -1.
+    assert 0 <= allowed.low and allowed.high < 2**40
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize(("name", "parser", "action"), NUMERIC, ids=NUMERIC_IDS)
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", str(2**40), "1e400", "abc", ""])
+def test_a_number_out_of_range_is_one_line_exit_2_naming_flag_value_and_range_and_nothing_is_written(
+        name: str, parser: Any, action: Any, value: str, tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)  # every default folder (results/, the journal) would be made here
+    flag = action.option_strings[0]
+    assert main(argv_with(name, parser, flag, value)) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1, err
+    assert err.startswith(f"error: {flag} ") and value in err and action.type.range.describe() in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.fast
+@given(data=st.data())
+def test_a_numeric_flag_takes_exactly_the_finite_numbers_in_its_range(data: st.DataObject) -> None:
+    name, _, action = data.draw(st.sampled_from(NUMERIC))
+    allowed = action.type.range
+    number = data.draw(st.one_of(st.integers(-2**64, 2**64), st.floats(), st.sampled_from(
+        [allowed.low, allowed.high, allowed.low - 1, allowed.high + 1, allowed.high * 1.000001])))
+    accepted = (isinstance(number, int) or allowed.kind is float) and allowed.holds(allowed.kind(number))
+    if accepted:
+        assert action.type(repr(number)) == number
+    else:
+        with pytest.raises(ranges.FlagError) as refused:
+            action.type(repr(number))
+        assert str(refused.value).startswith(f"{action.type.flag} ") and "\n" not in str(refused.value)

@@ -67,6 +67,7 @@ def test_each_private_api_still_does_its_job() -> None:
     from search.training.runtime import start_tensorflow
 
     assert of_optuna.journal_set_trial_state() == 6
+    assert of_optuna.journal_operations() == set(range(11))
     study = optuna.create_study()
     trial = study.ask()
     study.tell(trial, state=TrialState.FAIL)

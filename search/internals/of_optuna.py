@@ -10,3 +10,11 @@ def journal_set_trial_state() -> int:
     from optuna.storages.journal._storage import JournalOperation
 
     return int(JournalOperation.SET_TRIAL_STATE_VALUES)
+
+
+def journal_operations() -> frozenset[int]:
+    """Every operation code a journal record may hold (Optuna's `JournalOperation`): a line that parses
+    as JSON but holds another is damage, not a record."""
+    from optuna.storages.journal._storage import JournalOperation
+
+    return frozenset(int(operation) for operation in JournalOperation)

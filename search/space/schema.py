@@ -8,6 +8,7 @@ free of TensorFlow so that loading and showing a space is instant.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,6 +145,8 @@ def key_spec(keys: dict[str, Key], key: str, source: str, where: str) -> Key:
 def check_range(spec: Key, dim: Any, source: str, where: str) -> None:
     if spec.kind not in ("int", "float") or (spec.kind == "int" and isinstance(dim, Float)):
         raise SpaceError(source, where, f"{dim!r}: expected {spec.describe()}")
+    for bound in (dim.low, dim.high):
+        _finite(bound, spec, source, where)
     too_low = spec.low is not None and dim.low < spec.low
     too_high = spec.high is not None and (dim.high > spec.high if spec.kind == "int" else dim.high >= spec.high)
     if too_low or too_high:
@@ -169,6 +172,8 @@ def check_value(spec: Key, value: Any, source: str, where: str) -> None:
         return
     else:
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if number:
+            _finite(value, spec, source, where)
         ok = number and (spec.kind == "float" or isinstance(value, int))
         if ok and spec.low is not None:
             ok = value >= spec.low
@@ -176,3 +181,10 @@ def check_value(spec: Key, value: Any, source: str, where: str) -> None:
             ok = value <= spec.high if spec.kind == "int" else value < spec.high
     if not ok:
         raise SpaceError(source, where, f"{value!r}: expected {spec.describe()}")
+
+
+def _finite(value: Any, spec: Key, source: str, where: str) -> None:
+    """One rule for every numeric key, bounded or not: inf and nan train nothing (a NaN loss, or a
+    model that cannot be built), so they are refused where the space is read."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise SpaceError(source, where, f"{value!r}: not a finite number; expected {spec.describe()}")

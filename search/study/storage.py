@@ -24,11 +24,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.engine import make_url
 
 from search.errors import InputError, one_line
 from search.internals import of_optuna
@@ -46,16 +48,51 @@ def default_location(results: Path, name: str) -> str:
     return str(results / name / JOURNAL)
 
 
-def redact(url: str) -> str:
-    """A storage URL safe to print: any password replaced by ***."""
-    return re.sub(r"(://[^:/@\s]+:)[^@\s]+@", r"\1***@", url)
+# Query parameters that may carry a secret (libpq reads `password`; drivers take others).
+_SECRET_QUERY = re.compile(r"pass|pwd|secret|token|key|auth|cred", re.IGNORECASE)
+
+
+def redact(location: str) -> str:
+    """A storage location safe to print, log or write: the one way any of them is shown.
+
+    A file path is itself (but for what comes before an `@`: it may be a URL without its scheme). A
+    URL goes through SQLAlchemy's parser, the one the storage itself uses, and is rendered with its
+    password as ***, and its query as *** if any of its keys may name a secret (`?password=`). What
+    that parser cannot read unambiguously (not a URL, or one with a second `@` or one in its query,
+    where it would take part of a password for the host) keeps only its scheme: `postgresql://***`."""
+    if "://" not in location:  # a file path; with an @, perhaps a URL without its scheme
+        return location if "@" not in location else "***@" + location.rsplit("@", 1)[1]
+    scheme = location.split("://", 1)[0]
+    safe = f"{scheme}://***" if re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", scheme) else "***"
+    if location.count("@") > 1 or "@" in location.partition("?")[2]:
+        return safe  # an unescaped @ in a password: the parse would split it there, and the rest would show
+    try:
+        parsed = make_url(location)
+    except Exception:  # SQLAlchemy's ArgumentError, or a ValueError from a bad port
+        return safe
+    shown = parsed.set(query={}).render_as_string(hide_password=True)
+    if any(_SECRET_QUERY.search(key) for key in parsed.query):
+        return shown + "?***"  # all of it: an unescaped & in the secret would carry part of it into the next key
+    return shown + ("?" + urlencode(parsed.query, doseq=True) if parsed.query else "")
+
+
+def redact_command(argv: list[str]) -> list[str]:
+    """A command line's arguments safe to print or record: each URL in it (`--storage URL` or
+    `--storage=URL`) through `redact`."""
+    def one(argument: str) -> str:
+        flag, equals, value = argument.partition("=")
+        if equals and flag.startswith("--"):
+            return flag + equals + redact(value)
+        return redact(argument)
+
+    return [one(argument) for argument in argv]
 
 
 def check_location(location: str) -> None:
     """Reject a malformed --storage before anything is written."""
     if re.match(r"^[a-z][a-z0-9+]*://", location):
         if location.startswith("sqlite://") and not location.startswith("sqlite:///"):
-            raise InputError(f"--storage {location!r}: a SQLite URL is sqlite:///path/to/file.db")
+            raise InputError(f"--storage {redact(location)!r}: a SQLite URL is sqlite:///path/to/file.db")
         return
     if not location.endswith(".log"):
         raise InputError(f"--storage {redact(location)!r}: expected a journal file path ending in .log, or a "
@@ -70,9 +107,36 @@ def check_given(location: str) -> None:
         return
     file = Path(location.removeprefix("sqlite:///"))
     if file.is_dir():
-        raise InputError(f"--storage {location}: is a folder; give a file in it")
+        raise InputError(f"--storage {redact(location)}: is a folder; give a file in it")
     if not file.parent.is_dir():
-        raise InputError(f"--storage {location}: folder {file.parent} does not exist")
+        raise InputError(f"--storage {redact(location)}: folder {redact(str(file.parent))} does not exist")
+
+
+# How every Optuna journal begins: the record that creates its study (operation 0), written compact
+# (Optuna 4 on) or with spaces (before).
+_JOURNAL_START = re.compile(rb'\{"op_code": ?0, ?"worker_id": ?"')
+_SQLITE_START = b"SQLite format 3\x00"
+
+
+def check_not_foreign(location: str) -> None:
+    """A file at the storage's place that `search` (through Optuna) did not make is refused, and never
+    read further, locked, repaired or written: a journal path must hold nothing or an Optuna journal, a
+    SQLite path nothing or a SQLite database. Database URLs have no file here to check."""
+    if "://" in location and not location.startswith("sqlite:///"):
+        return
+    path = Path(location.removeprefix("sqlite:///"))
+    try:
+        with open(path, "rb") as file:
+            head = file.read(64)
+    except (FileNotFoundError, IsADirectoryError):
+        return  # nothing there yet (a folder is check_given's to refuse)
+    except OSError as err:
+        raise InputError(f"{path}: cannot be read: {one_line(err)}") from err
+    kind, ours = (("a SQLite database", head.startswith(_SQLITE_START)) if location.startswith("sqlite:///")
+                  else ("an Optuna journal", _JOURNAL_START.match(head) is not None))
+    if head and not ours:
+        raise InputError(f"{path}: exists and is not {kind}, so search leaves it as it is: give --storage a new "
+                         "file, or the study's own")
 
 
 def check_results(results: Path) -> None:
@@ -118,12 +182,17 @@ def open_storage(location: str) -> BaseStorage:
     """The Optuna storage for a journal file path or a database URL. A journal is checked and, if its
     last record was cut short, repaired first (`repair_journal`)."""
     check_location(location)
+    check_not_foreign(location)
     if "://" not in location:
         Path(location).parent.mkdir(parents=True, exist_ok=True)
         # The open-lock works on every filesystem, NFS included (a symlink lock does not).
         lock = JournalFileOpenLock(location)
         repaired = repair_journal(Path(location), lock)
-        journal = JournalStorage(JournalFileBackend(location, lock_obj=lock))
+        try:  # Optuna replays every record here: one that parses but says nothing sensible stops it
+            journal = JournalStorage(JournalFileBackend(location, lock_obj=lock))
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+            raise InputError(f"{location}: a record of this journal cannot be replayed ({one_line(err)}): restore "
+                             "the file from a copy, or start another --study") from err
         if repaired is not None:
             print(f"warning: {repaired.describe(journal)}", file=sys.stderr, flush=True)
         return journal
@@ -170,27 +239,34 @@ _FINISHED_STATES = {state.value: state.name.lower() for state in (TrialState.COM
 
 
 def repair_journal(path: Path, lock: JournalFileOpenLock) -> Repair | None:
-    """Check a journal file under its lock: a last line cut short (no newline, or not JSON) is moved
-    to a file beside it, never deleted, and the journal truncated to its last whole record; any
-    other unreadable line stops with one line naming the file and the line."""
+    """Check a journal file under its lock: a last line cut short (no newline, or not a record) is
+    moved to a file beside it, never deleted, and the journal truncated to its last whole record; any
+    other line that is not a journal record stops with one line naming the file and the line. A file
+    that does not begin as an Optuna journal does is refused untouched, before its lock is taken."""
     if not path.is_file() or path.stat().st_size == 0:
         return None
+    check_not_foreign(str(path))
     if not lock.acquire():  # it waits for the lock, and breaks one its holder left behind
         raise InputError(f"{path}: cannot take the journal's lock")
     try:
         data = path.read_bytes()
         lines = data.split(b"\n")
         tail = lines.pop()  # after the last newline: empty when the file ends whole
+        operations = of_optuna.journal_operations()
+        damaged = f"{path}: line {{}} is not a journal record: the study cannot be read safely; restore the " \
+                  "file from a copy, or start another --study"
         for number, line in enumerate(lines, 1):
-            if _readable(line):
+            if _record(line, operations):
                 continue
-            if number < len(lines) or tail:
-                raise InputError(f"{path}: line {number} is not a journal record: the study cannot be read "
-                                 "safely; restore the file from a copy, or start another --study")
+            # Only the last record can be cut short, and what is cut short is not JSON: the rest is damage.
+            if number < len(lines) or tail or _parses(line):
+                raise InputError(damaged.format(number))
             tail = line + b"\n"  # the last line has its newline but not all of its record
         if not tail:
             return None
-        if tail.endswith(b"}") and _readable(tail):  # whole but for its newline: nothing to move aside
+        if _parses(tail) and not _record(tail, operations):
+            raise InputError(damaged.format(len(lines) + 1))
+        if _record(tail, operations):  # whole but for its newline: nothing to move aside
             with open(path, "ab") as journal:
                 journal.write(b"\n")
                 os.fsync(journal.fileno())
@@ -216,12 +292,25 @@ def repair_journal(path: Path, lock: JournalFileOpenLock) -> Repair | None:
                   _FINISHED_STATES[int(state[1])] if ends and state else None)
 
 
-def _readable(line: bytes) -> bool:
+def _record(line: bytes, operations: frozenset[int]) -> bool:
+    """Whether a line is a journal record: a JSON object with a known operation and its writer."""
+    record = _parsed(line)
+    return (isinstance(record, dict) and type(record.get("op_code")) is int and record["op_code"] in operations
+            and isinstance(record.get("worker_id"), str))
+
+
+def _parses(line: bytes) -> bool:
+    return _parsed(line) is not _UNPARSED
+
+
+_UNPARSED = object()
+
+
+def _parsed(line: bytes) -> Any:
     try:
-        json.loads(line)
+        return json.loads(line)
     except ValueError:
-        return False
-    return True
+        return _UNPARSED
 
 
 def _heartbeat_lost(study: optuna.Study, trial: FrozenTrial) -> None:

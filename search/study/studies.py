@@ -55,6 +55,7 @@ def storage_url(name: str, location: str | None = None, results: Path = Path("re
         storage.check_given(location)
     location = location or storage.default_location(results, name)
     storage.check_folder(results / name, location)
+    storage.check_not_foreign(location)
     return location
 
 
@@ -64,7 +65,7 @@ def locate(study_or_space: str, results: Path = Path("results"), location: str |
     name = Path(study_or_space).stem if study_or_space.endswith(".py") else study_or_space
     url = storage_url(name, location, results)
     if not storage.exists(url):
-        raise InputError(f"{study_or_space}: no study found at {url.removeprefix('sqlite:///')} "
+        raise InputError(f"{study_or_space}: no study found at {storage.redact(url.removeprefix('sqlite:///'))} "
                          f"(run `python -m search run` first, or pass --results/--storage)")
     return name, url, results / name
 

@@ -153,8 +153,8 @@ def test_run_with_confirm_searches_then_confirms_the_best_and_the_best_baseline(
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["confirm", "nothere"], "nothere: no study found at"),
-    (["confirm", "failing", "--top", "0"], "--top 0: must be > 0"),
-    (["confirm", "failing", "--seeds", "0"], "--seeds 0: must be > 0"),
+    (["confirm", "failing", "--top", "0"], "--top 0: expected an integer from 1 to 20"),
+    (["confirm", "failing", "--seeds", "0"], "--seeds 0: expected an integer from 1 to 100"),
     (["confirm", "failing"], "study 'failing' has no completed trial to confirm: run the search first"),
 ])
 def test_bad_confirm_input_is_one_line_and_writes_nothing(write_space, tmp_path: Path, capsys, argv: list[str],

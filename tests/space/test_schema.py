@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from search.errors import SpaceError
@@ -50,3 +52,32 @@ def test_bad_values_of_new_keys_are_one_line(space: dict, message: str) -> None:
     with pytest.raises(SpaceError) as caught:
         validate({"model": "cnn", "conv_blocks": [{"filters": 8}], **space}, "space.py")
     assert str(caught.value).startswith("space.py: ") and message in str(caught.value), str(caught.value)
+
+
+FLOAT_KEYS = [key for key, spec in schema.KEYS.items() if spec.kind == "float"]
+NOT_FINITE = [math.inf, -math.inf, math.nan]
+
+
+def spaces_holding(key: str, value: float) -> list[dict]:
+    """Every place a space file can put a number for `key`: fixed, among a Choice's values, as a Float's
+    bound, and in a baseline's config (a config of its own)."""
+    finite = schema.KEYS[key].default or 0.5
+    return [{key: value}, {key: Choice([finite, value])}, {key: Float(finite, value)}, {key: Float(value, finite)}]
+
+
+@pytest.mark.parametrize("key", FLOAT_KEYS)
+@pytest.mark.parametrize("value", NOT_FINITE, ids=repr)
+def test_inf_and_nan_are_refused_for_every_float_key_wherever_they_stand(key: str, value: float) -> None:
+    for space in spaces_holding(key, value):
+        with pytest.raises(SpaceError) as caught:
+            validate({"model": "mlp", **space}, "space.py")
+        assert str(caught.value).startswith(f"space.py: {key}: ") and "\n" not in str(caught.value), space
+    with pytest.raises(SpaceError) as caught:
+        schema.resolve({"model": "mlp", key: value}, "S9")  # a baseline's config
+    assert str(caught.value) == (f"S9: {key}: {value!r}: not a finite number; expected "
+                                 f"{schema.KEYS[key].describe()}")
+
+
+@pytest.mark.parametrize("key", FLOAT_KEYS)
+def test_every_float_key_takes_its_default(key: str) -> None:
+    validate({"model": "mlp", key: schema.KEYS[key].default}, "space.py")

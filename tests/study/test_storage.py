@@ -6,13 +6,19 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import string
+import tempfile
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 from search.cli import main
 from search.errors import InputError
 from search.study import record, storage
+from search.study.storage import redact, redact_command
 from search.study.studies import load_study
 
 
@@ -143,3 +149,185 @@ def test_a_results_folder_belongs_to_the_storage_of_its_study(finished_study: Pa
     storage.check_folder(other, "postgresql://ann:changed@db/search")  # the same database
     with pytest.raises(InputError, match=r"stored in postgresql://ann:\*\*\*@db/search, not of the one in "):
         storage.check_folder(other, storage.default_location(other.parent, "small"))
+
+
+# Secrets: every storage location shown, logged or written goes through storage.redact.
+
+HOSTS = st.text(string.ascii_lowercase, min_size=1, max_size=8)
+# Passwords with what breaks naive masks: @ : / ? # & = % and spaces, percent escapes, any letter.
+PASSWORDS = st.one_of(
+    st.text(st.sampled_from("@:/?#&=% +ab9é€"), min_size=1, max_size=12),
+    st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=1, max_size=12),
+    st.builds(lambda pw: quote(pw, safe=""), st.text(min_size=1, max_size=8)),  # an escape as the secret itself
+)
+
+
+def _other_letters(password: str) -> str:
+    """The same password with every letter and digit changed, its punctuation kept in place."""
+    return "".join(("y" if char == "x" else "x") if char.isalnum() else char for char in password)
+
+
+@st.composite
+def storage_urls(draw) -> tuple[str, str, str, str]:
+    """A database URL holding a password in one of the forms users write, that password, the URL
+    without it, and the URL with a twin password: its letters and digits changed, its punctuation kept."""
+    password = draw(PASSWORDS)
+    escaped = draw(st.booleans())  # as typed, or escaped as it should be
+    written, twin = ((quote(pw, safe="") if escaped else pw) for pw in (password, _other_letters(password)))
+    scheme = draw(st.sampled_from(["postgresql", "postgresql+psycopg", "mysql+pymysql", "oracle"]))
+    user = draw(st.one_of(st.just(""), HOSTS))  # an empty user name too
+    host = draw(HOSTS) + draw(st.sampled_from(["", ":5432"]))
+    database = draw(HOSTS)
+    extra = draw(st.sampled_from(["", "sslmode=require", "application_name=x"]))
+    form = draw(st.sampled_from(["user", "query", "both"]))
+    userinfo = f"{user}:{{0}}@" if form in ("user", "both") else (f"{user}@" if user else "")
+    query = "&".join(filter(None, [extra, "password={0}" if form in ("query", "both") else ""]))
+    template = f"{scheme}://{userinfo}{host}/{database}" + (f"?{query}" if query else "")
+    return template.format(written), password, template.format(""), template.format(twin)
+
+
+@pytest.mark.fast
+@given(storage_urls())
+def test_a_redacted_url_shows_no_part_of_its_password(case: tuple[str, str, str, str]) -> None:
+    url, password, skeleton, twin = case
+    shown = redact(url)
+    for form in {password, quote(password, safe=""), quote(password)}:
+        assume(form not in skeleton and form not in "***")  # a password that is also the host's name shows as that
+        assert form not in shown, (url, shown)
+    # Not even part of it: the text shown is the same whatever the password's letters and digits.
+    assert redact(twin) == shown, (url, shown, redact(twin))
+    assert redact_command(["run", "--storage", url, f"--storage={url}"]) == ["run", "--storage", shown,
+                                                                            f"--storage={shown}"]
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize(("location", "shown"), [
+    ("postgresql://search:s3cret@db:5432/search", "postgresql://search:***@db:5432/search"),
+    ("postgresql://:s3cret@db/search", "postgresql://:***@db/search"),  # no user name
+    ("postgresql://ann@db/search?sslmode=require&password=s3cret", "postgresql://ann@db/search?***"),
+    ("postgresql://ann:s3c@ret@db/search", "postgresql://***"),  # an unescaped @: where the password ends is a guess
+    ("postgresql://ann:s3c%40ret@db/search", "postgresql://ann:***@db/search"),
+    ("postgresql://db:5432/search?password=9@9", "postgresql://***"),  # else it reads user db, host 9
+    ("postgresql://ann@db/search?sslmode=require", "postgresql://ann@db/search?sslmode=require"),
+    ("sqlite:///results/x.db", "sqlite:///results/x.db"),
+    ("results/mlp/journal.log", "results/mlp/journal.log"),
+    ("ann:s3cret@db/search", "***@db/search"),  # a URL without its scheme
+    ("postgresql://ann:s3cret@db:port/search", "postgresql://***"),  # SQLAlchemy cannot read it
+])
+def test_redact_keeps_what_locates_the_storage_and_hides_the_rest(location: str, shown: str) -> None:
+    assert redact(location) == shown
+
+
+# A file the tool did not make is never changed: a storage path must hold an Optuna journal or nothing.
+
+NOTES = b"Monday: try a wider first layer.\nTuesday: the journal goes in results/.\n"
+JSON_LOG = b'{"time": "2026-01-01T00:00:00", "level": "info", "msg": "started"}\n{"op_code": 3, "msg": "x"}\n'
+
+
+def a_real_journal() -> bytes:
+    """The bytes of a small Optuna journal written by Optuna itself (no training: a quadratic)."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "real.log"
+        study = optuna.create_study(study_name="real", storage=JournalStorage(JournalFileBackend(str(path))))
+        study.set_user_attr("seed", 0)
+        study.optimize(lambda trial: trial.suggest_float("x", -1, 1) ** 2, n_trials=3)
+        return path.read_bytes()
+
+
+REAL_LINES = a_real_journal().split(b"\n")[:-1]
+
+
+@st.composite
+def file_contents(draw) -> bytes:
+    """What a user's file at a --storage path may hold, and what a journal damaged or cut may hold."""
+    return draw(st.one_of(
+        st.binary(min_size=1, max_size=300),
+        st.lists(st.text(max_size=40), min_size=1, max_size=6).map(lambda lines: "\n".join(lines).encode()),
+        st.lists(st.dictionaries(st.sampled_from(["op_code", "worker_id", "msg", "study_id", "trial_id", "state"]),
+                                 st.one_of(st.integers(-1, 12), st.text(max_size=6), st.none()), max_size=4),
+                 min_size=1, max_size=5).map(lambda records: b"".join(json.dumps(r).encode() + b"\n" for r in records)),
+        st.builds(lambda whole, rest: b"\n".join(REAL_LINES[:whole]) + b"\n" + rest,  # a journal, then anything
+                  st.integers(1, len(REAL_LINES)), st.one_of(st.just(b""), st.binary(max_size=40),
+                                                             st.sampled_from(REAL_LINES).map(lambda line: line[:-7]))),
+    ))
+
+
+def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
+    return {path.name: (path.read_bytes(), path.stat().st_mtime_ns) for path in folder.iterdir()}
+
+
+@pytest.mark.fast
+@given(contents=file_contents())
+def test_a_file_at_the_storage_path_is_an_optuna_journal_or_refused_and_never_changed_unless_a_journal(
+        contents: bytes) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "notes.log"
+        path.write_bytes(contents)
+        before = snapshot(Path(folder))
+        # Optuna's first record, the study's creation; or nothing, as Optuna leaves a journal it opened
+        journal_like = contents.startswith(REAL_LINES[0][:30]) or not contents
+        try:
+            storage.open_storage(str(path))
+        except InputError as err:
+            assert "\n" not in str(err) and str(err).startswith(f"{path}: ")
+            assert snapshot(Path(folder)) == before  # refused: not a byte, not a time stamp, no file beside it
+            if not journal_like:
+                assert "is not an Optuna journal, so search leaves it as it is" in str(err)
+            return
+        assert journal_like, contents  # only a journal is taken
+        torn = list(Path(folder).glob("notes.log.torn-*"))
+        kept = path.read_bytes()
+        if torn:  # a last record cut short: moved aside whole, the journal ends at the record before it
+            assert kept + torn[0].read_bytes() == contents and kept.endswith(b"\n")
+        else:
+            assert kept in (contents, contents + b"\n")
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("contents", [NOTES, JSON_LOG, b"\x89PNG\r\n\x1a\n" + bytes(range(40))],
+                         ids=["notes", "json-lines log", "binary"])
+@pytest.mark.parametrize("command", [
+    ["run", "{space}", "--trials", "1"], ["worker", "--study", "small"], ["confirm", "small"],
+    ["replay", "small", "--trial", "0"], ["leaderboard", "small"], ["compare", "small"], ["report", "small"],
+    ["export", "small"],
+], ids=lambda command: command[0])
+def test_every_command_refuses_a_storage_file_it_did_not_make_and_leaves_it_as_it_was(
+        tmp_path: Path, write_space, capsys, contents: bytes, command: list[str]) -> None:
+    space = write_space("SPACE = {'model': 'mlp', 'epochs': 1}\n", "small.py")
+    notes = tmp_path / "notes.log"
+    notes.write_bytes(contents)
+    before = snapshot(tmp_path)
+    argv = [part.format(space=space) for part in command]
+    assert main([*argv, "--storage", str(notes), "--results", str(tmp_path / "results")]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: {notes}: exists and is not an Optuna journal, so search leaves it as it is: give "
+                   "--storage a new file, or the study's own\n")
+    assert snapshot(tmp_path) == before  # the file as it was, and nothing made beside it (no results folder)
+
+
+@pytest.mark.fast
+def test_a_sqlite_path_that_is_not_a_database_is_refused_untouched(tmp_path: Path, capsys) -> None:
+    notes = tmp_path / "notes.db"
+    notes.write_bytes(NOTES)
+    before = snapshot(tmp_path)
+    assert main(["leaderboard", "small", "--storage", f"sqlite:///{notes}", "--results", str(tmp_path / "r")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {notes}: exists and is not a SQLite database")
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.fast
+def test_a_record_that_parses_but_is_not_one_is_damage_named_by_its_line(tmp_path: Path) -> None:
+    journal = tmp_path / "journal.log"
+    for damaged, line in ((b'{"op_code": 99, "worker_id": "w"}', 3), (b'{"op_code": 4}', 3), (b"[1, 2]", 3)):
+        journal.write_bytes(b"\n".join([*REAL_LINES[:2], damaged, *REAL_LINES[2:]]) + b"\n")
+        before = journal.read_bytes()
+        with pytest.raises(InputError, match=rf"^{journal}: line {line} is not a journal record"):
+            storage.open_storage(str(journal))
+        assert journal.read_bytes() == before
+    journal.write_bytes(b"\n".join(REAL_LINES) + b"\n")
+    assert storage.open_storage(str(journal)).get_all_studies()[0].study_name == "real"

@@ -233,6 +233,21 @@ def test_worker_command_joins_a_stored_study_and_finishes_its_budget(postgres, w
     assert sum(counts_toward_budget(t) for t in done) == 4
     assert (remote / "joined" / "space.py").read_text() == space.read_text()
     assert Counter(t.user_attrs["config"]["epochs"] for t in done if counts_toward_budget(t)) == Counter({1: 4})
+    # The password in the URL is stored nowhere in the database either (the worker brought its own URL).
+    assert "s3cret" not in database_text(postgres.url)
+
+
+def database_text(url: str) -> str:
+    """Every row of every table of the database, as text: what pg_dump would show."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url)
+    tables = sqlalchemy.MetaData()
+    tables.reflect(engine)
+    with engine.connect() as connection:
+        text = "\n".join(str(row) for table in tables.sorted_tables for row in connection.execute(table.select()))
+    engine.dispose()
+    return text
 
 
 def test_trial_timeout_fails_long_trials_with_the_reason(write_space, tmp_path: Path) -> None:
