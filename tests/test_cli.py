@@ -90,7 +90,7 @@ def test_a_space_files_pruner_is_the_default_and_an_unknown_one_is_refused(write
 def test_show_prints_tree_and_dimensions(capsys) -> None:
     assert main(["show", "spaces/mlp.py"]) == 0
     out = capsys.readouterr().out
-    assert "units: Int(128, 1024, log=True)" in out and "searched dimensions" in out and "S5" in out
+    assert "units: Int(128, 640, log=True)" in out and "searched dimensions" in out and "S5" in out
 
 
 BAD_OPTIONS = [
