@@ -182,6 +182,9 @@ def _worker_options(parser: argparse.ArgumentParser, several: bool, timeout: boo
         _number(parser, "--trial-timeout", ranges.SECONDS, help="fail a trial that trains longer than this (s)")
     _number(parser, "--recycle-after", ranges.RECYCLE_AFTER, default=25,
                         help="replace a worker process after this many trials: TensorFlow's memory grows (25)")
+    parser.add_argument("--tensorboard", metavar="DIR", help="write each trial's curves and hyperparameters there "
+                                                              "for TensorBoard (HParams); worker and confirm: "
+                                                              "default the search's")
     parser.add_argument("--precision", choices=PRECISIONS, help="auto (default: bfloat16 on a CPU with AMX, else "
                                                                 "float32), float32 or bfloat16; exports are float32")
 
