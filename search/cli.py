@@ -84,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                               "a multi-objective search (no pruning)")
     _number(run, "--max-params", ranges.MAX_PARAMS, help="reject configs with more weights, before training")
     _number(run, "--max-latency-ms", ranges.LATENCY_MS, help="reject configs slower on one image (CPU, ms)")
+    run.add_argument("--warm-start", metavar="STUDY", help="first queue the best configurations by validation of "
+                                                            "this earlier study (same storage and results folder)")
+    _number(run, "--warm-top", ranges.WARM_TOP, metavar="K", help="how many of them (5)")
+    run.add_argument("--enqueue", metavar="FILE", help="first queue the configurations of this JSON file: a list of "
+                                                       "{parameter: value} objects, named as `show` prints them")
     _worker_options(run, several=True, timeout=True)
     run.set_defaults(handler=cmd_run)
 

@@ -25,7 +25,7 @@ from search.engines import keras_tuner, keras_tuner_space
 from search.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, InputError, SpaceError
 from search.results import confirm, leaderboard
 from search.space import Space, load_space
-from search.study import lifecycle, record, stopping, storage, studies, tensorboard_files, workers
+from search.study import lifecycle, record, stopping, storage, studies, tensorboard_files, warm_start, workers
 from search.study.progress import Progress
 from search.study.record import StudyAttr
 from search.training import datasets
@@ -70,6 +70,9 @@ class SearchOptions:
     accept_space_change: bool = False  # resume a study whose space file changed, recording the change
     confirm: bool = False  # once the search is done, confirm it as `search confirm` does with its defaults
     tensorboard: str | None = None  # a folder for TensorBoard: each trial's curves, the HParams table
+    warm_start: str | None = None  # an earlier study in the same storage: queue its best configurations first
+    warm_top: int | None = None  # how many of them (default warm_start.WARM_TOP)
+    enqueue: str | None = None  # a JSON file of configurations (parameter: value) to queue first
     command: str = ""  # the command line that started it, recorded with kept trials and model cards
     debug: bool = False
 
@@ -117,6 +120,7 @@ def run_search(options: SearchOptions, console: Console) -> int:
         keras_tuner_space.check_space(space, options.tuner or "hyperband", options.epochs)
     name = studies.study_name(space, options.study)
     location = studies.storage_url(name, options.storage, Path(options.results))
+    queued, skipped = _warm_starts(options, space, name)
     sampler, pruner = options.sampler or "tpe", _pruner(options, space, goals)
     if options.engine == "optuna":
         studies.make_sampler(sampler, 0)  # a bad --sampler or --pruner stops here, before anything is written
@@ -146,6 +150,8 @@ def run_search(options: SearchOptions, console: Console) -> int:
     settings = {k: v for k, v in vars(spec).items() if k not in _PER_MACHINE}
     studies.save_settings(opened, {**settings, "space_source": Path(spec.space_file).read_text()})
     studies.enqueue_baselines(opened, space)
+    for line in [*skipped, *warm_start.enqueue(opened, queued, options.trials)]:
+        console.print(escape(line))
     _start_tensorboard(options.tensorboard, space)
     limits = [f"at most {limit:,} {unit}" for limit, unit in ((options.max_params, "parameters"),
                                                              (options.max_latency_ms, "ms a digit")) if limit]
@@ -269,6 +275,9 @@ def _check(options: SearchOptions) -> tuple[str, tuple[str, ...]]:
             (options.max_latency_ms, "--max-latency-ms", ranges.LATENCY_MS)):
         allowed.check(value, flag)
     tensorboard_files.check_dir(options.tensorboard)
+    ranges.WARM_TOP.check(options.warm_top, "--warm-top")
+    if options.warm_top is not None and options.warm_start is None:
+        raise InputError(f"--warm-top {options.warm_top}: needs --warm-start STUDY")
     goals = studies.objectives(options.objectives)
     if len(goals) > 1 and options.pruner not in (None, "none"):
         raise InputError(f"--pruner {options.pruner}: Optuna cannot prune a study with several objectives "
@@ -288,7 +297,26 @@ def _check(options: SearchOptions) -> tuple[str, tuple[str, ...]]:
         keras_tuner.check_options(options.tuner, options.sampler, options.pruner, options.workers, options.storage)
         if len(goals) > 1 or options.max_params or options.max_latency_ms:
             raise InputError("--objectives, --max-params and --max-latency-ms need --engine optuna")
+        if options.warm_start or options.enqueue:
+            raise InputError("--warm-start and --enqueue need --engine optuna (they queue Optuna trials)")
     return precision, goals
+
+
+def _warm_starts(options: SearchOptions, space: Space, name: str) -> tuple[list[warm_start.Queued], list[str]]:
+    """What --warm-start and --enqueue queue, checked against `space` before anything is written, and a
+    line for each of the earlier study's best that `space` cannot express."""
+    queued: list[warm_start.Queued] = []
+    skipped: list[str] = []
+    if options.warm_start is not None:
+        earlier = studies.load_study(options.warm_start, Path(options.results), options.storage)
+        if earlier.study_name == name:
+            raise InputError(f"--warm-start {options.warm_start}: the study this run searches; name an earlier one")
+        queued, skipped = warm_start.best_of(earlier, space, options.warm_top or warm_start.WARM_TOP)
+        if not queued and not skipped:
+            skipped.append(f"warm start: {earlier.study_name} has no completed searched trial to start from")
+    if options.enqueue is not None:
+        queued += warm_start.from_file(options.enqueue, space)
+    return queued, skipped
 
 
 def _run_keras_tuner(options: SearchOptions, console: Console, space: Space, name: str, location: str,
