@@ -84,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                               "a multi-objective search (no pruning)")
     _number(run, "--max-params", ranges.MAX_PARAMS, help="reject configs with more weights, before training")
     _number(run, "--max-latency-ms", ranges.LATENCY_MS, help="reject configs slower on one image (CPU, ms)")
+    run.add_argument("--warm-start", metavar="STUDY", help="first queue the best configurations by validation of "
+                                                            "this earlier study (same storage and results folder)")
+    _number(run, "--warm-top", ranges.WARM_TOP, metavar="K", help="how many of them (5)")
+    run.add_argument("--enqueue", metavar="FILE", help="first queue the configurations of this JSON file: a list of "
+                                                       "{parameter: value} objects, named as `show` prints them")
     _worker_options(run, several=True, timeout=True)
     run.set_defaults(handler=cmd_run)
 
@@ -182,6 +187,9 @@ def _worker_options(parser: argparse.ArgumentParser, several: bool, timeout: boo
         _number(parser, "--trial-timeout", ranges.SECONDS, help="fail a trial that trains longer than this (s)")
     _number(parser, "--recycle-after", ranges.RECYCLE_AFTER, default=25,
                         help="replace a worker process after this many trials: TensorFlow's memory grows (25)")
+    parser.add_argument("--tensorboard", metavar="DIR", help="write each trial's curves and hyperparameters there "
+                                                              "for TensorBoard (HParams); worker and confirm: "
+                                                              "default the search's")
     parser.add_argument("--precision", choices=PRECISIONS, help="auto (default: bfloat16 on a CPU with AMX, else "
                                                                 "float32), float32 or bfloat16; exports are float32")
 

@@ -97,6 +97,7 @@ LATENCY_MS = Range(float, 0, 60_000, above=True)  # a minute a digit
 TRIAL = Range(int, 0, 2**31 - 1)  # a trial number
 CONFIRM_TOP = Range(int, 1, 20)  # configurations confirm trains again
 CONFIRM_SEEDS = Range(int, 1, 100)  # trainings of each: top x seeds at most 2,000
+WARM_TOP = Range(int, 1, 1_000)  # an earlier study's best configurations queued by --warm-start
 ENSEMBLE = Range(int, 1, 100)  # models averaged into one
 SAMPLES = Range(int, 1, MAX_SAMPLES)  # MNIST's test set
 SCALE = Range(float, 0, 100, above=True)  # of the tutorials' epochs

@@ -25,7 +25,7 @@ from search.engines import keras_tuner, keras_tuner_space
 from search.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, InputError, SpaceError
 from search.results import confirm, leaderboard
 from search.space import Space, load_space
-from search.study import lifecycle, record, stopping, storage, studies, workers
+from search.study import lifecycle, record, stopping, storage, studies, tensorboard_files, warm_start, workers
 from search.study.progress import Progress
 from search.study.record import StudyAttr
 from search.training import datasets
@@ -69,6 +69,10 @@ class SearchOptions:
     max_latency_ms: float | None = None
     accept_space_change: bool = False  # resume a study whose space file changed, recording the change
     confirm: bool = False  # once the search is done, confirm it as `search confirm` does with its defaults
+    tensorboard: str | None = None  # a folder for TensorBoard: each trial's curves, the HParams table
+    warm_start: str | None = None  # an earlier study in the same storage: queue its best configurations first
+    warm_top: int | None = None  # how many of them (default warm_start.WARM_TOP)
+    enqueue: str | None = None  # a JSON file of configurations (parameter: value) to queue first
     command: str = ""  # the command line that started it, recorded with kept trials and model cards
     debug: bool = False
 
@@ -85,6 +89,7 @@ class ConfirmOptions:
     workers: int | None = None
     recycle_after: int = 25
     precision: str | None = None
+    tensorboard: str | None = None  # default: the folder the search wrote to, if any
     command: str = ""
     debug: bool = False
 
@@ -99,6 +104,7 @@ class JoinOptions:
     trial_timeout: float | None = None
     recycle_after: int = 25
     precision: str | None = None
+    tensorboard: str | None = None  # default: the folder the search wrote to, if any
     command: str = ""
     debug: bool = False
 
@@ -114,6 +120,7 @@ def run_search(options: SearchOptions, console: Console) -> int:
         keras_tuner_space.check_space(space, options.tuner or "hyperband", options.epochs)
     name = studies.study_name(space, options.study)
     location = studies.storage_url(name, options.storage, Path(options.results))
+    queued, skipped = _warm_starts(options, space, name)
     sampler, pruner = options.sampler or "tpe", _pruner(options, space, goals)
     if options.engine == "optuna":
         studies.make_sampler(sampler, 0)  # a bad --sampler or --pruner stops here, before anything is written
@@ -138,10 +145,14 @@ def run_search(options: SearchOptions, console: Console) -> int:
         sampler=sampler, pruner=pruner, timeout=options.timeout, trial_timeout=options.trial_timeout,
         results=options.results, keep=options.keep_top, command=options.command, debug=options.debug,
         recycle_after=options.recycle_after, precision=precision, deterministic=options.deterministic,
-        objectives=goals, max_params=options.max_params, max_latency_ms=options.max_latency_ms)
+        objectives=goals, max_params=options.max_params, max_latency_ms=options.max_latency_ms,
+        tensorboard=options.tensorboard)
     settings = {k: v for k, v in vars(spec).items() if k not in _PER_MACHINE}
     studies.save_settings(opened, {**settings, "space_source": Path(spec.space_file).read_text()})
     studies.enqueue_baselines(opened, space)
+    for line in [*skipped, *warm_start.enqueue(opened, queued, options.trials)]:
+        console.print(escape(line))
+    _start_tensorboard(options.tensorboard, space)
     limits = [f"at most {limit:,} {unit}" for limit, unit in ((options.max_params, "parameters"),
                                                              (options.max_latency_ms, "ms a digit")) if limit]
     header = (f"study [bold]{name}[/] in {storage.redact(location)}: {{done}} of {options.trials} trials done; "
@@ -169,18 +180,21 @@ def join_search(options: JoinOptions, console: Console) -> int:
     started = time.monotonic()
     ranges.SECONDS.check(options.trial_timeout, "--trial-timeout")
     ranges.RECYCLE_AFTER.check(options.recycle_after, "--recycle-after")
+    tensorboard_files.check_dir(options.tensorboard)
     precision = precision_setting(options.precision)
     opened = studies.load_study(options.study, Path(options.results), options.storage)
     settings = opened.user_attrs.get(StudyAttr.SETTINGS)
     if not settings:
         raise InputError(f"study {options.study!r} has no settings to join with: start it with `search run` first")
+    board = _tensorboard(options.tensorboard, settings)
     folder = Path(options.results) / opened.study_name
     location = studies.storage_url(opened.study_name, options.storage, Path(options.results))
     space_file = _restore_space(folder, settings["space_source"], location)
     spec = workers.WorkerSpec.joining(
         settings, space_file=str(space_file), results=options.results, debug=options.debug, location=location,
         trial_timeout=options.trial_timeout or settings.get("trial_timeout"), recycle_after=options.recycle_after,
-        command=options.command, precision=precision)
+        command=options.command, precision=precision, tensorboard=board)
+    _start_tensorboard(board, load_space(space_file))
     header = f"worker joining study {opened.study_name} ({spec.budget} trials in total, {{done}} done)"
 
     def go(progress: Progress) -> int:
@@ -199,19 +213,23 @@ def confirm_search(options: ConfirmOptions, console: Console) -> int:
                                  (options.workers, "--workers", ranges.WORKERS),
                                  (options.recycle_after, "--recycle-after", ranges.RECYCLE_AFTER)):
         allowed.check(value, flag)
+    tensorboard_files.check_dir(options.tensorboard)
     precision = precision_setting(options.precision)
     opened = studies.load_study(options.study, Path(options.results), options.storage)
     settings = opened.user_attrs.get(StudyAttr.SETTINGS)
     if not settings:
         raise InputError(f"study {opened.study_name!r} has no worker settings (a KerasTuner study): confirm runs "
                          "through Optuna's workers")
+    board = _tensorboard(options.tensorboard, settings)
     _, total = confirm.queue(opened, options.top, options.seeds)
     folder = Path(options.results) / opened.study_name
     location = studies.storage_url(opened.study_name, options.storage, Path(options.results))
     space_file = _restore_space(folder, settings["space_source"], location)
     spec = workers.WorkerSpec.joining(
         settings, space_file=str(space_file), results=options.results, debug=options.debug, queued_only=True,
-        location=location, recycle_after=options.recycle_after, command=options.command, precision=precision)
+        location=location, recycle_after=options.recycle_after, command=options.command, precision=precision,
+        tensorboard=board)
+    _start_tensorboard(board, load_space(space_file))
     count = options.workers or workers.default_count()
     header = (f"confirming study [bold]{opened.study_name}[/]: {{done}} of {total} trainings done ({options.top} "
               f"configurations x {options.seeds} seeds)" + (f"; {count} workers" if count > 1 else ""))
@@ -256,6 +274,10 @@ def _check(options: SearchOptions) -> tuple[str, tuple[str, ...]]:
             (options.max_params, "--max-params", ranges.MAX_PARAMS),
             (options.max_latency_ms, "--max-latency-ms", ranges.LATENCY_MS)):
         allowed.check(value, flag)
+    tensorboard_files.check_dir(options.tensorboard)
+    ranges.WARM_TOP.check(options.warm_top, "--warm-top")
+    if options.warm_top is not None and options.warm_start is None:
+        raise InputError(f"--warm-top {options.warm_top}: needs --warm-start STUDY")
     goals = studies.objectives(options.objectives)
     if len(goals) > 1 and options.pruner not in (None, "none"):
         raise InputError(f"--pruner {options.pruner}: Optuna cannot prune a study with several objectives "
@@ -275,7 +297,26 @@ def _check(options: SearchOptions) -> tuple[str, tuple[str, ...]]:
         keras_tuner.check_options(options.tuner, options.sampler, options.pruner, options.workers, options.storage)
         if len(goals) > 1 or options.max_params or options.max_latency_ms:
             raise InputError("--objectives, --max-params and --max-latency-ms need --engine optuna")
+        if options.warm_start or options.enqueue:
+            raise InputError("--warm-start and --enqueue need --engine optuna (they queue Optuna trials)")
     return precision, goals
+
+
+def _warm_starts(options: SearchOptions, space: Space, name: str) -> tuple[list[warm_start.Queued], list[str]]:
+    """What --warm-start and --enqueue queue, checked against `space` before anything is written, and a
+    line for each of the earlier study's best that `space` cannot express."""
+    queued: list[warm_start.Queued] = []
+    skipped: list[str] = []
+    if options.warm_start is not None:
+        earlier = studies.load_study(options.warm_start, Path(options.results), options.storage)
+        if earlier.study_name == name:
+            raise InputError(f"--warm-start {options.warm_start}: the study this run searches; name an earlier one")
+        queued, skipped = warm_start.best_of(earlier, space, options.warm_top or warm_start.WARM_TOP)
+        if not queued and not skipped:
+            skipped.append(f"warm start: {earlier.study_name} has no completed searched trial to start from")
+    if options.enqueue is not None:
+        queued += warm_start.from_file(options.enqueue, space)
+    return queued, skipped
 
 
 def _run_keras_tuner(options: SearchOptions, console: Console, space: Space, name: str, location: str,
@@ -287,6 +328,7 @@ def _run_keras_tuner(options: SearchOptions, console: Console, space: Space, nam
     studies.note_engine(opened, label)
     folder = Path(options.results) / name
     _copy_space(space, folder, location)
+    _start_tensorboard(options.tensorboard, space)
     header = f"study [bold]{name}[/] ({label}) in {storage.redact(location)}: {{done}} of {options.trials} trials " \
              f"done; {_split(data)}"
     settings = keras_tuner.Settings(tuner=options.tuner or "hyperband", budget=options.trials, epochs=options.epochs,
@@ -299,7 +341,8 @@ def _run_keras_tuner(options: SearchOptions, console: Console, space: Space, nam
         machine = record.Machine(0, runtime.cpu_kernels(), "float32", None, False, options.train_size,
                                  runtime.versions(), runtime.cpu_model())
         context = lifecycle.Context(data, machine, lifecycle.Limits(options.trial_timeout), ("accuracy",), name,
-                                    folder, options.keep_top, options.command, progress.epoch)
+                                    folder, options.keep_top, options.command, progress.epoch,
+                                    tensorboard=Path(options.tensorboard) if options.tensorboard else None)
         return keras_tuner.run(space, context, opened, folder, settings, progress)
 
     return _drive(opened, folder, console, header, options.trials, go, requeue=False,
@@ -362,6 +405,23 @@ def _restore_space(folder: Path, source: str, location: str) -> Path:
         space_file.write_text(source)
     load_space(space_file)
     return space_file
+
+
+def _tensorboard(given: str | None, settings: dict[str, Any]) -> str | None:
+    """The TensorBoard folder of a joining worker or a confirmation: its own, else the one the search
+    recorded on the study (checked here: it may name a folder this machine lacks or may not write)."""
+    if given:
+        return given
+    recorded = settings.get("tensorboard")
+    tensorboard_files.check_dir(recorded, "--tensorboard (recorded on the study)")
+    return recorded
+
+
+def _start_tensorboard(folder: str | None, space: Space) -> None:
+    """Make the TensorBoard folder and write the HParams plugin's experiment into it, once."""
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        tensorboard_files.write_experiment(Path(folder), space)
 
 
 def _split(data: datasets.Dataset) -> str:

@@ -91,6 +91,8 @@ def test_show_prints_tree_and_dimensions(capsys) -> None:
     assert main(["show", "spaces/mlp.py"]) == 0
     out = capsys.readouterr().out
     assert "units: Int(128, 640, log=True)" in out and "searched dimensions" in out and "S5" in out
+    assert ("parameters: layers.count, layers.0.units, layers.1.units, activation, dropout, batch_norm, "
+            "label_smoothing, learning_rate, rotation_degrees, batch_size") in out  # what run --enqueue takes
 
 
 BAD_OPTIONS = [

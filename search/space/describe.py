@@ -130,9 +130,36 @@ def tree(space: Space) -> Any:
 
 
 def summary(space: Space) -> list[str]:
-    """What `show` prints under the tree: the dimensions, and each baseline."""
+    """What `show` prints under the tree: the dimensions, their parameter names (what `run --enqueue`
+    takes), and each baseline."""
     from rich.markup import escape
 
     return [f"{count_dimensions(space.space)} searched dimensions at most (each Repeat at its largest count, "
-            "every branch)", *(f"baseline [cyan]{escape(label)}[/]: {escape(str(config))}"
-                                for label, config in space.baselines.items())]
+            "every branch)", f"parameters: {escape(', '.join(parameter_names(space.space)))}",
+            *(f"baseline [cyan]{escape(label)}[/]: {escape(str(config))}" for label, config in space.baselines.items())]
+
+
+class _Names(Walker):
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def branches(self, choice: Choice, name: str) -> list[Any]:
+        self.names.append(name)
+        return choice.labels()
+
+    def counts(self, repeat: Repeat, name: str) -> list[int]:
+        if isinstance(repeat.count, Int):
+            self.names.append(f"{name}.count")
+        return [max(super().counts(repeat, name), default=0)]
+
+    def dimension(self, dimension: Int | Float | Choice, name: str) -> Any:
+        self.names.append(name)
+        return dimension
+
+
+def parameter_names(space: dict[str, Any]) -> list[str]:
+    """Every parameter a config of `space` can have, named as Optuna stores it, in the order sampled."""
+    walker = _Names()
+    walker.walk(space)
+    return walker.names

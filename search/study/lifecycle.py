@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import optuna
 
 from search.errors import TrialFailed
-from search.study import artifacts, record, stopping
+from search.study import artifacts, record, stopping, tensorboard_files
 from search.study.record import Attr
 from search.training.datasets import Dataset
 
@@ -93,6 +93,7 @@ class Context:
     command: str = ""  # the command line of the search, recorded with each kept trial
     on_epoch: EpochHook | None = None
     engine: str | None = None  # recorded on each trial when not Optuna's own
+    tensorboard: Path | None = None  # --tensorboard: each trial's curves and hyperparameters (tensorboard_files.py)
 
 
 @dataclass
@@ -133,6 +134,8 @@ def run(assignment: Assignment, context: Context, reporter: Reporter) -> Outcome
     train.reset(assignment.seed)
     log = train.EpochLog()
     guard = Guard(context.limits.trial_timeout)
+    board = (tensorboard_files.TrialLog(context.tensorboard, assignment.number) if context.tensorboard is not None
+             else None)
     n_params = latency = result = test_accuracy = None
     outcome = Outcome("failed")
     try:
@@ -146,8 +149,10 @@ def run(assignment: Assignment, context: Context, reporter: Reporter) -> Outcome
             return outcome
         if assignment.resume_weights is not None:
             model.set_weights(artifacts.load_model(assignment.resume_weights)[0].get_weights())
-        result = train.fit(model, assignment.training, context.data, callbacks=_callbacks(
-            assignment, context, reporter, guard, len(context.data.train_images)), log=log)
+        callbacks = _callbacks(assignment, context, reporter, guard, len(context.data.train_images))
+        if board is not None:  # first: the pruner's callback raises at the epoch it prunes, which is written too
+            callbacks.insert(0, board.callback(assignment.first_round))
+        result = train.fit(model, assignment.training, context.data, callbacks=callbacks, log=log)
         if guard.stopped:
             outcome = Outcome("interrupted", "interrupted")
             return outcome
@@ -180,6 +185,9 @@ def run(assignment: Assignment, context: Context, reporter: Reporter) -> Outcome
         reporter.write(record.outcome(
             log.val_history, log.seconds, n_params, best_epoch, test_accuracy, outcome.reason or None,
             interrupted=outcome.state == "interrupted", latency_ms=latency, rejected=outcome.state == "rejected"))
+        if board is not None:
+            board.end(tensorboard_files.hparams(assignment.config, assignment.baseline, outcome.state),
+                      log.val_history, test_accuracy)
 
 
 def _limits(limits: Limits, reporter: Reporter, n_params: int, latency: float | None) -> str:

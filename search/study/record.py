@@ -60,6 +60,8 @@ class Attr(StrEnum):
     KERAS_TUNER_TRIAL = "keras_tuner_trial"  # KerasTuner's own trial id
     INITIAL_EPOCH = "initial_epoch"  # Hyperband: the epoch a promoted model continues from
     CONTINUES = "continues"  # Hyperband: the trial whose weights a promoted model continues
+    WARM_START_OF = "warm_start_of"  # `run --warm-start`: "study#trial", the earlier trial whose params it trains
+    ENQUEUED = "enqueued"  # `run --enqueue`: "file.json#index", the hand-written configuration it trains
 
 
 @unique

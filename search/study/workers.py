@@ -65,6 +65,7 @@ class WorkerSpec:
     objectives: tuple[str, ...] = ("accuracy",)
     max_params: int | None = None
     max_latency_ms: float | None = None
+    tensorboard: str | None = None  # --tensorboard: where each trial writes its TensorBoard run
 
     @classmethod
     def joining(cls, settings: dict[str, Any], **here: Any) -> WorkerSpec:
@@ -93,7 +94,8 @@ def work(spec: WorkerSpec, callbacks: list[Callable[[optuna.Study, FrozenTrial],
     context = lifecycle.Context(
         datasets.load(spec.dataset, spec.data_path, spec.train_size), machine,
         lifecycle.Limits(spec.trial_timeout, spec.max_params, spec.max_latency_ms), tuple(spec.objectives),
-        spec.study, Path(spec.results) / spec.study, spec.keep, spec.command, on_epoch)
+        spec.study, Path(spec.results) / spec.study, spec.keep, spec.command, on_epoch,
+        tensorboard=Path(spec.tensorboard) if spec.tensorboard else None)
     waited = 0.0
     while not stopping.requested():
         try:
