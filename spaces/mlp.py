@@ -4,7 +4,7 @@
 
 Width, depth, dropout, batch norm, label smoothing, learning rate and batch size are searched; every
 trial trains with a cosine schedule over the full 30 epochs, and successive halving (PRUNER) stops
-most after 3 epochs, so only the few that keep winning train long. S2, S3 and S5 run first, as
+most after 2 epochs, so only the few that keep winning train long. S2, S3 and S5 run first, as
 written, as baselines. Result: docs/performance.md.
 """
 

@@ -34,10 +34,10 @@ OBJECTIVES = {"accuracy": optuna.study.StudyDirection.MAXIMIZE, "params": optuna
               "latency": optuna.study.StudyDirection.MINIMIZE}
 PRUNERS = ("median", "halving", "hyperband", "none")
 STARTUP_TRIALS = 5  # searched trials the median pruner waits for before judging any
-# Successive halving (asynchronous, ASHA): a trial is judged after epochs 3, 7, 19 and 55 (rungs at
-# steps MIN_RESOURCE * 3**k, counted from 0), and goes on only while in the top third of the trials
-# that reached the same rung; so most stop after 3 epochs and few train to the space's full length.
-MIN_RESOURCE, REDUCTION = 2, 3
+# Successive halving (asynchronous, ASHA): a trial is judged after epochs 2, 5, 17 and 65 (rungs at
+# steps MIN_RESOURCE * 4**k, counted from 0), and goes on only while in the top quarter of the trials
+# that reached the same rung; so most stop after 2 epochs and few train to the space's full length.
+MIN_RESOURCE, REDUCTION = 1, 4
 
 
 def study_name(space: Space, requested: str | None = None) -> str:
