@@ -232,7 +232,9 @@ def confirm_search(options: ConfirmOptions, console: Console) -> int:
     _start_tensorboard(board, load_space(space_file))
     count = options.workers or workers.default_count()
     header = (f"confirming study [bold]{opened.study_name}[/]: {{done}} of {total} trainings done ({options.top} "
-              f"configurations x {options.seeds} seeds)" + (f"; {count} workers" if count > 1 else ""))
+              f"configurations x {options.seeds} seeds"
+              + (", the baseline's run in the search its first" if total < options.top * options.seeds else "")
+              + ")" + (f"; {count} workers" if count > 1 else ""))
 
     def go(progress: Progress) -> int:
         return workers.run_local(spec, count, on_trial=progress, say=console.print, on_epoch=progress.epoch).exit_code()

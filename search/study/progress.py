@@ -102,7 +102,7 @@ class Progress:
         elapsed = time.monotonic() - self.started
         label = escape(f" [{row.baseline}]") if row.baseline else ""
         if row.confirm_of is not None:
-            label = f" [confirms trial {row.confirm_of}, seed {trial.user_attrs.get(Attr.REPLICA, 0) + 1}]"
+            label = escape(f" [confirms trial {row.confirm_of}, seed {trial.user_attrs.get(Attr.REPLICA, 0) + 1}]")
         seconds = "-" if row.train_seconds is None else row.train_seconds
         return (f"trial {trial.number}{label} {trial.state.name.lower()}: {what}, {row.epochs or 0} epochs, "
                 f"{seconds} s | {self.done}/{self.total} done, {self._status()}| elapsed {elapsed:.0f} s")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -89,6 +90,7 @@ def test_confirm_adds_exactly_k_times_s_trainings_across_an_interruption(write_s
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=120)
     assert process.returncode == 130, output
+    assert re.search(r"trial \d+ \[confirms trial \d+, seed \d\] complete: val", output), output  # shown, not markup
     halfway = [t for t in load_study("confirmed", results).get_trials(deepcopy=False) if record.is_confirmation(t)]
     assert 1 <= sum(record.ended_on_its_own(t) for t in halfway) < 5
 
