@@ -5,7 +5,8 @@
 Width, depth, dropout, batch norm, label smoothing, learning rate and batch size are searched; every
 trial trains with a cosine schedule over the full 30 epochs, and successive halving (PRUNER) stops
 most after 2 epochs, so only the few that keep winning train long. S2, S3 and S5 run first, as
-written, as baselines. Result: docs/performance.md.
+written, as baselines. Result (2-core Zen 3 VM, docs/performance.md): 7.8 min; then `confirm mlp`
+(5.3 min): the winner 99.15 ± 0.02% test against S3's 98.42 ± 0.03%, p = 1.4e-05.
 """
 
 from search.space import Choice, Float, Int, Repeat, baselines
