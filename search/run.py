@@ -23,7 +23,7 @@ from rich.markup import escape
 from search import ranges
 from search.engines import keras_tuner, keras_tuner_space
 from search.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, InputError, SpaceError
-from search.results import confirm, leaderboard
+from search.results import confirm, leaderboard, references
 from search.space import Space, load_space
 from search.study import lifecycle, record, stopping, storage, studies, tensorboard_files, warm_start, workers
 from search.study.progress import Progress
@@ -221,7 +221,7 @@ def confirm_search(options: ConfirmOptions, console: Console) -> int:
         raise InputError(f"study {opened.study_name!r} has no worker settings (a KerasTuner study): confirm runs "
                          "through Optuna's workers")
     board = _tensorboard(options.tensorboard, settings)
-    _, total = confirm.queue(opened, options.top, options.seeds)
+    _, total = confirm.queue(opened, options.top, options.seeds, Path(options.results))
     folder = Path(options.results) / opened.study_name
     location = studies.storage_url(opened.study_name, options.storage, Path(options.results))
     space_file = _restore_space(folder, settings["space_source"], location)
@@ -231,15 +231,16 @@ def confirm_search(options: ConfirmOptions, console: Console) -> int:
         tensorboard=board)
     _start_tensorboard(board, load_space(space_file))
     count = options.workers or workers.default_count()
+    taken = confirm.reused(opened)
     header = (f"confirming study [bold]{opened.study_name}[/]: {{done}} of {total} trainings done ({options.top} "
-              f"configurations x {options.seeds} seeds"
-              + (", the baseline's run in the search its first" if total < options.top * options.seeds else "")
-              + ")" + (f"; {count} workers" if count > 1 else ""))
+              f"configurations x {options.seeds} seeds" + (f"; already run: {taken}" if taken else "") + ")"
+              + (f"; {count} workers" if count > 1 else ""))
 
     def go(progress: Progress) -> int:
         return workers.run_local(spec, count, on_trial=progress, say=console.print, on_epoch=progress.epoch).exit_code()
 
     def end(code: int) -> int:
+        references.collect(opened, Path(options.results))
         found = confirm.summary(opened)
         assert found is not None
         console.print(leaderboard.render_confirmation(found))
@@ -373,8 +374,10 @@ def _drive(opened: optuna.Study, folder: Path, console: Console, header: str, to
 
 def finish(opened: optuna.Study, folder: Path, console: Console, code: int, started: float, top: int,
            workers: int | None = None) -> int:
-    """Write and print the leaderboard, say how the run ended and, given the `workers` a confirmation
-    would have, where the search stands against its baselines; returns `code`."""
+    """Write and print the leaderboard, store the tutorials it trained as written (references.py), say
+    how the run ended and, given the `workers` a confirmation would have, where the search stands
+    against its baselines; returns `code`."""
+    references.collect(opened, folder.parent)
     table = leaderboard.frame(opened)
     written = leaderboard.write(table, folder)
     console.print(leaderboard.render(table, f"{opened.study_name} ({leaderboard.engine(opened)}): ranked by test "
@@ -382,7 +385,7 @@ def finish(opened: optuna.Study, folder: Path, console: Console, code: int, star
     for line in leaderboard.summary(opened, table):
         console.print(line)
     console.print(f"wrote {', '.join(map(str, written))} in {time.monotonic() - started:.0f} s")
-    standing = confirm.standing(opened, workers) if code == EXIT_OK and workers else None
+    standing = confirm.standing(opened, workers, folder.parent) if code == EXIT_OK and workers else None
     if standing is not None:
         console.print(escape(standing))
     return _say_how_it_ended(opened, console, code)

@@ -47,10 +47,10 @@ BASELINES = {
 """
 
 
-def recorded(rows: list[tuple[str, float, float | None, dict]]) -> optuna.Study:
+def recorded(rows: list[tuple[str, float, float | None, dict]], name: str | None = None) -> optuna.Study:
     """An in-memory study of trials written through the trial record, as the lifecycle writes them: (state, best
     validation accuracy, test accuracy, extra attributes) each."""
-    study = optuna.create_study(direction="maximize")
+    study = optuna.create_study(study_name=name, direction="maximize")
     for number, (state, val, test, extra) in enumerate(rows):
         attrs = {**record.outcome([val / 2, val], 1.0, n_params=1000 + number, best_epoch=2, test_accuracy=test,
                                   reason=None if state == "complete" else f"{state} for a reason"),

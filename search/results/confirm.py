@@ -8,7 +8,9 @@ into the same study; the workers run them like any queued trial, so a confirmati
 Ctrl-C, runs on several workers, and adds exactly its trainings however often it is started. A
 baseline's own run in the search is one of its S: it was trained as written with its own recorded
 seed, and chosen by nothing but being the best of the tutorials (a choice that can only favour the
-baseline), whereas a searched trial's run is left out, since it was chosen for being lucky.
+baseline), whereas a searched trial's run is left out, since it was chosen for being lucky. A
+tutorial's other seeds are borrowed from the results folder's reference store where other studies
+trained it as written on the same kind of machine (references.py), and only the rest are trained.
 `summary` reads them back: mean and standard deviation of validation and test accuracy per
 configuration, the confirmed winner (best mean validation accuracy), and whether it beats the best
 baseline by more than the noise (Welch's t-test and confidence interval on the test accuracies).
@@ -25,6 +27,7 @@ import optuna
 from optuna.trial import TrialState
 
 from search.errors import InputError
+from search.results import references
 from search.study import artifacts, record
 from search.study.record import Attr, Record, StudyAttr
 
@@ -89,10 +92,11 @@ def candidates(study: optuna.Study, top: int) -> list[Record]:
     return chosen
 
 
-def queue(study: optuna.Study, top: int, seeds: int) -> tuple[int, int]:
+def queue(study: optuna.Study, top: int, seeds: int, results: Path | None = None) -> tuple[int, int]:
     """Queue what is missing of `seeds` trainings of each of the `top` chosen configurations; returns
-    (queued now, in all). The choice is made once and recorded on the study, so a later call (after
-    Ctrl-C, or by another machine) completes the same K*S trainings, never more."""
+    (queued now, in all). The choice, and what is borrowed from the reference store in `results`, is
+    made once and recorded on the study, so a later call (after Ctrl-C, or by another machine)
+    completes the same trainings, never more."""
     for value, flag in ((top, "--top"), (seeds, "--seeds")):
         if value <= 0:
             raise InputError(f"{flag} {value}: must be > 0")
@@ -100,34 +104,60 @@ def queue(study: optuna.Study, top: int, seeds: int) -> tuple[int, int]:
     if plan is not None and (plan["top"], plan["seeds"]) != (top, seeds):
         raise InputError(f"study {study.study_name!r} is confirmed with --top {plan['top']} --seeds {plan['seeds']}: "
                          "run confirm with those, or start a new study")
-    chosen = plan["trials"] if plan is not None else [row.number for row in candidates(study, top)]
     if plan is None:
-        study.set_user_attr(StudyAttr.CONFIRMED, {"top": top, "seeds": seeds, "trials": chosen})
+        chosen = [row.number for row in candidates(study, top)]
+        borrowed = {str(number): found for number in chosen
+                    if (found := references.borrowable(study, number, results, seeds - own_runs(study, number)))}
+        plan = {"top": top, "seeds": seeds, "trials": chosen, "borrowed": borrowed}
+        study.set_user_attr(StudyAttr.CONFIRMED, plan)
+    chosen = plan["trials"]
     base = int(study.user_attrs[StudyAttr.SEED])
     present = {(t.user_attrs[Attr.CONFIRM_OF], t.user_attrs[Attr.REPLICA]) for t in study.get_trials(deepcopy=False)
                if record.is_confirmation(t) and (record.ended_on_its_own(t) or t.state in (TrialState.WAITING,
                                                                                 TrialState.RUNNING))}
     queued = 0
     for number in chosen:
-        for replica in range(seeds):
-            if (number, replica) not in present and not own_run(study, number, replica):
+        for replica in range(covered(study, plan, number), seeds):
+            if (number, replica) not in present:
                 study.enqueue_trial({}, user_attrs={Attr.CONFIRM_OF: number, Attr.REPLICA: replica,
                                                     Attr.SEED: base + SEED_STRIDE * (replica + 1) + number})
                 queued += 1
-    return queued, sum(not own_run(study, number, replica) for number in chosen for replica in range(seeds))
+    return queued, sum(max(0, seeds - covered(study, plan, number)) for number in chosen)
 
 
-def own_run(study: optuna.Study, number: int, replica: int) -> bool:
-    """Whether the `replica`th training of trial `number`'s configuration is the trial itself: the first
-    of a baseline's."""
-    return replica == 0 and bool(study.get_trials(deepcopy=False)[number].user_attrs.get(Attr.BASELINE))
+def reused(study: optuna.Study) -> str:
+    """What a confirmation takes without training, in words ("" if nothing)."""
+    plan = study.user_attrs.get(StudyAttr.CONFIRMED) or {}
+    own = sum(own_runs(study, number) for number in plan.get("trials", []))
+    lent = sum(map(len, plan.get("borrowed", {}).values()))
+    parts = ([f"{own} baseline's own run in the search"] if own else []) + (
+        [f"{lent} borrowed from the reference store"] if lent else [])
+    return " and ".join(parts)
 
 
-def standing(study: optuna.Study, workers: int) -> str | None:
+def own_runs(study: optuna.Study, number: int) -> int:
+    """1 if trial `number` is a baseline (its own run is the first of its seeds), else 0."""
+    return int(bool(study.get_trials(deepcopy=False)[number].user_attrs.get(Attr.BASELINE)))
+
+
+def covered(study: optuna.Study, plan: dict, number: int) -> int:
+    """How many of trial `number`'s seeds need no training: a baseline's own run and what it borrowed."""
+    return own_runs(study, number) + len(plan.get("borrowed", {}).get(str(number), []))
+
+
+def _borrowed_record(run: dict) -> Record:
+    """A stored training of a tutorial (references.py) as the record of a finished run."""
+    return Record(number=int(run["trial"]), state="complete", val_accuracy=float(run["val"]),
+                  test_accuracy=float(run["test"]), n_params=None, epochs=None, train_seconds=run["seconds"],
+                  baseline=str(run["tutorial"]), config={}, seed=run["seed"],
+                  reason=f"borrowed from study {run['study']}, trial {run['trial']}")
+
+
+def standing(study: optuna.Study, workers: int, results: Path | None = None) -> str | None:
     """Where a search that has not been confirmed stands, in one line: the trial selected by validation
     against the best baseline (one training each, so no verdict yet), and the command that gives one
-    with an estimate of its time from the two trials' own training times. None once confirm has run,
-    or without a baseline or a searched trial."""
+    with an estimate of its time from the two trials' own training times, less what the reference
+    store in `results` lends. None once confirm has run, or without a baseline or a searched trial."""
     if summary(study) is not None:
         return None
     try:
@@ -137,11 +167,12 @@ def standing(study: optuna.Study, workers: int) -> str | None:
     pick, baseline = chosen[0], next((row for row in chosen if row.baseline), None)
     if baseline is None or pick.baseline:
         return None
-    seconds = (SEEDS * (pick.train_seconds or 0.0) + (SEEDS - 1) * (baseline.train_seconds or 0.0)) / max(1, workers)
+    again = SEEDS - 1 - len(references.borrowable(study, baseline.number, results, SEEDS - 1))
+    seconds = (SEEDS * (pick.train_seconds or 0.0) + again * (baseline.train_seconds or 0.0)) / max(1, workers)
     return (f"where it stands: trial {pick.number} tests {_pct(pick.test_accuracy)} against {baseline.baseline}'s "
             f"{_pct(baseline.test_accuracy)}, one training each, which cannot tell a difference from noise; "
             f"`python -m search confirm {study.study_name}` trains it {SEEDS} more times and the baseline "
-            f"{SEEDS - 1} (about {max(1, round(seconds / 60))} min on {workers} workers) and says")
+            f"{again} (about {max(1, round(seconds / 60))} min on {workers} workers) and says")
 
 
 def summary(study: optuna.Study) -> Confirmation | None:
@@ -150,8 +181,10 @@ def summary(study: optuna.Study) -> Confirmation | None:
     if plan is None:
         return None
     trials = study.get_trials(deepcopy=False)
-    runs: dict[int, list[Record]] = {number: [record.read(trials[number])] if own_run(study, number, 0) else []
-                                     for number in plan["trials"]}
+    borrowed = plan.get("borrowed", {})
+    runs: dict[int, list[Record]] = {
+        number: ([record.read(trials[number])] if own_runs(study, number) else [])
+        + [_borrowed_record(run) for run in borrowed.get(str(number), [])] for number in plan["trials"]}
     for trial in trials:
         if record.is_confirmation(trial) and record.ended_on_its_own(trial):
             runs[int(trial.user_attrs[Attr.CONFIRM_OF])].append(record.read(trial))

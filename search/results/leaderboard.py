@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from search.files import write_atomic
 from search.study import record
 from search.study.record import Attr, StudyAttr
 
@@ -155,15 +156,11 @@ def emit(table: pd.DataFrame, fmt: str, console: Console, title: str, notes: lis
 
 def write(table: pd.DataFrame, folder: Path) -> list[Path]:
     """`leaderboard.csv` and `leaderboard.md` in the study's results folder, written atomically."""
-    folder.mkdir(parents=True, exist_ok=True)
     written = []
     for name, text in (("leaderboard.csv", table.to_csv(index=False, float_format="%.4f")),
                        ("leaderboard.md", markdown(table))):
-        path = folder / name
-        partial = path.with_suffix(path.suffix + ".partial")
-        partial.write_text(text)
-        partial.replace(path)  # a reader never sees half a file, even if we are killed here
-        written.append(path)
+        write_atomic(folder / name, text.encode())
+        written.append(folder / name)
     return written
 
 

@@ -1,19 +1,101 @@
-"""The tutorials trained as written: the references a search is measured against (`search baselines`).
+"""The tutorials trained as written: the references a search is measured against.
 
-`reproduce` trains each named tutorial (space/tutorials.py) once on the full data, in float32, with
-the same machinery as a trial (`models.build`, `train.fit`) and sets our test accuracy beside the
-published one.
+`reproduce` (`search baselines`) trains each named tutorial (space/tutorials.py) once on the full
+data, in float32, with the same machinery as a trial (`models.build`, `train.fit`) and sets our
+test accuracy beside the published one.
+
+The reference store, `references.json` in a results folder, keeps every finished training of a
+tutorial as written that any study of the folder ran (a baseline trial, or `confirm`'s training of
+one), with the kind of machine it ran on: the data's checksum, the library versions, the precision,
+the CPU and its kernels. `confirm` borrows a tutorial's trainings from other studies of the same
+kind of machine instead of training them again (`borrowable`); `run` and `confirm` add their own
+(`collect`).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
 from search.errors import InputError
+from search.files import write_atomic
 from search.space.tutorials import TUTORIALS
+from search.study import record
+from search.study.record import Attr, StudyAttr
+
+STORE = "references.json"
+
+
+def tutorial_of(config: Any) -> str | None:
+    """The tutorial whose config this is, exactly as written (not shortened, nothing changed), or None."""
+    return next((name for name, tutorial in TUTORIALS.items() if tutorial.config == config), None)
+
+
+def machine(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
+    """The kind of machine a training ran on, as far as its figures depend on it."""
+    attrs = trial.user_attrs
+    return {"data": study.user_attrs.get(StudyAttr.DATA_CHECKSUM), "versions": attrs.get(Attr.VERSIONS),
+            "precision": attrs.get(Attr.PRECISION), "cpu": attrs.get(Attr.CPU), "kernels": attrs.get(Attr.CPU_KERNELS)}
+
+
+def reference_of(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any] | None:
+    """The store's entry for a finished training of a tutorial as written on the full MNIST training
+    set (a baseline trial, or a `confirm` training of one), or None for any other trial."""
+    attrs = trial.user_attrs
+    if (trial.state != TrialState.COMPLETE or not record.ended_on_its_own(trial) or attrs.get(Attr.TRAIN_SIZE)
+            or study.user_attrs.get(StudyAttr.DATASET) != "mnist"):
+        return None
+    source = study.get_trials(deepcopy=False)[attrs[Attr.CONFIRM_OF]] if record.is_confirmation(trial) else trial
+    name = tutorial_of(attrs.get(Attr.CONFIG)) if source.user_attrs.get(Attr.BASELINE) else None
+    if name is None:
+        return None
+    row = record.read(trial)
+    return {"tutorial": name, "study": study.study_name, "trial": trial.number, "seed": row.seed,
+            "val": row.val_accuracy, "test": row.test_accuracy, "seconds": row.train_seconds,
+            "machine": machine(study, trial)}
+
+
+def stored(results: Path) -> list[dict[str, Any]]:
+    """Every run in the folder's store (none if there is no store yet)."""
+    path = results / STORE
+    if not path.is_file():
+        return []
+    try:
+        runs = json.loads(path.read_text())["runs"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise InputError(f"{path}: not a reference store ({type(err).__name__}); move it aside to start a new "
+                         "one") from None
+    return list(runs)
+
+
+def collect(study: optuna.Study, results: Path) -> int:
+    """Add the study's trainings of tutorials as written that the store lacks; returns how many."""
+    runs = stored(results)
+    have = {(run["study"], run["trial"]) for run in runs}
+    new = [entry for trial in study.get_trials(deepcopy=False)
+           if (study.study_name, trial.number) not in have and (entry := reference_of(study, trial)) is not None]
+    if new:
+        write_atomic(results / STORE, json.dumps({"runs": runs + new}, indent=1).encode())
+    return len(new)
+
+
+def borrowable(study: optuna.Study, number: int, results: Path | None, limit: int) -> list[dict[str, Any]]:
+    """At most `limit` stored trainings, by other studies on the same kind of machine, of the tutorial
+    that baseline trial `number` trained as written; none for any other trial or without a store."""
+    own = reference_of(study, study.get_trials(deepcopy=False)[number]) if results is not None else None
+    if own is None or limit <= 0:
+        return []
+    assert results is not None
+    same = [run for run in stored(results) if run["tutorial"] == own["tutorial"] and run["machine"] == own["machine"]
+            and run["study"] != study.study_name]
+    return same[:limit]
 
 
 def check_names(names: list[str] | None) -> None:

@@ -15,8 +15,6 @@ import html
 import io
 import json
 import math
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +30,7 @@ from matplotlib.ticker import MaxNLocator
 from optuna.trial import FrozenTrial, TrialState
 
 from search.errors import InputError
+from search.files import write_atomic
 from search.results import confirm, leaderboard
 from search.study import artifacts, record
 from search.study.record import StudyAttr
@@ -66,13 +65,13 @@ def write_report(study: optuna.Study, study_dir: Path) -> Path:
     figures = study_dir / "report"
     for section in sections:
         if section.png is not None:
-            _write_atomic(figures / f"{section.name}.png", section.png)
+            write_atomic(figures / f"{section.name}.png", section.png)
     drawn = {f"{s.name}.png" for s in sections if s.png is not None}
     for stale in figures.glob("*.png"):  # a figure the previous report had and this one cannot draw
         if stale.name not in drawn:
             stale.unlink(missing_ok=True)
     page = study_dir / "report.html"
-    _write_atomic(page, _html(study, table, sections, study_dir).encode())
+    write_atomic(page, _html(study, table, sections, study_dir).encode())
     return page
 
 
@@ -372,16 +371,3 @@ def _png(fig: Figure) -> bytes:
     # No Software tag: it would carry matplotlib's URL into the page, which should name no site.
     fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
     return buffer.getvalue()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.chmod(partial, 0o644)  # mkstemp's 0600 would hide the report from other users
-        os.replace(partial, path)  # a reader never sees half a file, even if we are killed here
-    except BaseException:
-        Path(partial).unlink(missing_ok=True)
-        raise

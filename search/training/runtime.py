@@ -107,13 +107,21 @@ def cpu_kernels() -> str:
 
 @functools.cache
 def cpu_model() -> str:
-    """This CPU's model name as Linux reports it ("" elsewhere): oneDNN picks its kernels by the
-    instructions a CPU has, so a trial replays exactly only on the same kind of CPU."""
+    """This CPU's model name as Linux reports it, with its family and model numbers ("AMD EPYC (family
+    25, model 1)"; "" elsewhere): oneDNN picks its kernels by the instructions a CPU has, so a trial
+    replays exactly only on the same kind of CPU, and virtual machines often report one name for
+    several generations."""
+    fields: dict[str, str] = {}
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return ""
+            key, _, value = line.partition(":")
+            if not key.strip():
+                break  # the first processor's block is enough
+            fields.setdefault(key.strip(), value.strip())
+    name = fields.get("model name", "")
+    if name and "cpu family" in fields and "model" in fields:
+        return f"{name} (family {fields['cpu family']}, model {fields['model']})"
+    return name
 
 
 def versions() -> dict[str, str]:

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
+from helpers import recorded
 
 from search.cli import main
 from search.errors import InputError
-from search.results import references
+from search.results import confirm, references
 from search.space.tutorials import TUTORIALS
+from search.study import record
+from search.study.record import Attr, StudyAttr
+from search.study.studies import load_study
 
 
 @pytest.mark.fast
@@ -43,3 +50,79 @@ def test_baselines_command_prints_the_table(capsys) -> None:
     out = capsys.readouterr().out
     assert "| S1 " in out and "92.00%" in out  # our figure beside the published one
     assert main(["baselines", "--only", "S9"]) == 2
+
+
+def _study(name: str, s3_tests: list[float], machine: str = "AMD EPYC (family 25, model 1)") -> Any:
+    """An in-memory study as `run` leaves it: a searched trial (0), S3 as written (1), S3 shortened (2)
+    and, for each further test accuracy, a confirm training of S3."""
+    on = {Attr.CPU: machine, Attr.VERSIONS: {"tensorflow": "2.21.0"}, Attr.PRECISION: "float32",
+          Attr.CPU_KERNELS: "oneDNN"}
+    s3 = {**on, Attr.CONFIG: TUTORIALS["S3"].config}
+    study = recorded([("complete", 0.99, 0.991, on),
+                      ("complete", 0.986, s3_tests[0], {**s3, Attr.BASELINE: TUTORIALS["S3"].label}),
+                      ("complete", 0.98, 0.98, {**on, Attr.CONFIG: {**TUTORIALS["S3"].config, "steps": 300},
+                                                Attr.BASELINE: "S3 cut short"})]
+                     + [("complete", 0.986, test, {**s3, Attr.CONFIRM_OF: 1, Attr.REPLICA: replica + 1})
+                        for replica, test in enumerate(s3_tests[1:])], name=name)
+    for key, value in ((StudyAttr.DATASET, "mnist"), (StudyAttr.DATA_CHECKSUM, "c0ffee"), (StudyAttr.SEED, 0)):
+        study.set_user_attr(key, value)
+    return study
+
+
+@pytest.mark.fast
+def test_the_store_keeps_tutorials_as_written_and_lends_them_to_confirm_on_the_same_machine(tmp_path: Path) -> None:
+    first = _study("first", [0.984, 0.985, 0.983])
+    assert references.collect(first, tmp_path) == 3  # S3's own run and its two confirm trainings; not the cut one
+    assert references.collect(first, tmp_path) == 0  # each once
+    stored = references.stored(tmp_path)
+    assert [(run["tutorial"], run["trial"], run["test"]) for run in stored] == [("S3", 1, 0.984), ("S3", 3, 0.985),
+                                                                               ("S3", 4, 0.983)]
+
+    second = _study("second", [0.982])
+    _, total = confirm.queue(second, 2, 3, tmp_path)
+    assert total == 3  # the searched trial 3 times; S3: its own run and 2 borrowed, nothing trained
+    assert "1 baseline's own run in the search and 2 borrowed from the reference store" == confirm.reused(second)
+    waiting = [t.user_attrs[Attr.CONFIRM_OF] for t in second.get_trials(deepcopy=False) if t.state.name == "WAITING"]
+    assert waiting == [0, 0, 0]
+    found = confirm.summary(second)
+    assert found is not None and found.baseline is not None
+    assert sorted(found.baseline.test) == [0.982, 0.984, 0.985]  # its own, then the store's first two
+    assert confirm.standing(_study("third", [0.982]), workers=2, results=tmp_path) is not None
+    assert "the baseline 0 (" in str(confirm.standing(_study("fourth", [0.98]), 2, tmp_path))
+
+    elsewhere = _study("elsewhere", [0.982], machine="Intel Xeon (family 6, model 143)")
+    _, total = confirm.queue(elsewhere, 2, 3, tmp_path)
+    assert total == 5  # another kind of machine borrows nothing: S3 trains twice more
+
+
+@pytest.mark.fast
+def test_a_store_that_is_not_one_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / references.STORE).write_text("[1, 2]")
+    with pytest.raises(InputError, match=r"references.json: not a reference store \(TypeError\)"):
+        references.stored(tmp_path)
+
+
+def test_a_second_study_borrows_the_tutorial_and_trains_only_its_pick(write_space, tmp_path: Path, capsys) -> None:
+    # S1 as written (1,000 SGD steps, a few seconds) on the full training set: a reference.
+    space = write_space("""
+        from search.space import baselines
+        SPACE = {"model": "mlp", "layers": [{"units": Int(16, 32)}], "learning_rate": 3e-3, "batch_size": 256,
+                 "epochs": 1}
+        BASELINES = baselines("S1")
+    """, "ref.py")
+    results = tmp_path / "results"
+    common = ["--trials", "2", "--workers", "1", "--results", str(results)]
+    assert main(["run", str(space), "--study", "one", "--seed", "1", "--confirm", *common]) == 0
+    assert [run["tutorial"] for run in references.stored(results)] == ["S1"] * 3  # its own run and 2 confirm trainings
+    capsys.readouterr()
+    assert main(["run", str(space), "--study", "two", "--seed", "2", *common]) == 0
+    assert "trains it 3 more times and the baseline 0 (" in " ".join(capsys.readouterr().out.split())
+    assert main(["confirm", "two", "--results", str(results), "--workers", "1"]) == 0
+    assert "already run: 1 baseline's own run in the search and 2 borrowed from the reference store" in " ".join(
+        capsys.readouterr().out.split())
+    trials = load_study("two", results).get_trials(deepcopy=False)
+    trained = [t.user_attrs[Attr.CONFIRM_OF] for t in trials if record.is_confirmation(t)]
+    pick = next(t.number for t in trials if not t.user_attrs.get(Attr.BASELINE) and not record.is_confirmation(t))
+    assert trained == [pick] * 3  # no tutorial trained again
+    found = confirm.summary(load_study("two", results))
+    assert found is not None and found.baseline is not None and len(found.baseline.test) == 3
