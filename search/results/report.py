@@ -1,11 +1,14 @@
 """The report: a stored study as one self-contained web page, the last stage after the leaderboard.
 
 `write_report` reads what the trials recorded (the same rows as `leaderboard.py`) plus the
-best kept trial's weights (`study/artifacts.py`), draws each figure once with matplotlib into
-`results/<study>/report/NAME.png`, and embeds those same PNG bytes in `results/<study>/report.html`,
-so the page opens in a browser with no network. Nothing is written to the study, so it works on one
-that is still running; a figure that cannot be drawn yet (too few trials, no kept weights) is
-replaced by a line that says why. Every file appears whole or not at all.
+best kept trial's weights (`study/artifacts.py`). Each figure's data is worked out once here and
+drawn twice: with matplotlib into `results/<study>/report/NAME.png`, for pasting elsewhere, and with
+plotly (`interactive.py`) into `results/<study>/report.html`, where hovering a point names its trial.
+Figures plotly does not draw (the confusion matrix, the misclassified digits) are embedded as their
+PNG bytes, and plotly.js is inlined once, so the page opens in a browser with no network. Nothing is
+written to the study, so it works on one that is still running; a figure that cannot be drawn yet
+(too few trials, no kept weights) is replaced by a line that says why. Every file appears whole or
+not at all.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search.errors import InputError
 from search.files import write_atomic
-from search.results import confirm, leaderboard
+from search.results import confirm, interactive, leaderboard
 from search.study import artifacts, record
 from search.study.record import StudyAttr
 
@@ -39,17 +42,18 @@ TOP_CURVES, PRUNED_CURVES, MISTAKES = 5, 10, 36
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
 table{border-collapse:collapse;font-size:13px}th,td{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}
 td:nth-child(n+9),th:nth-child(n+9){text-align:left}th{background:#f3f3f3}
-figure{margin:1.5em 0}img{max-width:100%;border:1px solid #eee}.note{color:#a60}"""
+figure{margin:1.5em 0}img{max-width:100%;border:1px solid #eee}.note{color:#a60}figcaption{font-size:13px;color:#666}"""
 
 
 @dataclass
 class Section:
-    """One figure of the report, or the reason it is missing."""
+    """One figure of the report, or the reason it is missing: a PNG, an interactive figure, or both."""
 
     name: str
     title: str
     png: bytes | None = None
     note: str = ""
+    figure: Any = None  # a plotly Figure (plotly ships no type hints)
 
 
 def write_report(study: optuna.Study, study_dir: Path) -> Path:
@@ -59,9 +63,11 @@ def write_report(study: optuna.Study, study_dir: Path) -> Path:
         raise InputError(f"study {study.study_name!r} has no finished trials yet: nothing to report")
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     complete = [t for t in trials.values() if t.state == TrialState.COMPLETE]
+    rows = {number: record.read(trial) for number, trial in trials.items()}
     changes = study.user_attrs.get(StudyAttr.SPACE_CHANGES, [])
-    sections = [*_progress(complete, changes), _importances(study, complete), _pareto(study, complete),
-                _curves(table, trials), *_chosen_model(study, study_dir)]
+    sections = [*_progress(study, complete, changes, rows), _importances(study, complete),
+                _parallel_coordinates(study, complete, rows), _pareto(study, complete, rows),
+                *_pareto_front(study, rows), _curves(study, table, rows), *_chosen_model(study, study_dir)]
     figures = study_dir / "report"
     for section in sections:
         if section.png is not None:
@@ -75,9 +81,16 @@ def write_report(study: optuna.Study, study_dir: Path) -> Path:
     return page
 
 
-def _progress(complete: list[FrozenTrial], changes: list[dict[str, Any]]) -> list[Section]:
+def _target(study: optuna.Study) -> interactive.Target:
+    """What Optuna's figures plot: validation accuracy, the first objective of a study with several."""
+    return (lambda t: t.values[0]) if len(study.directions) > 1 else None
+
+
+def _progress(study: optuna.Study, complete: list[FrozenTrial], changes: list[dict[str, Any]],
+              rows: dict[int, record.Record]) -> list[Section]:
     """Best accuracy so far against trial number and against wall-clock time since the first start;
-    where the space was changed on resume (`--accept-space-change`), a line marks the trial."""
+    where the space was changed on resume (`--accept-space-change`), a line marks the trial. The
+    interactive version by trial number is Optuna's optimization history (validation accuracy)."""
     by_number = Section("best_by_trial", "Best accuracy so far, by trial number")
     by_time = Section("best_by_time", "Best accuracy so far, by wall-clock time")
     done = sorted((t for t in complete if t.datetime_complete), key=lambda t: t.datetime_complete or datetime.min)
@@ -92,7 +105,7 @@ def _progress(complete: list[FrozenTrial], changes: list[dict[str, Any]]) -> lis
         x = np.asarray(xs, dtype=float)[order]
         fig, ax = _figure(7, 3.8)
         for key, colour in (("test_accuracy", "tab:blue"), ("val_accuracy", "tab:orange")):
-            y = np.array([_accuracy(done[i], key) for i in order])
+            y = np.array([getattr(rows[done[i].number], key) for i in order])
             ax.scatter(x, y, s=12, color=colour, alpha=0.35)
             ax.step(x, np.fmax.accumulate(y), where="post", color=colour, label=f"best {key} so far")
         ax.set(xlabel=label, ylabel="accuracy")
@@ -105,6 +118,10 @@ def _progress(complete: list[FrozenTrial], changes: list[dict[str, Any]]) -> lis
                                     f"{'; '.join(change['changes'])}." for change in changes)
         ax.legend(loc="lower right")
         section.png = _png(fig)
+    by_number.figure = interactive.optimization_history(study, _target(study), rows,
+                                                        [change["from_trial"] for change in changes])
+    minutes = [((t.datetime_complete or start) - start).total_seconds() / 60 for t in done]
+    by_time.figure = interactive.best_over_time(minutes, [rows[t.number] for t in done])
     return [by_number, by_time]
 
 
@@ -120,19 +137,18 @@ def _importances(study: optuna.Study, complete: list[FrozenTrial]) -> Section:
         return section
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        try:
-            # With several objectives, importance for the first: validation accuracy.
-            target = (lambda t: t.values[0]) if len(study.directions) > 1 else None
-            importances = optuna.importance.get_param_importances(study, target=target)
+        try:  # with several objectives, importance for the first: validation accuracy
+            figure = interactive.importances(study)
         except (ValueError, RuntimeError, ZeroDivisionError) as err:
             section.note = f"Optuna could not compute importances: {err}"
             return section
-    shown = list(importances.items())[:20][::-1]  # most important on top
+    shown = interactive.importance_bars(figure)[-20:]  # least important first: the most important on top
     fig, ax = _figure(7, 0.8 + 0.3 * len(shown))
     ax.barh([name for name, _ in shown], [value for _, value in shown], color="tab:blue")
     ax.set(xlabel="importance (sums to 1)")
-    section.png = _png(fig)
-    messages = dict.fromkeys(str(w.message) for w in caught if "importance" in str(w.message).lower())
+    section.png, section.figure = _png(fig), figure
+    messages = dict.fromkeys(str(w.message) for w in caught if "importance" in str(w.message).lower()
+                             and "achieve low `target`" not in str(w.message))  # a reminder the target heeds
     section.note = " ".join(f"Optuna: {m}" for m in messages)  # e.g. too few trials to tell them apart
     return section
 
@@ -145,28 +161,49 @@ def _kind(row: record.Record) -> tuple[str, str]:
     return MARKERS.get(str(row.config.get("model")), ("o", "dense trial"))
 
 
-def _pareto(study: optuna.Study, complete: list[FrozenTrial]) -> Section:
+def _parallel_coordinates(study: optuna.Study, complete: list[FrozenTrial], rows: dict[int, record.Record]) -> Section:
+    """Optuna's parallel coordinates: each completed trial's line through validation accuracy and its
+    hyperparameters (interactive only: a PNG of fifty crossing lines says little)."""
+    section = Section("parallel_coordinates", "Validation accuracy and hyperparameters of every completed trial "
+                                              "(Optuna's parallel coordinates)")
+    if not any(t.params for t in complete):
+        section.note = "No completed trial has sampled hyperparameters yet."
+        return section
+    section.figure = interactive.parallel_coordinates(study, _target(study), rows)
+    return section
+
+
+def _pareto_front(study: optuna.Study, rows: dict[int, record.Record]) -> list[Section]:
+    """A study with two or three objectives: Optuna's Pareto front of them all (interactive only)."""
+    if not 1 < len(study.directions) < 4 or not study.best_trials:
+        return []
+    objectives = study.user_attrs.get(StudyAttr.OBJECTIVES) or []
+    return [Section("pareto_front", f"Pareto front of the study's objectives ({', '.join(objectives)}), "
+                                    "Optuna's plot", figure=interactive.pareto_front(study, objectives, rows))]
+
+
+def _pareto(study: optuna.Study, complete: list[FrozenTrial], rows: dict[int, record.Record]) -> Section:
     """Validation accuracy against parameter count, the search's own measure: the front holds the
     trials no smaller model beats (a multi-objective study's own Pareto set), baselines marked on it."""
     section = Section("pareto", "Validation accuracy against parameter count (Pareto front in red, baselines as "
                                 "triangles; dense trials round, CNNs square, softmax regressions diamonds)")
-    rows = sorted((r for r in map(record.read, complete) if r.n_params and r.confirm_of is None),
-                  key=lambda r: (r.n_params, -r.val_accuracy))
-    if not rows:
+    sized = sorted((rows[t.number] for t in complete if rows[t.number].n_params and rows[t.number].confirm_of is None),
+                   key=lambda r: (r.n_params, -r.val_accuracy))
+    if not sized:
         section.note = "No trial has completed yet."
         return section
     if len(study.directions) > 1:
         numbers = {t.number for t in study.best_trials}
-        front = [r for r in rows if r.number in numbers]
+        front = [r for r in sized if r.number in numbers]
     else:
         front, best = [], -1.0
-        for row in rows:
+        for row in sized:
             if row.val_accuracy > best:
                 front.append(row)
                 best = row.val_accuracy
     fig, ax = _figure(7, 4)
     kinds: dict[tuple[str, str], list[record.Record]] = {}  # a marker per kind of model
-    for row in rows:
+    for row in sized:
         kinds.setdefault(_kind(row), []).append(row)
     for (marker, label), of_kind in sorted(kinds.items()):
         ax.scatter([float(r.n_params or 0) for r in of_kind], [r.val_accuracy for r in of_kind], s=18,
@@ -177,7 +214,7 @@ def _pareto(study: optuna.Study, complete: list[FrozenTrial]) -> Section:
         name = f"#{row.number} {_kind(row)[1].removesuffix(' trial')}"
         ax.annotate(name, (float(row.n_params or 0), row.val_accuracy), textcoords="offset points",
                     xytext=(4, -10), fontsize=8, color="tab:red")
-    baselines = [r for r in rows if r.baseline]
+    baselines = [r for r in sized if r.baseline]
     if baselines:
         ax.scatter([float(r.n_params or 0) for r in baselines], [r.val_accuracy for r in baselines], s=60,
                    marker="^", color="tab:cyan", edgecolor="black", label="baseline", zorder=3)
@@ -187,11 +224,14 @@ def _pareto(study: optuna.Study, complete: list[FrozenTrial]) -> Section:
     ax.set(xscale="log", xlabel="parameters (log scale)", ylabel="validation accuracy")
     ax.legend(loc="lower right")
     section.png = _png(fig)
+    by_label = {label: of_kind for (_, label), of_kind in sorted(kinds.items())}
+    section.figure = interactive.accuracy_against_size(by_label, front, baselines)
     return section
 
 
-def _curves(table: pd.DataFrame, trials: dict[int, FrozenTrial]) -> Section:
-    """Validation accuracy per epoch of the best completed trials and of pruned ones."""
+def _curves(study: optuna.Study, table: pd.DataFrame, rows: dict[int, record.Record]) -> Section:
+    """Validation accuracy per epoch of the best completed trials and of pruned ones; interactive, every
+    trial's curve as reported to the pruner (Optuna's intermediate values)."""
     top = table[table["state"] == "complete"].head(TOP_CURVES)
     pruned = table[table["state"] == "pruned"].head(PRUNED_CURVES)  # best validation accuracy first
     section = Section("learning_curves", f"Learning curves: the best {len(top)} completed trials (solid) and "
@@ -201,17 +241,18 @@ def _curves(table: pd.DataFrame, trials: dict[int, FrozenTrial]) -> Section:
         return section
     fig, ax = _figure(7, 4)
     for row in top.itertuples():
-        history = record.read(trials[row.trial]).val_history
+        history = rows[row.trial].val_history
         ax.plot(range(1, len(history) + 1), history, marker=".",
                 label=f"#{row.rank} trial {row.trial} (test {row.test_accuracy:.4f})")
     for i, row in enumerate(pruned.itertuples()):
-        history = record.read(trials[row.trial]).val_history
+        history = rows[row.trial].val_history
         ax.plot(range(1, len(history) + 1), history, ls="--", marker="x", color="tab:grey", alpha=0.7,
                 label=f"pruned ({len(pruned)})" if i == 0 else None)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel="epoch", ylabel="validation accuracy")
     ax.legend(loc="lower right", fontsize=8)
     section.png = _png(fig)
+    section.figure = interactive.intermediate_values(study, rows)
     return section
 
 
@@ -339,12 +380,18 @@ def _html(study: optuna.Study, table: pd.DataFrame, sections: list[Section], stu
     parts = [f"<h1>Study {html.escape(study.study_name)}</h1>", f"<p>{html.escape(summary)}</p>",
              '<section id="answer"><h2>The answer</h2>',
              *(f"<p>{html.escape(line)}</p>" for line in _answer(study, table, study_dir)), "</section>"]
+    with_plotlyjs = True  # plotly.js once, inline, with the first interactive figure
     for section in sections:
         parts.append(f'<section id="{section.name}"><h2>{html.escape(section.title)}</h2>')
-        if section.png is not None:
+        png = f'<a href="report/{section.name}.png">report/{section.name}.png</a>' if section.png is not None else ""
+        if section.figure is not None:
+            parts.append(f"<figure>{interactive.div(section.figure, section.name, with_plotlyjs)}"
+                         f"<figcaption>Interactive: hover, zoom, double-click to reset. {png}</figcaption></figure>")
+            with_plotlyjs = False
+        elif section.png is not None:
             data = base64.b64encode(section.png).decode()
             parts.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(section.title)}">'
-                         f"<figcaption>report/{section.name}.png</figcaption></figure>")
+                         f"<figcaption>{png}</figcaption></figure>")
         if section.note:
             parts.append(f'<p class="note">{html.escape(section.note)}</p>')
         parts.append("</section>")
@@ -353,10 +400,6 @@ def _html(study: optuna.Study, table: pd.DataFrame, sections: list[Section], stu
     return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,">'
             f"<title>{html.escape(study.study_name)}: search report</title><style>{STYLE}</style></head>\n"
             f"<body>\n{chr(10).join(parts)}\n</body></html>\n")
-
-
-def _accuracy(trial: FrozenTrial, key: str) -> float:
-    return float(getattr(record.read(trial), key))
 
 
 def _figure(width: float, height: float) -> tuple[Figure, Axes]:

@@ -1,4 +1,4 @@
-"""The report of a real short search: files on disk, a self-contained page, and a real browser showing it."""
+"""The report of a real short search: files on disk, a self-contained page, and a real browser running it."""
 
 from __future__ import annotations
 
@@ -14,14 +14,17 @@ import pytest
 from search.cli import main
 from search.errors import InputError
 from search.results.report import write_report
-from search.study import artifacts
+from search.study import artifacts, record
 from search.study.storage import open_storage
 from search.study.studies import load_study
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FIGURES = ["best_by_trial", "best_by_time", "importances", "pareto", "learning_curves", "confusion_matrix",
-           "misclassified"]
+           "misclassified"]  # as PNGs
+INTERACTIVE = ["best_by_trial", "best_by_time", "importances", "parallel_coordinates", "pareto", "learning_curves"]
+SECTIONS = [*INTERACTIVE, "confusion_matrix", "misclassified"]
+EMBEDDED_PNG = '<img src="data:image/png;base64,'  # the figures plotly does not draw
 # Two searched dimensions (so importances exist) and learning rates far apart (so some trials learn
 # and some barely move, and the median pruner has something to prune after its five start-up trials).
 # Three epochs, because the search never prunes a trial at its last epoch and never before its second.
@@ -65,9 +68,11 @@ def test_report_holds_leaderboard_and_every_figure_as_png(searched: tuple[optuna
     for name in FIGURES:
         png = (study_dir / "report" / f"{name}.png").read_bytes()
         assert png.startswith(PNG_MAGIC) and len(png) > 2000, name
-        assert f'id="{name}"' in page, name  # and its section shows the figure, not a note instead
-    assert page.count("data:image/png;base64,") == len(FIGURES)
-    assert not re.search(r"https?://", page)  # self-contained: nothing to fetch
+        assert f'id="{name}"' in page, name
+    # Each section shows its figure, not a note instead: interactive where plotly draws it, else the PNG.
+    assert re.findall(r'<div id="([a-z_]+)-plot" class="plotly-graph-div"', page) == INTERACTIVE
+    assert page.count(EMBEDDED_PNG) == 2 and 'class="note"' not in page
+    assert not re.search(r"https?://", re.sub(r"<script.*?</script>", "", page, flags=re.S))  # nothing to fetch
     assert not list(study_dir.rglob("*.partial"))
     best = artifacts.kept(study_dir)[0]
     # The trial best by validation, rebuilt from its kept weights, reproduces the test accuracy it recorded.
@@ -84,7 +89,7 @@ def test_report_of_a_running_study_without_kept_weights(searched: tuple[optuna.S
     page = write_report(study, tmp_path / "elsewhere").read_text()
     assert (tmp_path / "journal.log").read_bytes() == before  # the report only reads the study
     assert re.search(r"<tbody>(.*?)</tbody>", page, re.S).group(1).count("<tr>") == 6  # type: ignore[union-attr]
-    assert "No kept trial weights in" in page and page.count("data:image/png;base64,") == len(FIGURES) - 2
+    assert "No kept trial weights in" in page and page.count(EMBEDDED_PNG) == 0
     assert sorted(p.stem for p in (tmp_path / "elsewhere" / "report").glob("*.png")) == sorted(FIGURES[:-2])
 
 
@@ -102,8 +107,18 @@ def test_importances_need_two_searched_parameters(tmp_path: Path) -> None:
     assert "Importances need at least 2 completed trials" in page and "searches x." in page
 
 
+# Collects what a page's scripts throw, from before the first of them runs (console errors come from the log).
+CATCH_ERRORS = """window.__errors = [];
+window.addEventListener('error', e => window.__errors.push(String(e.message)));
+window.addEventListener('unhandledrejection', e => window.__errors.push(String(e.reason)));"""
+# For each interactive figure, as plotly.js holds it: the trial numbers its points carry (customdata[0]).
+TRIALS_SHOWN = """return [...document.querySelectorAll('.plotly-graph-div')].map(div =>
+    [div.id, div.data.flatMap(trace => (trace.customdata || []).map(point => point[0]))]);"""
+
+
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium chromium-driver)")
-def test_report_renders_in_headless_chromium(report: Path, tmp_path: Path) -> None:
+def test_report_renders_in_headless_chromium(searched: tuple[optuna.Study, Path], report: Path,
+                                             tmp_path: Path) -> None:
     webdriver = pytest.importorskip("selenium.webdriver")
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
@@ -115,14 +130,42 @@ def test_report_renders_in_headless_chromium(report: Path, tmp_path: Path) -> No
     # An explicit driver path keeps Selenium Manager from looking for (and downloading) one.
     driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(str(CHROMEDRIVER)))
     try:
+        # Offline as a plane seat: any http(s) request fails, and shows up as a console error below.
+        driver.execute_cdp_cmd("Network.enable", {})
+        driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["http://*", "https://*"]})
+        driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": CATCH_ERRORS})
         driver.get(report.as_uri())
         assert driver.execute_script("return document.readyState") == "complete"
+        assert driver.execute_script("return window.__errors") == []
+        errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+        assert not errors, errors
+        fetched = driver.execute_script("return performance.getEntriesByType('resource').map(r => r.name)")
+        assert not [url for url in fetched if not url.startswith(("data:", "file:"))], fetched
         rows = driver.execute_script("return document.querySelectorAll('#leaderboard tbody tr').length")
         assert rows == 6
         widths = driver.execute_script("return [...document.images].map(i => i.complete ? i.naturalWidth : 0)")
-        assert len(widths) == len(FIGURES) and all(width > 0 for width in widths), widths
-        errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
-        assert not errors, errors
+        assert len(widths) == 2 and all(width > 0 for width in widths), widths
+        # Plotly drew each figure (an SVG of its own) and holds the study's trials in it.
+        shown = dict(driver.execute_script(TRIALS_SHOWN))
+        assert list(shown) == [f"{name}-plot" for name in INTERACTIVE]
+        drawn = driver.execute_script("return [...document.querySelectorAll('.plotly-graph-div')]"
+                                      ".map(div => div.querySelectorAll('svg.main-svg').length)")
+        assert all(count > 0 for count in drawn), drawn
+        study, _ = searched
+        complete = {t.number for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}
+        finished = {t.number for t in study.trials if t.state.is_finished()}
+        for name in ("best_by_trial-plot", "best_by_time-plot", "parallel_coordinates-plot", "pareto-plot"):
+            assert set(shown[name]) == complete, name
+        assert set(shown["learning_curves-plot"]) == finished  # the pruned trial's curve too
+        assert shown["importances-plot"] == []  # a bar per hyperparameter, not per trial
+        # Hovering a point shows its trial: plotly's own hover, on the chosen trial's point of the size figure.
+        chosen = min(complete, key=lambda n: record.by_validation(record.read(study.trials[n])))
+        label = driver.execute_script("""const div = document.getElementById('pareto-plot');
+            const trace = div.data.findIndex(t => (t.customdata || []).some(p => p[0] === arguments[0]));
+            const point = div.data[trace].customdata.findIndex(p => p[0] === arguments[0]);
+            Plotly.Fx.hover(div, [{curveNumber: trace, pointNumber: point}]);
+            return div.querySelector('.hoverlayer').textContent;""", chosen)
+        assert label.startswith(f"trial {chosen}complete: validation ") and "mlp " in label, label
         # The whole page, not just the window: DevTools can capture beyond the viewport.
         shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
         screenshot = tmp_path / "report.png"
@@ -135,7 +178,7 @@ def test_report_renders_in_headless_chromium(report: Path, tmp_path: Path) -> No
 def test_report_command_on_a_real_study(finished_study: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", "small.py", "--results", str(finished_study)]) == 0
     html = (finished_study / "small" / "report.html").read_text()
-    assert html.count("<img") >= 5 and "leaderboard" in html
+    assert html.count('class="plotly-graph-div"') >= 5 and "leaderboard" in html
     assert "report.html" in capsys.readouterr().out
     assert main(["report", "missing", "--results", str(finished_study)]) == 2
 
@@ -145,7 +188,7 @@ def test_the_report_leads_with_the_model_chosen_by_validation_and_ends_with_the_
     study, study_dir = searched
     page = report.read_text()
     sections = re.findall(r'<section id="([^"]+)"', page)
-    assert sections[0] == "answer" and sections[-1] == "all-trials" and sections[1:-1] == FIGURES
+    assert sections[0] == "answer" and sections[-1] == "all-trials" and sections[1:-1] == SECTIONS
     board = pd.read_csv(study_dir / "leaderboard.csv")
     chosen = board[board["selected"]].iloc[0]
     answer = re.search(r'<section id="answer">(.*?)</section>', page, re.S).group(1)  # type: ignore[union-attr]
