@@ -116,6 +116,7 @@ def run_search(options: SearchOptions, console: Console) -> int:
     started = time.monotonic()
     precision, goals = _check(options)
     space = load_space(options.space_file)
+    references.stored(Path(options.results))  # a damaged reference store stops here, before anything is written
     if options.engine == "keras-tuner":
         keras_tuner_space.check_space(space, options.tuner or "hyperband", options.epochs)
     name = studies.study_name(space, options.study)

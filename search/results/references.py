@@ -31,6 +31,7 @@ from search.study import record
 from search.study.record import Attr, StudyAttr
 
 STORE = "references.json"
+ENTRY = {"tutorial", "study", "trial", "seed", "val", "test", "seconds", "machine"}  # what each run holds
 
 
 def tutorial_of(config: Any) -> str | None:
@@ -68,11 +69,13 @@ def stored(results: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     try:
-        runs = json.loads(path.read_text())["runs"]
+        runs = list(json.loads(path.read_text())["runs"])
+        if not all(isinstance(run, dict) and ENTRY <= run.keys() for run in runs):
+            raise ValueError("an entry without " + ", ".join(sorted(ENTRY)))
     except (ValueError, KeyError, TypeError) as err:
         raise InputError(f"{path}: not a reference store ({type(err).__name__}); move it aside to start a new "
                          "one") from None
-    return list(runs)
+    return runs
 
 
 def collect(study: optuna.Study, results: Path) -> int:

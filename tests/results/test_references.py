@@ -96,10 +96,17 @@ def test_the_store_keeps_tutorials_as_written_and_lends_them_to_confirm_on_the_s
 
 
 @pytest.mark.fast
-def test_a_store_that_is_not_one_is_one_line(tmp_path: Path) -> None:
-    (tmp_path / references.STORE).write_text("[1, 2]")
-    with pytest.raises(InputError, match=r"references.json: not a reference store \(TypeError\)"):
+@pytest.mark.parametrize("text", ["[1, 2]", "{", '{"runs": 3}', '{"runs": [{"study": "a"}]}', '{"runs": [7]}'])
+def test_a_store_that_is_not_one_stops_run_in_one_line_before_anything_is_written(write_space, tmp_path: Path,
+                                                                                  capsys, text: str) -> None:
+    (tmp_path / references.STORE).write_text(text)
+    with pytest.raises(InputError, match=r"references.json: not a reference store \(\w+Error\)"):
         references.stored(tmp_path)
+    space = write_space("SPACE = {'model': 'mlp', 'learning_rate': Float(1e-3, 1e-2)}\n")
+    assert main(["run", str(space), "--results", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a reference store" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [references.STORE, "space.py"]
 
 
 def test_a_second_study_borrows_the_tutorial_and_trains_only_its_pick(write_space, tmp_path: Path, capsys) -> None:
