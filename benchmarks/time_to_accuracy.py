@@ -26,7 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-SPACES = {"successive halving, 60 epochs": "spaces/mlp.py", "median pruner, 8 epochs": "benchmarks/mlp_8_epochs.py"}
+SPACES = {"successive halving, 30 epochs": "spaces/mlp.py", "median pruner, 8 epochs": "benchmarks/mlp_8_epochs.py"}
 TARGETS = (0.985, 0.989)
 
 
