@@ -46,14 +46,15 @@ def machine(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
             "precision": attrs.get(Attr.PRECISION), "cpu": attrs.get(Attr.CPU), "kernels": attrs.get(Attr.CPU_KERNELS)}
 
 
-def reference_of(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any] | None:
+def reference_of(study: optuna.Study, trial: FrozenTrial, trials: list[FrozenTrial]) -> dict[str, Any] | None:
     """The store's entry for a finished training of a tutorial as written on the full MNIST training
-    set (a baseline trial, or a `confirm` training of one), or None for any other trial."""
+    set (a baseline trial, or a `confirm` training of one), or None for any other trial; `trials` are
+    the study's, read once by the caller."""
     attrs = trial.user_attrs
     if (trial.state != TrialState.COMPLETE or not record.ended_on_its_own(trial) or attrs.get(Attr.TRAIN_SIZE)
             or study.user_attrs.get(StudyAttr.DATASET) != "mnist"):
         return None
-    source = study.get_trials(deepcopy=False)[attrs[Attr.CONFIRM_OF]] if record.is_confirmation(trial) else trial
+    source = trials[attrs[Attr.CONFIRM_OF]] if record.is_confirmation(trial) else trial
     name = tutorial_of(attrs.get(Attr.CONFIG)) if source.user_attrs.get(Attr.BASELINE) else None
     if name is None:
         return None
@@ -82,8 +83,9 @@ def collect(study: optuna.Study, results: Path) -> int:
     """Add the study's trainings of tutorials as written that the store lacks; returns how many."""
     runs = stored(results)
     have = {(run["study"], run["trial"]) for run in runs}
-    new = [entry for trial in study.get_trials(deepcopy=False)
-           if (study.study_name, trial.number) not in have and (entry := reference_of(study, trial)) is not None]
+    trials = study.get_trials(deepcopy=False)
+    new = [entry for trial in trials if (study.study_name, trial.number) not in have
+           and (entry := reference_of(study, trial, trials)) is not None]
     if new:
         write_atomic(results / STORE, json.dumps({"runs": runs + new}, indent=1).encode())
     return len(new)
@@ -92,7 +94,8 @@ def collect(study: optuna.Study, results: Path) -> int:
 def borrowable(study: optuna.Study, number: int, results: Path | None, limit: int) -> list[dict[str, Any]]:
     """At most `limit` stored trainings, by other studies on the same kind of machine, of the tutorial
     that baseline trial `number` trained as written; none for any other trial or without a store."""
-    own = reference_of(study, study.get_trials(deepcopy=False)[number]) if results is not None else None
+    trials = study.get_trials(deepcopy=False)
+    own = reference_of(study, trials[number], trials) if results is not None else None
     if own is None or limit <= 0:
         return []
     assert results is not None
