@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import unquote_plus, urlencode
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
@@ -71,7 +71,9 @@ def redact(location: str) -> str:
     except Exception:  # SQLAlchemy's ArgumentError, or a ValueError from a bad port
         return safe
     shown = parsed.set(query={}).render_as_string(hide_password=True)
-    if any(_SECRET_QUERY.search(key) for key in parsed.query):
+    # The keys as written: the parser drops a key whose value is empty, and what follows it may be the secret's.
+    written = [unquote_plus(part.partition("=")[0]) for part in location.partition("?")[2].split("&")]
+    if any(_SECRET_QUERY.search(key) for key in [*parsed.query, *written]):
         return shown + "?***"  # all of it: an unescaped & in the secret would carry part of it into the next key
     return shown + ("?" + urlencode(parsed.query, doseq=True) if parsed.query else "")
 
