@@ -20,6 +20,7 @@ from rich.markup import escape
 
 from search import ranges
 from search.errors import EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_OK, InputError
+from search.study.cluster import LOCAL
 from search.training.runtime import PRECISIONS
 
 
@@ -89,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     _number(run, "--warm-top", ranges.WARM_TOP, metavar="K", help="how many of them (5)")
     run.add_argument("--enqueue", metavar="FILE", help="first queue the configurations of this JSON file: a list of "
                                                        "{parameter: value} objects, named as `show` prints them")
+    run.add_argument("--ray", nargs="?", const=LOCAL, metavar="ADDRESS",
+                     help="run the workers on the Ray cluster whose head is at ADDRESS (HOST:PORT); with no address, "
+                          "on a Ray instance started here (pip install 'search[ray]')")
+    _number(run, "--cpus-per-worker", ranges.CPUS_PER_WORKER, default=1,
+            help="with --ray: CPUs each worker asks the cluster for and trains on (1)")
     _worker_options(run, several=True, timeout=True)
     run.set_defaults(handler=cmd_run)
 
@@ -182,7 +188,8 @@ def _worker_options(parser: argparse.ArgumentParser, several: bool, timeout: boo
     """How this machine's workers train: what run, worker and confirm share."""
     if several:
         _number(parser, "--workers", ranges.WORKERS, help="worker processes here (default: one per core, at most 4; "
-                                                        "1 under --engine keras-tuner)")
+                                                        "1 under --engine keras-tuner; with --ray: as many as "
+                                                        "the cluster holds)")
     if timeout:
         _number(parser, "--trial-timeout", ranges.SECONDS, help="fail a trial that trains longer than this (s)")
     _number(parser, "--recycle-after", ranges.RECYCLE_AFTER, default=25,

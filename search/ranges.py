@@ -88,7 +88,9 @@ TRIALS = Range(int, 1, 100_000)  # a study's total; far beyond what one study pa
 SECONDS = Range(float, 0, 365 * DAY, above=True, why="(a year)")  # a timeout
 EPOCHS = Range(int, KEYS["epochs"].low or 1, KEYS["epochs"].high or 1)  # the schema's, as in a space file
 TRAIN_SIZE = Range(int, 1, TRAIN_SPLIT)  # the first N of the training split
-WORKERS = Range(int, 1, 4 * CORES, why=f"(at most 4 a core: this machine has {CORES})")
+WORKERS = Range(int, 1, 10_000)  # on a Ray cluster (--ray)
+LOCAL_WORKERS = Range(int, 1, 4 * CORES, why=f"(at most 4 a core: this machine has {CORES})")
+CPUS_PER_WORKER = Range(int, 1, 1_024)
 RECYCLE_AFTER = Range(int, 1, 100_000)
 ROWS = Range(int, 1, 100_000)  # leaderboard rows shown
 KEEP_TOP = Range(int, 0, 100_000)  # 0: keep no weights

@@ -25,7 +25,7 @@ from search.engines import keras_tuner, keras_tuner_space
 from search.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, InputError, SpaceError
 from search.results import confirm, leaderboard, references
 from search.space import Space, load_space
-from search.study import lifecycle, record, stopping, storage, studies, tensorboard_files, warm_start, workers
+from search.study import cluster, lifecycle, record, stopping, storage, studies, tensorboard_files, warm_start, workers
 from search.study.progress import Progress
 from search.study.record import StudyAttr
 from search.training import datasets
@@ -35,7 +35,7 @@ ENGINES = ("optuna", "keras-tuner")
 # What a joining worker brings itself rather than reads from the study: threads and precision belong
 # to each machine, and the storage URL is the one it was given (a database URL's password is never
 # stored on the study).
-_PER_MACHINE = ("worker", "threads", "debug", "precision", "location")
+_PER_MACHINE = ("worker", "threads", "debug", "precision", "location", "node")
 
 
 @dataclass
@@ -73,6 +73,8 @@ class SearchOptions:
     warm_start: str | None = None  # an earlier study in the same storage: queue its best configurations first
     warm_top: int | None = None  # how many of them (default warm_start.WARM_TOP)
     enqueue: str | None = None  # a JSON file of configurations (parameter: value) to queue first
+    ray: str | None = None  # a Ray cluster's address (cluster.LOCAL: start one here): the workers run on it
+    cpus_per_worker: int = 1  # with ray: the CPUs each worker asks the cluster for (and trains on)
     command: str = ""  # the command line that started it, recorded with kept trials and model cards
     debug: bool = False
 
@@ -115,12 +117,15 @@ def run_search(options: SearchOptions, console: Console) -> int:
     before anything is written."""
     started = time.monotonic()
     precision, goals = _check(options)
+    ray = cluster.connect(options.ray) if options.ray is not None else None
     space = load_space(options.space_file)
     references.stored(Path(options.results))  # a damaged reference store stops here, before anything is written
     if options.engine == "keras-tuner":
         keras_tuner_space.check_space(space, options.tuner or "hyperband", options.epochs)
     name = studies.study_name(space, options.study)
     location = studies.storage_url(name, options.storage, Path(options.results))
+    if ray is not None:
+        cluster.check_storage(ray, location)
     queued, skipped = _warm_starts(options, space, name)
     sampler, pruner = options.sampler or "tpe", _pruner(options, space, goals)
     if options.engine == "optuna":
@@ -139,7 +144,7 @@ def run_search(options: SearchOptions, console: Console) -> int:
     studies.check_dataset(opened, data)
     studies.note_engine(opened, label)
     folder = Path(options.results) / name
-    count = options.workers or workers.default_count()
+    count = options.workers or (ray.workers(options.cpus_per_worker) if ray else workers.default_count())
     spec = workers.WorkerSpec(
         space_file=str(_copy_space(space, folder, location)), study=name, location=location, dataset=options.dataset,
         data_path=options.data, train_size=options.train_size, epochs=options.epochs, budget=options.trials,
@@ -157,13 +162,16 @@ def run_search(options: SearchOptions, console: Console) -> int:
     limits = [f"at most {limit:,} {unit}" for limit, unit in ((options.max_params, "parameters"),
                                                              (options.max_latency_ms, "ms a digit")) if limit]
     header = (f"study [bold]{name}[/] in {storage.redact(location)}: {{done}} of {options.trials} trials done; "
-              f"{_split(data)}" + (f"; {count} workers" if count > 1 else "") + _precision_note(precision)
+              f"{_split(data)}" + (f"; {count} workers" if count > 1 else "")
+              + (f" on the Ray cluster at {ray.address} ({ray.cpus} CPUs)" if ray else "") + _precision_note(precision)
               + (f"; objectives {', '.join(goals)}, no pruning (Optuna prunes only one objective)" if len(goals) > 1
                  else "") + (f"; {', '.join(limits)}" if limits else ""))
 
     def go(progress: Progress) -> int:
-        outcome = workers.run_local(spec, count, on_trial=progress, say=console.print, on_epoch=progress.epoch)
-        return outcome.exit_code()
+        pool = (cluster.RayPool(spec, ray, options.cpus_per_worker, Path(spec.space_file).read_text()) if ray
+                else workers.Pool(spec, count))
+        return workers.supervise(spec, pool, count, on_trial=progress, say=console.print,
+                                 on_epoch=progress.epoch).exit_code()
 
     code = _drive(opened, folder, console, header, options.trials, go, requeue=True,
                   end=lambda code: finish(opened, folder, console, code, started, options.top,
@@ -190,7 +198,7 @@ def join_search(options: JoinOptions, console: Console) -> int:
     board = _tensorboard(options.tensorboard, settings)
     folder = Path(options.results) / opened.study_name
     location = studies.storage_url(opened.study_name, options.storage, Path(options.results))
-    space_file = _restore_space(folder, settings["space_source"], location)
+    space_file = studies.restore_space(folder, settings["space_source"], location)
     spec = workers.WorkerSpec.joining(
         settings, space_file=str(space_file), results=options.results, debug=options.debug, location=location,
         trial_timeout=options.trial_timeout or settings.get("trial_timeout"), recycle_after=options.recycle_after,
@@ -211,7 +219,7 @@ def confirm_search(options: ConfirmOptions, console: Console) -> int:
     started = time.monotonic()
     for value, flag, allowed in ((options.top, "--top", ranges.CONFIRM_TOP),
                                  (options.seeds, "--seeds", ranges.CONFIRM_SEEDS),
-                                 (options.workers, "--workers", ranges.WORKERS),
+                                 (options.workers, "--workers", ranges.LOCAL_WORKERS),
                                  (options.recycle_after, "--recycle-after", ranges.RECYCLE_AFTER)):
         allowed.check(value, flag)
     tensorboard_files.check_dir(options.tensorboard)
@@ -225,7 +233,7 @@ def confirm_search(options: ConfirmOptions, console: Console) -> int:
     _, total = confirm.queue(opened, options.top, options.seeds, Path(options.results))
     folder = Path(options.results) / opened.study_name
     location = studies.storage_url(opened.study_name, options.storage, Path(options.results))
-    space_file = _restore_space(folder, settings["space_source"], location)
+    space_file = studies.restore_space(folder, settings["space_source"], location)
     spec = workers.WorkerSpec.joining(
         settings, space_file=str(space_file), results=options.results, debug=options.debug, queued_only=True,
         location=location, recycle_after=options.recycle_after, command=options.command, precision=precision,
@@ -272,7 +280,9 @@ def _check(options: SearchOptions) -> tuple[str, tuple[str, ...]]:
             (options.trials, "--trials", ranges.TRIALS), (options.timeout, "--timeout", ranges.SECONDS),
             (options.seed, "--seed", ranges.SEED), (options.epochs, "--epochs", ranges.EPOCHS),
             (options.train_size, "--train-size", ranges.TRAIN_SIZE), (options.top, "--top", ranges.ROWS),
-            (options.keep_top, "--keep-top", ranges.KEEP_TOP), (options.workers, "--workers", ranges.WORKERS),
+            (options.keep_top, "--keep-top", ranges.KEEP_TOP),
+            (options.workers, "--workers", ranges.WORKERS if options.ray is not None else ranges.LOCAL_WORKERS),
+            (options.cpus_per_worker, "--cpus-per-worker", ranges.CPUS_PER_WORKER),
             (options.trial_timeout, "--trial-timeout", ranges.SECONDS),
             (options.recycle_after, "--recycle-after", ranges.RECYCLE_AFTER),
             (options.max_params, "--max-params", ranges.MAX_PARAMS),
@@ -292,7 +302,12 @@ def _check(options: SearchOptions) -> tuple[str, tuple[str, ...]]:
     if options.engine == "optuna" and options.tuner is not None:
         raise InputError(f"--tuner {options.tuner}: needs --engine keras-tuner (Optuna runs take --sampler and "
                          "--pruner)")
+    if options.ray is None and options.cpus_per_worker != 1:
+        raise InputError(f"--cpus-per-worker {options.cpus_per_worker}: needs --ray (local workers share this "
+                         "machine's cores)")
     if options.engine == "keras-tuner":
+        if options.ray is not None:
+            raise InputError("--ray: needs --engine optuna (KerasTuner runs in one process)")
         if precision == "bfloat16":
             raise InputError("--precision bfloat16: --engine keras-tuner trains in float32 only")
         if options.accept_space_change:
@@ -400,17 +415,6 @@ def _say_how_it_ended(opened: optuna.Study, console: Console, code: int,
     elif code == EXIT_FAILED:
         console.print("[red]stopped[/]: too many trials failed in a row; the leaderboard shows their reasons")
     return code
-
-
-def _restore_space(folder: Path, source: str, location: str) -> Path:
-    """The study's space file, as stored on the study, written into its results folder here (a worker on
-    another machine has no copy) and validated as `run` validates it."""
-    storage.claim_folder(folder, location)
-    space_file = folder / "space.py"
-    if not space_file.is_file() or space_file.read_text() != source:
-        space_file.write_text(source)
-    load_space(space_file)
-    return space_file
 
 
 def _tensorboard(given: str | None, settings: dict[str, Any]) -> str | None:

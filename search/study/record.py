@@ -49,6 +49,7 @@ class Attr(StrEnum):
     HOST = "host"
     PID = "pid"
     WORKER = "worker"
+    NODE = "node"  # `run --ray`: the Ray node the trial ran on
     CPU_KERNELS = "cpu_kernels"  # "oneDNN" or "Eigen"
     PRECISION = "precision"  # "float32" or "bfloat16"
     CPU = "cpu"  # the CPU's model name: oneDNN picks its kernels by the instructions a CPU has
@@ -98,11 +99,13 @@ class Machine:
     train_size: int | None = None
     versions: dict[str, str] = field(default_factory=dict)
     cpu: str = ""
+    node: str | None = None  # the Ray node, when the worker is a Ray actor
 
     def attrs(self) -> dict[Attr, Any]:
         return {Attr.HOST: HOST, Attr.PID: os.getpid(), Attr.WORKER: self.worker, Attr.CPU_KERNELS: self.cpu_kernels,
                 Attr.PRECISION: self.precision, Attr.THREADS: self.threads, Attr.DETERMINISTIC: self.deterministic,
-                Attr.TRAIN_SIZE: self.train_size, Attr.VERSIONS: self.versions, Attr.CPU: self.cpu}
+                Attr.TRAIN_SIZE: self.train_size, Attr.VERSIONS: self.versions, Attr.CPU: self.cpu,
+                **({Attr.NODE: self.node} if self.node else {})}
 
 
 def machine(worker: int, cpu_kernels: str, precision: str) -> dict[Attr, Any]:

@@ -20,6 +20,7 @@ import re
 import sys
 import time
 import warnings
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -336,11 +337,12 @@ def retry_lost(study: optuna.Study, trial: FrozenTrial) -> None:
         study.enqueue_trial(trial.params, user_attrs=attrs)
 
 
-def reap_dead(study: optuna.Study, mine: bool = False) -> list[int]:
+def reap_dead(study: optuna.Study, mine: bool = False, gone: Collection[tuple[str, int]] = ()) -> list[int]:
     """Fail and retry this host's RUNNING trials whose process is gone; returns their numbers.
 
     With `mine`, this process's own RUNNING trials are reaped too: a worker calls it when it has
-    reconnected after losing its database, when none of its trials can still be running.
+    reconnected after losing its database, when none of its trials can still be running. `gone`
+    names (host, pid) of workers known to be dead on any machine (a Ray node that was lost).
     A RUNNING trial that never recorded its host and pid is reaped too, whichever machine made it,
     once this process has seen it so for `ORPHAN_SECONDS`: a process killed, or whose database went
     away, inside Optuna's `ask` leaves one (the trial is created, the objective that records them
@@ -357,6 +359,8 @@ def reap_dead(study: optuna.Study, mine: bool = False) -> list[int]:
         if pid is None:
             if ages[trial.number] < ORPHAN_SECONDS:
                 continue
+        elif (trial.user_attrs.get(Attr.HOST), pid) in gone:
+            pass
         elif trial.user_attrs.get(Attr.HOST) != HOST:
             continue
         elif _pid_alive(pid) and not (mine and pid == os.getpid()):

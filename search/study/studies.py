@@ -23,7 +23,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search.errors import InputError, TrialFailed
-from search.space import Space, changes, outline
+from search.files import write_atomic
+from search.space import Space, changes, load_space, outline
 from search.study import lifecycle, record, stopping, storage
 from search.study.objective import Objective, stop_when_asked
 from search.study.record import Attr, StudyAttr
@@ -282,3 +283,14 @@ def optimize(study: optuna.Study, objective: Objective, timeout: float | None,
         study.optimize(objective, n_trials=todo, timeout=timeout, catch=(TrialFailed,),
                        callbacks=[streak, stop_when_asked, *callbacks], gc_after_trial=True)
     return streak
+
+
+def restore_space(folder: Path, source: str, location: str) -> Path:
+    """The study's space file, as stored on the study, written into its results folder here (a worker on
+    another machine has no copy) and validated as `run` validates it."""
+    storage.claim_folder(folder, location)
+    space_file = folder / "space.py"
+    if not space_file.is_file() or space_file.read_text() != source:
+        write_atomic(space_file, source.encode())  # several workers of one machine may write it at once
+    load_space(space_file)
+    return space_file

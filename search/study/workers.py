@@ -3,7 +3,8 @@
 `work` is one worker: it loads the space and the data, joins the study and runs trials until the
 study-wide budget is met. `search run --workers N` starts N of them as child processes here
 (`run_local`; one per core by default, at most 4), each on its share of the cores, and `search
-worker` does the same on any machine that reaches the storage. The parent watches them: a worker
+worker` does the same on any machine that reaches the storage; with `--ray` they are actors on a Ray
+cluster instead (search/study/cluster.py), watched the same way (`supervise`). The parent watches them: a worker
 that dies (SIGKILL, out of memory) has its running trial failed and queued once more, and is
 replaced; a worker that has run its `--recycle-after` trials is replaced by a fresh process, which
 bounds the memory TensorFlow holds on to; on Ctrl-C or SIGTERM the parent sends every worker
@@ -66,6 +67,7 @@ class WorkerSpec:
     max_params: int | None = None
     max_latency_ms: float | None = None
     tensorboard: str | None = None  # --tensorboard: where each trial writes its TensorBoard run
+    node: str | None = None  # the Ray node this worker runs on (run --ray)
 
     @classmethod
     def joining(cls, settings: dict[str, Any], **here: Any) -> WorkerSpec:
@@ -90,7 +92,7 @@ def work(spec: WorkerSpec, callbacks: list[Callable[[optuna.Study, FrozenTrial],
                              precision=spec.precision, deterministic=spec.deterministic)
     machine = record.Machine(spec.worker, runtime.cpu_kernels(), runtime.training_precision(spec.precision),
                              1 if spec.deterministic else spec.threads, spec.deterministic, spec.train_size,
-                             runtime.versions(), runtime.cpu_model())
+                             runtime.versions(), runtime.cpu_model(), spec.node)
     context = lifecycle.Context(
         datasets.load(spec.dataset, spec.data_path, spec.train_size), machine,
         lifecycle.Limits(spec.trial_timeout, spec.max_params, spec.max_latency_ms), tuple(spec.objectives),
@@ -172,8 +174,8 @@ def _orphan_check(parent: int) -> Callable[[optuna.Study, FrozenTrial], None]:
 
 
 @dataclass
-class LocalRun:
-    """What happened to a run of local workers."""
+class Outcome:
+    """What happened to a run of workers."""
 
     interrupted: bool = False
     failed: str | None = None
@@ -226,6 +228,16 @@ class Pool:
                 ended.append((index, process.exitcode))
         return ended
 
+    def describe(self, code: int | None) -> str:
+        """How a worker that exited with `code` ended, in words."""
+        if code is not None and code < 0:
+            return f"signal {signal.Signals(-code).name}"
+        return f"exit code {code}"
+
+    def reap(self, study: optuna.Study) -> list[int]:
+        """Fail and queue again the trials of workers that died (`storage.reap_dead`)."""
+        return storage.reap_dead(study)
+
     def stop(self, grace: float = 60.0) -> None:
         """Ask every worker once, with SIGTERM, to stop at its next safe point (marking its trial
         interrupted); wait up to `grace` seconds, then kill what is left (the parent reaps the trials a
@@ -251,18 +263,25 @@ def stop_processes(processes: list[multiprocessing.process.BaseProcess], grace: 
 
 
 def run_local(spec: WorkerSpec, workers: int, on_trial: Callable[[optuna.Study, FrozenTrial], None],
-              say: Callable[[str], None], on_epoch: Callable[..., None] | None = None) -> LocalRun:
-    """Run `workers` processes on the study and watch them until the budget is met or a stop request.
+              say: Callable[[str], None], on_epoch: Callable[..., None] | None = None) -> Outcome:
+    """Run `workers` processes on this machine on the study until the budget is met or a stop request.
 
     Even one worker runs in a child process: the parent stays small and never imports TensorFlow,
-    and a child can be replaced after `spec.recycle_after` trials, which keeps memory flat. The caller
-    has installed `stopping.on_signals`.
+    and a child can be replaced after `spec.recycle_after` trials, which keeps memory flat.
     """
+    return supervise(spec, Pool(spec, workers), workers, on_trial, say, on_epoch)
+
+
+def supervise(spec: WorkerSpec, pool: Any, workers: int, on_trial: Callable[[optuna.Study, FrozenTrial], None],
+              say: Callable[[str], None], on_epoch: Callable[..., None] | None = None) -> Outcome:
+    """Start `workers` workers of `pool` (local processes, or Ray actors) and watch them until the budget is
+    met or a stop request: one that ends while work is left is replaced, the trial of one that died is
+    failed and queued again. The caller has installed `stopping.on_signals`."""
     from search.study import studies
 
     opened = studies.load_study(spec.study, Path(spec.results), spec.location)
     seen = {t.number for t in opened.get_trials(deepcopy=False) if record.ended_on_its_own(t)}
-    pool, outcome = Pool(spec, workers), LocalRun()
+    outcome = Outcome()
     restarts_left = 3 * workers  # a worker that keeps dying is a bug, not bad luck
     for index in range(workers):
         pool.start(index)
@@ -270,13 +289,13 @@ def run_local(spec: WorkerSpec, workers: int, on_trial: Callable[[optuna.Study, 
         pool.relay(on_epoch, wait=1.0)
         _tolerant(lambda: _report_new(opened, seen, on_trial))
         for index, code in pool.exited():
-            lost = _tolerant(lambda: storage.reap_dead(opened)) or []
+            lost = _tolerant(lambda: pool.reap(opened)) or []
             if code == EXIT_FAILED:
                 outcome.failed = "too many trials failed in a row (see the leaderboard's reasons)"
             elif code == EXIT_INPUT:
                 outcome.failed = f"worker {index} could not start (its error is above)"
             elif code not in (EXIT_OK, EXIT_INTERRUPTED):
-                say(f"worker {index} exited with {_describe(code)}"
+                say(f"worker {index} exited with {pool.describe(code)}"
                     + (f"; trial(s) {', '.join(map(str, lost))} failed and queued again" if lost else ""))
                 restarts_left -= 1
             if outcome.failed is None and restarts_left > 0 and spec.timeout is None and _work_left(opened, spec):
@@ -287,7 +306,7 @@ def run_local(spec: WorkerSpec, workers: int, on_trial: Callable[[optuna.Study, 
     if stopping.requested():
         outcome.interrupted = True
         pool.stop()
-        _tolerant(lambda: storage.reap_dead(opened))
+        _tolerant(lambda: pool.reap(opened))
     _tolerant(lambda: _report_new(opened, seen, on_trial))
     return outcome
 
@@ -302,7 +321,7 @@ def _work_left(study: optuna.Study, spec: WorkerSpec) -> bool:
     return bool(_tolerant(left, default=1) > 0)
 
 
-def _requeue_orphans(study: optuna.Study, pool: Pool, on_epoch: Callable[..., None] | None,
+def _requeue_orphans(study: optuna.Study, pool: Any, on_epoch: Callable[..., None] | None,
                      say: Callable[[str], None]) -> bool:
     """Every worker has ended, but a trial created and never run (the database lost inside Optuna's
     `ask`, a worker killed there) holds a place in the budget: once seen long enough to be sure of
@@ -336,8 +355,3 @@ def _report_new(study: optuna.Study, seen: set[int], on_trial: Callable[[optuna.
             seen.add(trial.number)
             on_trial(study, trial)
 
-
-def _describe(code: int | None) -> str:
-    if code is not None and code < 0:
-        return f"signal {signal.Signals(-code).name}"
-    return f"exit code {code}"

@@ -1,0 +1,136 @@
+"""`run --ray`: a search's workers as actors on a real multi-node Ray cluster (`ray.cluster_utils.Cluster`,
+as Ray tests itself), with a real PostgreSQL study: the budget, a node lost mid-search, Ctrl-C, bad input."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_workers import ENV, QUICK, SPACE, alive, search, trials, wait_for
+
+from search.study import record
+from search.study.record import Attr, counts_toward_budget
+from search.study.storage import open_storage
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def cluster():
+    """Two Ray nodes of one CPU each, on loopback; the search joins it by address."""
+    from ray.cluster_utils import Cluster
+
+    started = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    started.add_node(num_cpus=1)
+    started.wait_for_nodes()
+    yield started
+    started.shutdown()
+
+
+def ray_search(cluster, space: Path, results: Path, storage: str, *argv: str) -> subprocess.Popen[str]:
+    return search("run", str(space), "--ray", cluster.address, "--storage", storage, "--results", str(results),
+                  *QUICK, *argv)
+
+
+def nodes(cluster) -> set[str]:
+    return {node.node_id for node in cluster.list_all_nodes()}
+
+
+def test_a_search_on_two_nodes_counts_exactly_its_budget_and_runs_on_both(cluster, postgres, write_space,
+                                                                           tmp_path: Path) -> None:
+    space = write_space(SPACE, "spread.py")
+    process = ray_search(cluster, space, tmp_path / "results", postgres.url, "--trials", "8", "--epochs", "1")
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, output
+    assert "2 workers on the Ray cluster" in output
+    done = trials("spread", postgres.url)
+    assert sum(counts_toward_budget(t) for t in done) == 8
+    assert not [t for t in done if t.state.name in ("RUNNING", "WAITING")]
+    assert {t.user_attrs[Attr.NODE] for t in done if counts_toward_budget(t)} == nodes(cluster)
+    # Each worker trained on the one CPU it asked the cluster for.
+    assert {t.user_attrs[Attr.THREADS] for t in done if counts_toward_budget(t)} == {1}
+
+
+def test_a_node_lost_mid_search_loses_no_finished_trial_and_the_budget_stays_exact(cluster, postgres, write_space,
+                                                                                    tmp_path: Path) -> None:
+    space = write_space(SPACE, "lost.py")
+    process = ray_search(cluster, space, tmp_path / "results", postgres.url, "--trials", "6", "--epochs", "12",
+                         "--pruner", "none")
+    head = cluster.head_node.node_id
+    other = next(node for node in cluster.list_all_nodes() if node.node_id != head)
+    watched = open_storage(postgres.url)
+
+    def running_on_the_other_node():
+        return [t for t in trials("lost", watched) if t.state.name == "RUNNING" and "config" in t.user_attrs
+                and t.user_attrs.get(Attr.NODE) == other.node_id]
+
+    victim = wait_for(running_on_the_other_node)[0]
+    finished_before = {t.number for t in trials("lost", watched) if record.ended_on_its_own(t)}
+    cluster.remove_node(other)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, output
+    assert "its Ray node or process lost" in output and "failed and queued again" in output
+    done = trials("lost", postgres.url)
+    assert finished_before <= {t.number for t in done if record.ended_on_its_own(t)}
+    assert sum(counts_toward_budget(t) for t in done) == 6
+    assert not [t for t in done if t.state.name in ("RUNNING", "WAITING")]
+    lost = next(t for t in done if t.number == victim.number)
+    assert record.lost_with_worker(lost) and not counts_toward_budget(lost)
+    retry = next(t for t in done if t.user_attrs.get(Attr.RETRY_OF) == victim.number)
+    assert retry.params == lost.params and counts_toward_budget(retry)
+    assert retry.user_attrs[Attr.NODE] == head
+
+
+def test_ctrl_c_stops_every_ray_worker_and_marks_their_trials_interrupted(cluster, postgres, write_space,
+                                                                         tmp_path: Path) -> None:
+    space = write_space(SPACE, "halted.py")
+    process = ray_search(cluster, space, tmp_path / "results", postgres.url, "--trials", "400", "--epochs", "3",
+                         "--study", "halted")
+    watched = open_storage(postgres.url)
+    wait_for(lambda: sum(counts_toward_budget(t) for t in trials("halted", watched)) >= 2
+             and len({t.user_attrs.get(Attr.NODE) for t in trials("halted", watched)} - {None}) == 2)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 130, output
+    assert "Traceback" not in output, output
+    done = trials("halted", postgres.url)
+    assert not [t.number for t in done if t.state.name == "RUNNING"], output
+    unfinished = [t for t in done if t.state.name != "WAITING" and not record.ended_on_its_own(t)]
+    assert all(t.user_attrs.get(Attr.INTERRUPTED) for t in unfinished)
+    assert not [pid for pid in {t.user_attrs[Attr.PID] for t in done if Attr.PID in t.user_attrs} if alive(pid)]
+
+
+def refused(argv: list[str], results: Path, env: dict[str, str] | None = None) -> str:
+    """Run `search` expecting bad input: exit 2, one line, no results folder."""
+    done = subprocess.run([sys.executable, "-m", "search", *argv, "--results", str(results)], capture_output=True,
+                          text=True, env=env or ENV, timeout=180)
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in done.stderr, done.stderr
+    assert not results.exists()
+    return lines[0]
+
+
+def test_bad_ray_input_is_one_line_exit_2_with_nothing_written(cluster, write_space, tmp_path: Path) -> None:
+    space = str(write_space(SPACE, "bad.py"))
+    results = tmp_path / "results"
+    with __import__("socket").socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    assert "no Ray head answers" in refused(["run", space, "--ray", f"127.0.0.1:{closed}"], results)
+    assert "HOST:PORT" in refused(["run", space, "--ray", "nowhere"], results)
+    line = refused(["run", space, "--ray", cluster.address, "--storage",
+                    f"postgresql://search:s3cret@127.0.0.1:{closed}/postgres"], results)
+    assert "cannot reach it" in line or "cannot open" in line
+    assert "s3cret" not in line
+    assert "needs --ray" in refused(["run", space, "--cpus-per-worker", "2"], results)
+    # Ray not installed: a package that fails to import, first on the path, stands for its absence.
+    blocker = tmp_path / "no-ray"
+    (blocker / "ray").mkdir(parents=True)
+    (blocker / "ray" / "__init__.py").write_text("raise ImportError(\"No module named 'ray'\")\n")
+    env = {**ENV, "PYTHONPATH": os.pathsep.join([str(blocker), *filter(None, [ENV.get("PYTHONPATH")])])}
+    assert "Ray is not installed" in refused(["run", space, "--ray"], results, env)
