@@ -47,6 +47,10 @@ class Reporter(Protocol):
     def constrain(self, name: str, excess: float) -> None:
         """How far over a limit the config is, relative to the limit (feasible at 0 or below)."""
 
+    def attach(self, store: artifacts.Store, files: list[Path]) -> dict[str, str]:
+        """Upload the kept trial's `files` to the artifact store as its own, and record their ids on it;
+        returns them by file name."""
+
 
 @dataclass(frozen=True)
 class Assignment:
@@ -94,6 +98,7 @@ class Context:
     on_epoch: EpochHook | None = None
     engine: str | None = None  # recorded on each trial when not Optuna's own
     tensorboard: Path | None = None  # --tensorboard: each trial's curves and hyperparameters (tensorboard_files.py)
+    artifact_store: artifacts.Store | None = None  # --artifacts: where kept trials also go
 
 
 @dataclass
@@ -164,7 +169,7 @@ def run(assignment: Assignment, context: Context, reporter: Reporter) -> Outcome
         if assignment.keep and context.study_dir is not None and context.keep > 0:
             artifacts.keep_trial(context.study_dir, context.keep, assignment.number, context.study, result,
                                  assignment.config, assignment.seed, test_accuracy, context.data, context.command,
-                                 baseline=assignment.baseline,
+                                 store=context.artifact_store, attach=reporter.attach, baseline=assignment.baseline,
                                  **({"engine": context.engine} if context.engine else {}))
         figures = {"accuracy": result.val_accuracy, "params": float(n_params), "latency": latency}
         outcome = Outcome("complete", values=tuple(figures[name] for name in context.objectives), result=result)

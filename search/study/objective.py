@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import optuna
 
 from search.errors import TrialFailed
 from search.space import Space, sample
-from search.study import lifecycle, record, stopping
+from search.study import artifacts, lifecycle, record, stopping
 from search.study.record import Attr
 
 
@@ -93,6 +94,11 @@ class OptunaReporter:
 
     def constrain(self, name: str, excess: float) -> None:
         self.trial.set_constraint(name, excess)
+
+    def attach(self, store: artifacts.Store, files: list[Path]) -> dict[str, str]:
+        ids = store.upload(self.trial, files)
+        record.write(self.trial, {Attr.ARTIFACTS: ids})
+        return ids
 
     def epoch_callback(self, prune: bool, rounds: int, first_round: int) -> Any:
         return pruning_callback(self.trial, prune=prune and self.prune, first_round=first_round)

@@ -30,7 +30,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from search.errors import EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_OK
-from search.study import record, stopping, storage
+from search.study import artifacts, record, stopping, storage
 from search.study.record import StudyAttr
 from search.training.runtime import cores
 
@@ -68,6 +68,7 @@ class WorkerSpec:
     max_latency_ms: float | None = None
     tensorboard: str | None = None  # --tensorboard: where each trial writes its TensorBoard run
     node: str | None = None  # the Ray node this worker runs on (run --ray)
+    artifacts: str | None = None  # --artifacts: the store kept trials also go to (artifacts.check_location)
 
     @classmethod
     def joining(cls, settings: dict[str, Any], **here: Any) -> WorkerSpec:
@@ -97,7 +98,8 @@ def work(spec: WorkerSpec, callbacks: list[Callable[[optuna.Study, FrozenTrial],
         datasets.load(spec.dataset, spec.data_path, spec.train_size), machine,
         lifecycle.Limits(spec.trial_timeout, spec.max_params, spec.max_latency_ms), tuple(spec.objectives),
         spec.study, Path(spec.results) / spec.study, spec.keep, spec.command, on_epoch,
-        tensorboard=Path(spec.tensorboard) if spec.tensorboard else None)
+        tensorboard=Path(spec.tensorboard) if spec.tensorboard else None,
+        artifact_store=artifacts.Store(spec.artifacts) if spec.artifacts else None)
     waited = 0.0
     while not stopping.requested():
         try:
