@@ -96,12 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
     _number(run, "--cpus-per-worker", ranges.CPUS_PER_WORKER, default=1,
             help="with --ray: CPUs each worker asks the cluster for and trains on (1)")
     _worker_options(run, several=True, timeout=True)
+    _artifacts(run, "also keep the kept trials' weights there (a folder, which may be shared, or s3://BUCKET), "
+                    "for export anywhere; workers that join inherit it")
     run.set_defaults(handler=cmd_run)
 
     worker = commands.add_parser("worker", help="join a stored study as one more worker (any machine)")
     worker.add_argument("--study", required=True, help="the study's name")
     _worker_options(worker, several=False, timeout=True)
     _add_location(worker)
+    _artifacts(worker, "this machine's path to the search's artifact store (default: the one it recorded)")
     worker.set_defaults(handler=cmd_worker)
 
     confirm = _study_command(commands, "confirm", cmd_confirm, "train the best configurations again, fresh seeds")
@@ -133,8 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--full-train", action="store_true", help="train it again on all 60,000 images, export that")
     _number(export, "--ensemble", ranges.ENSEMBLE, metavar="K", help="one model averaging the K best kept trials")
     export.add_argument("--out", help="output folder (default: results/<study>/export/trial-N)")
+    _artifacts(export, FETCH)
 
-    _study_command(commands, "report", cmd_report, "write results/<study>/report.html and its figures as PNG")
+    report = _study_command(commands, "report", cmd_report, "write results/<study>/report.html and its figures as PNG")
+    _artifacts(report, FETCH)
 
     samples = commands.add_parser("samples", help="write real MNIST test digits as PNG files to try predict on")
     samples.add_argument("--out", required=True, help="folder to write the PNGs (and labels.json) into")
@@ -162,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 FORMATS = ["table", "csv", "md", "json"]
+FETCH = "the artifact store to fetch a trial's weights from when they are not here (default: the search's)"
 
 
 def _number(parser: argparse.ArgumentParser, flag: str, allowed: ranges.Range, **options: Any) -> None:
@@ -182,6 +188,10 @@ def _study_command(commands: Any, name: str, handler: Any, help: str) -> argpars
 def _add_location(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", default="results", help="results folder (default: results)")
     parser.add_argument("--storage", help="Optuna storage URL, if not the study's own journal file")
+
+
+def _artifacts(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("--artifacts", metavar="LOCATION", help=help)
 
 
 def _worker_options(parser: argparse.ArgumentParser, several: bool, timeout: bool) -> None:
@@ -266,32 +276,42 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
-def _stored(args: argparse.Namespace, tensorflow: bool = False) -> tuple[Any, Path]:
-    """The study a command names, opened to read, and its results folder; TensorFlow started after it."""
+def _stored(args: argparse.Namespace) -> tuple[Any, Path]:
+    """The study a command names, opened to read, and its results folder."""
     from search.study import studies
-    from search.training.runtime import start_tensorflow
 
     opened = studies.load_study(args.study, Path(args.results), args.storage)
-    if tensorflow:
-        start_tensorflow(verbose=args.debug)
     return opened, Path(args.results) / opened.study_name
 
 
+def _kept(args: argparse.Namespace) -> Any:
+    """Where export and report find the study's kept trials (artifacts.Lookup); TensorFlow started after it."""
+    from search.study import artifacts, studies
+    from search.training.runtime import start_tensorflow
+
+    opened, folder = _stored(args)
+    kept = artifacts.Lookup(folder, opened, artifacts.store_for(opened, args.artifacts),
+                            studies.storage_url(opened.study_name, args.storage, Path(args.results)))
+    start_tensorflow(verbose=args.debug)
+    return kept
+
+
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
-    opened, folder = _stored(args, tensorflow=True)
+    kept = _kept(args)
     from search.results.export import describe, export
 
-    out = export(folder, args.trial, Path(args.out) if args.out else None, command=_command_line(args), study=opened,
-                 full_train=args.full_train, ensemble=args.ensemble)
+    out = export(kept.study_dir, args.trial, Path(args.out) if args.out else None, command=_command_line(args),
+                 study=kept.study, full_train=args.full_train, ensemble=args.ensemble, store=kept.store,
+                 storage=kept.storage)
     console.print(describe(out))
     return EXIT_OK
 
 
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
-    opened, folder = _stored(args, tensorflow=True)
+    kept = _kept(args)
     from search.results.report import write_report
 
-    path = write_report(opened, folder)
+    path = write_report(kept.study, kept.study_dir, kept.store, kept.storage)
     console.print(f"wrote {path} (open it in a browser; no network needed) and its figures in {path.parent / 'report'}")
     return EXIT_OK
 

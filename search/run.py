@@ -25,7 +25,18 @@ from search.engines import keras_tuner, keras_tuner_space
 from search.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, InputError, SpaceError
 from search.results import confirm, leaderboard, references
 from search.space import Space, load_space
-from search.study import cluster, lifecycle, record, stopping, storage, studies, tensorboard_files, warm_start, workers
+from search.study import (
+    artifacts,
+    cluster,
+    lifecycle,
+    record,
+    stopping,
+    storage,
+    studies,
+    tensorboard_files,
+    warm_start,
+    workers,
+)
 from search.study.progress import Progress
 from search.study.record import StudyAttr
 from search.training import datasets
@@ -75,6 +86,7 @@ class SearchOptions:
     enqueue: str | None = None  # a JSON file of configurations (parameter: value) to queue first
     ray: str | None = None  # a Ray cluster's address (cluster.LOCAL: start one here): the workers run on it
     cpus_per_worker: int = 1  # with ray: the CPUs each worker asks the cluster for (and trains on)
+    artifacts: str | None = None  # a folder or s3://BUCKET that kept trials also go to (default: the study's, if any)
     command: str = ""  # the command line that started it, recorded with kept trials and model cards
     debug: bool = False
 
@@ -107,6 +119,7 @@ class JoinOptions:
     recycle_after: int = 25
     precision: str | None = None
     tensorboard: str | None = None  # default: the folder the search wrote to, if any
+    artifacts: str | None = None  # this machine's way to the search's artifact store (default: the one it recorded)
     command: str = ""
     debug: bool = False
 
@@ -140,6 +153,7 @@ def run_search(options: SearchOptions, console: Console) -> int:
         return _run_keras_tuner(options, console, space, name, location, data, label, started)
 
     opened = studies.open_study(name, location, sampler, pruner, options.seed, goals=goals)
+    store = _artifacts(options.artifacts, opened.user_attrs.get(StudyAttr.SETTINGS))
     studies.check_space(opened, space, options.accept_space_change)
     studies.check_dataset(opened, data)
     studies.note_engine(opened, label)
@@ -152,7 +166,7 @@ def run_search(options: SearchOptions, console: Console) -> int:
         results=options.results, keep=options.keep_top, command=options.command, debug=options.debug,
         recycle_after=options.recycle_after, precision=precision, deterministic=options.deterministic,
         objectives=goals, max_params=options.max_params, max_latency_ms=options.max_latency_ms,
-        tensorboard=options.tensorboard)
+        tensorboard=options.tensorboard, artifacts=store)
     settings = {k: v for k, v in vars(spec).items() if k not in _PER_MACHINE}
     studies.save_settings(opened, {**settings, "space_source": Path(spec.space_file).read_text()})
     studies.enqueue_baselines(opened, space)
@@ -196,13 +210,14 @@ def join_search(options: JoinOptions, console: Console) -> int:
     if not settings:
         raise InputError(f"study {options.study!r} has no settings to join with: start it with `search run` first")
     board = _tensorboard(options.tensorboard, settings)
+    store = _artifacts(options.artifacts, settings)
     folder = Path(options.results) / opened.study_name
     location = studies.storage_url(opened.study_name, options.storage, Path(options.results))
     space_file = studies.restore_space(folder, settings["space_source"], location)
     spec = workers.WorkerSpec.joining(
         settings, space_file=str(space_file), results=options.results, debug=options.debug, location=location,
         trial_timeout=options.trial_timeout or settings.get("trial_timeout"), recycle_after=options.recycle_after,
-        command=options.command, precision=precision, tensorboard=board)
+        command=options.command, precision=precision, tensorboard=board, artifacts=store)
     _start_tensorboard(board, load_space(space_file))
     header = f"worker joining study {opened.study_name} ({spec.budget} trials in total, {{done}} done)"
 
@@ -237,7 +252,7 @@ def confirm_search(options: ConfirmOptions, console: Console) -> int:
     spec = workers.WorkerSpec.joining(
         settings, space_file=str(space_file), results=options.results, debug=options.debug, queued_only=True,
         location=location, recycle_after=options.recycle_after, command=options.command, precision=precision,
-        tensorboard=board)
+        tensorboard=board, artifacts=None)  # a confirm training keeps no weights: nothing goes to a store
     _start_tensorboard(board, load_space(space_file))
     count = options.workers or workers.default_count()
     taken = confirm.reused(opened)
@@ -289,6 +304,8 @@ def _check(options: SearchOptions) -> tuple[str, tuple[str, ...]]:
             (options.max_latency_ms, "--max-latency-ms", ranges.LATENCY_MS)):
         allowed.check(value, flag)
     tensorboard_files.check_dir(options.tensorboard)
+    if options.artifacts is not None:
+        artifacts.check_location(options.artifacts)
     ranges.WARM_TOP.check(options.warm_top, "--warm-top")
     if options.warm_top is not None and options.warm_start is None:
         raise InputError(f"--warm-top {options.warm_top}: needs --warm-start STUDY")
@@ -318,6 +335,9 @@ def _check(options: SearchOptions) -> tuple[str, tuple[str, ...]]:
             raise InputError("--objectives, --max-params and --max-latency-ms need --engine optuna")
         if options.warm_start or options.enqueue:
             raise InputError("--warm-start and --enqueue need --engine optuna (they queue Optuna trials)")
+        if options.artifacts is not None:
+            raise InputError(f"--artifacts {options.artifacts}: needs --engine optuna (a KerasTuner search runs on "
+                             "one machine, whose results folder keeps its weights)")
     return precision, goals
 
 
@@ -415,6 +435,15 @@ def _say_how_it_ended(opened: optuna.Study, console: Console, code: int,
     elif code == EXIT_FAILED:
         console.print("[red]stopped[/]: too many trials failed in a row; the leaderboard shows their reasons")
     return code
+
+
+def _artifacts(given: str | None, settings: dict[str, Any] | None) -> str | None:
+    """The artifact store a run or a joining worker keeps trials in, checked: its own --artifacts, else the
+    one the search recorded on the study (which may name a folder this machine lacks or may not write)."""
+    if given is not None:
+        return artifacts.check_location(given)
+    recorded = (settings or {}).get("artifacts")
+    return artifacts.check_location(recorded, "--artifacts (recorded on the study)") if recorded else None
 
 
 def _tensorboard(given: str | None, settings: dict[str, Any]) -> str | None:

@@ -14,6 +14,7 @@ are written in a hidden sibling folder that is renamed at the end: a failed expo
 
 from __future__ import annotations
 
+import itertools
 import json
 import platform
 from datetime import UTC, datetime
@@ -45,29 +46,33 @@ from search.training import datasets, models, train
 
 
 def export(study_dir: Path, trial: int | None = None, out: Path | None = None, command: str = "",
-           study: optuna.Study | None = None, full_train: bool = False, ensemble: int | None = None) -> Path:
+           study: optuna.Study | None = None, full_train: bool = False, ensemble: int | None = None,
+           store: artifacts.Store | None = None, storage: str | None = None) -> Path:
     """Write one trial's model in every format, with its card; returns the folder. The trial is `trial`,
     else the confirmed winner when `confirm` has run on `study`, else the trial with the best
-    validation accuracy (`confirm.study_model`). `full_train` trains its config again on all 60,000
+    validation accuracy (`confirm.study_model`). Its kept weights are the results folder's, else the
+    artifact store's (`store`: fetched into the folder, claimed for the study's `storage`; see
+    `artifacts.Lookup`). `full_train` trains its config again on all 60,000
     training images (the 5,000 validation images too), as KerasTuner's docs recommend for a final
     model, instead of exporting the kept weights; then `study` must be given. `ensemble` K exports one model averaging
     the probabilities of the K best kept trials instead (`export_ensemble`)."""
+    kept = artifacts.Lookup(study_dir, study, store, storage)
     if ensemble is not None:
         if trial is not None or full_train:
             raise InputError(f"--ensemble {ensemble}: it takes the best kept trials itself; drop --trial and "
                              "--full-train")
-        return export_ensemble(study_dir, ensemble, out, command, study)
+        return export_ensemble(kept, ensemble, out, command)
     if trial is None:
         trial, name, chosen = confirm.study_model(study_dir, study)
-        if not full_train and all(r["trial"] != trial for r in artifacts.kept(study_dir)):
-            raise InputError(f"trial {trial}, {name}, has no kept weights in {study_dir}"
+        if not full_train and kept.find(trial) is None:
+            raise InputError(f"trial {trial}, {name}, has no kept weights {kept.where()}"
                              f"{confirm.ran_elsewhere(study, trial)}; export it where its weights are, or here "
                              "with --full-train")
     else:
         chosen = f"trial {trial}, as asked (--trial)"
     if full_train and study is None:
         raise InputError("--full-train needs the study (its trials' records)")
-    source = _source(study, trial) if full_train and study is not None else kept_record(study_dir, trial)
+    source = _source(study, trial) if full_train and study is not None else kept_record(kept, trial)
     out = out if out is not None else study_dir / "export" / (f"trial-{trial}" + ("-full" if full_train else ""))
     # Replacing an earlier export is fine; deleting a folder of someone's other files is not.
     if out.exists() and not (out.is_dir() and ((out / CARD_JSON).is_file() or not any(out.iterdir()))):
@@ -96,20 +101,22 @@ def export(study_dir: Path, trial: int | None = None, out: Path | None = None, c
     return out
 
 
-def export_ensemble(study_dir: Path, size: int, out: Path | None = None, command: str = "",
-                    study: optuna.Study | None = None) -> Path:
+def export_ensemble(kept: artifacts.Lookup, size: int, out: Path | None = None, command: str = "") -> Path:
     """One Keras model averaging the probabilities of `size` kept trials, in every format: the confirmed
-    configurations in order of mean validation accuracy when `confirm` has run on `study`, else the best
+    configurations in order of mean validation accuracy when `confirm` has run on the study, else the best
     kept trials by validation accuracy. Each member must score exactly its recorded test accuracy; the
     ensemble's own test accuracy is measured once, here, and put on the card beside its members'."""
     if size <= 0:
         raise InputError(f"--ensemble {size}: must be > 0")
-    kept = artifacts.kept(study_dir)
+    study_dir, study = kept.study_dir, kept.study
     found = confirm.summary(study) if study is not None else None
     order = [c.trial.number for c in found.candidates] if found is not None and found.winner.runs else []
-    members = [r for n in order for r in kept if r["trial"] == n] or kept
+    members = [r for r in map(kept.find, order) if r is not None]
+    confirmed = bool(members)
+    if not confirmed:  # the best kept trials, fetched from the store only as far as needed
+        members = list(itertools.islice(kept.ranked(), size))
     if size > len(members):
-        which = "of the confirmed configurations have kept weights" if members is not kept else "kept trials to average"
+        which = "of the confirmed configurations have kept weights" if confirmed else "kept trials to average"
         raise InputError(f"--ensemble {size}: only {len(members)} {which} (keep more with --keep-top)")
     members = members[:size]
     out = out if out is not None else study_dir / "export" / f"ensemble-{size}"
@@ -195,15 +202,17 @@ def _train_full(source: dict[str, Any], dataset: datasets.Dataset) -> tuple[kera
                           f"{span}, seed {source['seed']}: no held-out validation, so no validation accuracy")
 
 
-def kept_record(study_dir: Path, trial: int) -> dict[str, Any]:
-    """The kept record of `trial`."""
-    kept = artifacts.kept_or_refuse(study_dir)
-    for record in kept:
-        if record["trial"] == trial:
-            return record
-    numbers = ", ".join(str(r["trial"]) for r in kept)
-    raise InputError(f"--trial {trial}: not kept in {study_dir} (pruned, failed or outside the best "
-                     f"--keep-top); kept trials: {numbers}")
+def kept_record(kept: artifacts.Lookup, trial: int) -> dict[str, Any]:
+    """The kept record of `trial`, here or in the artifact store."""
+    found = kept.find(trial)
+    if found is not None:
+        return found
+    if kept.store is None:
+        here = artifacts.kept_or_refuse(kept.study_dir)
+        numbers = ", ".join(str(r["trial"]) for r in here)
+        raise InputError(f"--trial {trial}: not kept in {kept.study_dir} (pruned, failed or outside the best "
+                         f"--keep-top); kept trials: {numbers}")
+    raise InputError(f"--trial {trial}: not kept {kept.where()} (pruned, failed or outside the best --keep-top)")
 
 
 def write_formats(model: keras.Model, folder: Path) -> None:

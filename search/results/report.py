@@ -56,8 +56,10 @@ class Section:
     figure: Any = None  # a plotly Figure (plotly ships no type hints)
 
 
-def write_report(study: optuna.Study, study_dir: Path) -> Path:
-    """Write `study_dir/report.html` and its figures as `study_dir/report/*.png`; returns the page."""
+def write_report(study: optuna.Study, study_dir: Path, store: artifacts.Store | None = None,
+                 storage: str | None = None) -> Path:
+    """Write `study_dir/report.html` and its figures as `study_dir/report/*.png`; returns the page. The
+    chosen model's weights are the results folder's, else the artifact store's (`artifacts.Lookup`)."""
     table = leaderboard.frame(study)
     if table.empty:
         raise InputError(f"study {study.study_name!r} has no finished trials yet: nothing to report")
@@ -67,7 +69,8 @@ def write_report(study: optuna.Study, study_dir: Path) -> Path:
     changes = study.user_attrs.get(StudyAttr.SPACE_CHANGES, [])
     sections = [*_progress(study, complete, changes, rows), _importances(study, complete),
                 _parallel_coordinates(study, complete, rows), _pareto(study, complete, rows),
-                *_pareto_front(study, rows), _curves(study, table, rows), *_chosen_model(study, study_dir)]
+                *_pareto_front(study, rows), _curves(study, table, rows),
+                *_chosen_model(study, artifacts.Lookup(study_dir, study, store, storage))]
     figures = study_dir / "report"
     for section in sections:
         if section.png is not None:
@@ -256,22 +259,28 @@ def _curves(study: optuna.Study, table: pd.DataFrame, rows: dict[int, record.Rec
     return section
 
 
-def _chosen_model(study: optuna.Study, study_dir: Path) -> list[Section]:
+def _chosen_model(study: optuna.Study, kept: artifacts.Lookup) -> list[Section]:
     """Confusion matrix and the surest mistakes of the model the study stands for (`confirm.study_model`: the
     confirmed winner, else the trial best by validation), rerun on the test set."""
     matrix = Section("confusion_matrix", "Confusion matrix of the chosen model")
     mistakes = Section("misclassified", "Misclassified test images of the chosen model, surest first "
                                         "(true -> predicted, confidence)")
-    kept = artifacts.kept(study_dir)
-    if not kept:
+    study_dir = kept.study_dir
+    if kept.store is None and not artifacts.kept(study_dir):
         matrix.note = mistakes.note = f"No kept trial weights in {study_dir / artifacts.TRIALS}."
         return [matrix, mistakes]
     number, name, _ = confirm.study_model(study_dir, study)
-    folder = next((Path(r["path"]) for r in kept if r["trial"] == number), None)
-    if folder is None:  # say, a confirmed baseline that was not among the --keep-top best by validation
-        matrix.note = mistakes.note = (f"Trial {number}, {name}, has no kept weights in {study_dir / artifacts.TRIALS}"
+    try:
+        found = kept.find(number)
+    except InputError as err:  # a store out of reach: the rest of the report stands
+        matrix.note = mistakes.note = f"Trial {number}, {name}: {err}"
+        return [matrix, mistakes]
+    if found is None:  # say, a confirmed baseline that was not among the --keep-top best by validation
+        where = f"in {study_dir / artifacts.TRIALS}" if kept.store is None else kept.where()
+        matrix.note = mistakes.note = (f"Trial {number}, {name}, has no kept weights {where}"
                                        f"{confirm.ran_elsewhere(study, number)}.")
         return [matrix, mistakes]
+    folder = Path(found["path"])
     from search.training import datasets  # TensorFlow loads only when a model has to run
     from search.training.runtime import start_tensorflow
 
