@@ -282,3 +282,19 @@ def test_stopping_workers_asks_with_sigterm_then_kills_after_the_grace(ignore_si
     assert ready.wait(60)
     stop_processes([process], grace=1.0)
     assert process.exitcode == -ended_by
+
+
+def test_eight_workers_share_one_postgresql_study_and_count_exactly_160(postgres, write_space, tmp_path: Path) -> None:
+    # The scale test, as Optuna runs its own against a database: many processes on one study, each trial a
+    # real (short) training; the budget is exact, nothing is left running, every trial is accounted for.
+    space = write_space(SPACE, "scale.py")
+    process = search("run", str(space), "--trials", "160", "--workers", "8", "--epochs", "1", "--train-size", "300",
+                     "--seed", "0", "--storage", postgres.url, "--results", str(tmp_path / "results"))
+    output, _ = process.communicate(timeout=900)
+    assert process.returncode == 0, output[-3000:]
+    done = trials("scale", postgres.url)
+    assert sum(counts_toward_budget(t) for t in done) == 160
+    assert not [t for t in done if t.state.name in ("RUNNING", "WAITING")]
+    assert not [t for t in done if record.lost_with_worker(t)]
+    assert len({t.user_attrs["pid"] for t in done if counts_toward_budget(t)}) >= 8  # every worker took part
+    assert sorted(t.number for t in done) == list(range(len(done)))
