@@ -138,7 +138,7 @@ def run_search(options: SearchOptions, console: Console) -> int:
     name = studies.study_name(space, options.study)
     location = studies.storage_url(name, options.storage, Path(options.results))
     if ray is not None:
-        cluster.check_storage(ray, location)
+        cluster.check_nodes(ray, location, options.artifacts)
     queued, skipped = _warm_starts(options, space, name)
     sampler, pruner = options.sampler or "tpe", _pruner(options, space, goals)
     if options.engine == "optuna":

@@ -8,9 +8,10 @@ has its running trial failed and queued again and a new worker started wherever 
 room. Ctrl-C here asks every actor to stop at its next safe point (the same cooperative stop as a
 local worker's), then removes what is left.
 
-Every node must reach the study's storage: a database URL is tried from every node before anything is
-written; a journal or SQLite file is refused when a node is another machine (Optuna's gRPC storage proxy
-cannot serve a journal; docs/design.md says why PostgreSQL is the storage for a cluster).
+Every node must reach the study's storage and artifact store: a database URL and an artifact folder are
+tried from every node before anything is written; a journal or SQLite file is refused when a node is
+another machine (Optuna's gRPC storage proxy cannot serve a journal; docs/design.md says why PostgreSQL
+is the storage for a cluster).
 Ray is imported only here, and only when `--ray` is given: it is an optional extra.
 """
 
@@ -81,37 +82,46 @@ def _check_reachable(address: str) -> None:
         raise InputError(f"--ray {address}: no Ray head answers there ({one_line(err)})") from err
 
 
-def check_storage(cluster: Cluster, location: str) -> None:
-    """Every node must reach the study's storage, checked before anything is written: a file only when
-    every node is this machine; a database by opening it from each node."""
+def check_nodes(cluster: Cluster, location: str, artifacts: str | None = None) -> None:
+    """Every node must reach the study's storage and the artifact store, checked before anything is
+    written: a storage file only when every node is this machine; a database, and an artifact folder,
+    from each node (a bare connection, a look at the folder: nothing is written)."""
     import ray
-
-    if "://" not in location or location.startswith("sqlite:///"):
-        if cluster.remote_nodes:
-            raise InputError(f"--storage {storage.redact(location)}: a file on this machine, which the Ray nodes "
-                             f"{', '.join(cluster.remote_nodes)} cannot reach: give --storage postgresql://...")
-        return
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    probe = ray.remote(num_cpus=0)(_reach)
+    if ("://" not in location or location.startswith("sqlite:///")) and cluster.remote_nodes:
+        raise InputError(f"--storage {storage.redact(location)}: a file on this machine, which the Ray nodes "
+                         f"{', '.join(cluster.remote_nodes)} cannot reach: give --storage postgresql://...")
+    probe = ray.remote(num_cpus=0)(_problem)
     nodes = [node for node in ray.nodes() if node.get("Alive")]
     answers = ray.get([probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False))
-                       .remote(location) for node in nodes])
+                       .remote(location, artifacts) for node in nodes])
     for node, problem in zip(nodes, answers, strict=True):
         if problem:
-            raise InputError(f"--storage {storage.redact(location)}: Ray node {node['NodeManagerAddress']} cannot "
-                             f"reach it: {problem}")
+            raise InputError(f"Ray node {node['NodeManagerAddress']}: {problem}")
 
 
-def _reach(location: str) -> str | None:
-    """On a node: why the database cannot be connected to from there, or None. A bare connection, which
-    writes nothing (opening it as Optuna's storage would create its tables)."""
+def _problem(location: str, artifacts: str | None) -> str | None:
+    """On a node: why the study's database or the artifact store cannot be reached from there, or None.
+    The database gets a bare connection, which writes nothing (opening it as Optuna's storage would
+    create its tables)."""
     import sqlalchemy
 
-    try:
-        sqlalchemy.create_engine(location).connect().close()
-    except Exception as err:
-        return one_line(err).replace(sqlalchemy.engine.make_url(location).password or "\0", "***")
+    from search.study import artifacts as stores
+
+    if "://" in location and not location.startswith("sqlite:///"):
+        try:
+            sqlalchemy.create_engine(location).connect().close()
+        except Exception as err:
+            secret = sqlalchemy.engine.make_url(location).password
+            text = one_line(err)
+            return (f"--storage {storage.redact(location)}: cannot reach it: "
+                    + (text.replace(secret, "***") if secret else text))
+    if artifacts is not None:
+        try:
+            stores.check_location(artifacts)
+        except InputError as err:
+            return str(err)
     return None
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from test_workers import ENV, QUICK, SPACE, alive, search, trials, wait_for
 
+from search.cli import main
 from search.study import record
 from search.study.record import Attr, counts_toward_budget
 from search.study.storage import open_storage
@@ -43,7 +44,9 @@ def nodes(cluster) -> set[str]:
 def test_a_search_on_two_nodes_counts_exactly_its_budget_and_runs_on_both(cluster, postgres, write_space,
                                                                            tmp_path: Path) -> None:
     space = write_space(SPACE, "spread.py")
-    process = ray_search(cluster, space, tmp_path / "results", postgres.url, "--trials", "8", "--epochs", "1")
+    shared = tmp_path / "shared"  # the artifact store every node writes its kept trials to
+    process = ray_search(cluster, space, tmp_path / "results", postgres.url, "--trials", "8", "--epochs", "1",
+                         "--artifacts", str(shared))
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 0, output
     assert "2 workers on the Ray cluster" in output
@@ -53,6 +56,13 @@ def test_a_search_on_two_nodes_counts_exactly_its_budget_and_runs_on_both(cluste
     assert {t.user_attrs[Attr.NODE] for t in done if counts_toward_budget(t)} == nodes(cluster)
     # Each worker trained on the one CPU it asked the cluster for.
     assert {t.user_attrs[Attr.THREADS] for t in done if counts_toward_budget(t)} == {1}
+    # A trial kept on the other node exports on a machine that ran none of them, from the artifact store.
+    other = next(node.node_id for node in cluster.list_all_nodes() if node.node_id != cluster.head_node.node_id)
+    there = next(t for t in done if t.user_attrs.get(Attr.NODE) == other and t.state.name == "COMPLETE")
+    elsewhere = tmp_path / "elsewhere"
+    assert main(["export", "spread", "--trial", str(there.number), "--results", str(elsewhere), "--storage",
+                 postgres.url, "--out", str(tmp_path / "export")]) == 0
+    assert (elsewhere / "spread" / "trials" / f"{there.number:05d}" / "model.weights.h5").is_file()
 
 
 def test_a_node_lost_mid_search_loses_no_finished_trial_and_the_budget_stays_exact(cluster, postgres, write_space,
@@ -125,8 +135,11 @@ def test_bad_ray_input_is_one_line_exit_2_with_nothing_written(cluster, write_sp
     assert "HOST:PORT" in refused(["run", space, "--ray", "nowhere"], results)
     line = refused(["run", space, "--ray", cluster.address, "--storage",
                     f"postgresql://search:s3cret@127.0.0.1:{closed}/postgres"], results)
-    assert "cannot reach it" in line or "cannot open" in line
-    assert "s3cret" not in line
+    assert line.startswith("error: Ray node ") and "cannot reach it" in line and "s3cret" not in line
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    line = refused(["run", space, "--ray", cluster.address, "--artifacts", str(a_file / "store")], results)
+    assert "--artifacts" in line and "not a folder" in line
     assert "needs --ray" in refused(["run", space, "--cpus-per-worker", "2"], results)
     # Ray not installed: a package that fails to import, first on the path, stands for its absence.
     blocker = tmp_path / "no-ray"
