@@ -95,53 +95,13 @@ def write_space(tmp_path: Path):
     return write
 
 
-def _postgres_bin() -> Path | None:
-    for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
-        if (candidate / "initdb").exists():
-            return candidate
-    return None
-
-
 @pytest.fixture(scope="session")
 def postgres():
-    """A real PostgreSQL server on loopback for the session; yields a small controller.
+    """A real PostgreSQL server on loopback for the session (postgres_server.py)."""
+    from postgres_server import running
 
-    Runs as the `postgres` system user when the tests run as root (PostgreSQL refuses root).
-    """
-    import shutil
-    import socket
-    import subprocess
-    import tempfile
-
-    bindir = _postgres_bin()
-    if bindir is None:
-        pytest.fail("PostgreSQL is not installed: run scripts/setup.sh (Debian package postgresql)")
-    folder = Path(tempfile.mkdtemp(prefix="search-pg-"))
-    folder.chmod(0o755)
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        shutil.chown(folder, "postgres", "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    data = folder / "data"
-
-    def pg(*command: str) -> None:
-        subprocess.run([*as_user, *command], check=True, capture_output=True, text=True)
-
-    pg(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "search")
-    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
-    pg(str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-w", "-l", str(folder / "log"), "start")
-
-    class Server:
-        # trust authentication accepts any password: the tests use one to check it never leaks
-        url = f"postgresql://search:s3cret@127.0.0.1:{port}/postgres"
-
-        def restart(self) -> None:
-            pg(str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-w", "-m", "fast",
-               "-l", str(folder / "log"), "restart")
-
-    yield Server()
-    pg(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
-    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        with running() as server:
+            yield server
+    except FileNotFoundError as err:
+        pytest.fail(str(err))
