@@ -18,6 +18,7 @@ import json
 import os
 import re
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Collection
@@ -115,10 +116,18 @@ def check_given(location: str) -> None:
         raise InputError(f"--storage {redact(location)}: folder {redact(str(file.parent))} does not exist")
 
 
-# How every Optuna journal begins: the record that creates its study (operation 0), written compact
-# (Optuna 4 on) or with spaces (before).
-_JOURNAL_START = re.compile(rb'\{"op_code": ?0, ?"worker_id": ?"')
 _SQLITE_START = b"SQLite format 3\x00"
+_FIRST_LINE = 65_536  # more than any study-creating record needs
+
+
+def _journal_start(head: bytes) -> bool:
+    """Whether `head` begins as every Optuna journal does: with a whole line that is the record creating
+    its study (operation 0, a writer, the study's name and directions)."""
+    line, newline, _ = head.partition(b"\n")
+    record = _parsed(line) if newline else None
+    return (isinstance(record, dict) and record.get("op_code") == 0 and type(record.get("op_code")) is int
+            and isinstance(record.get("worker_id"), str) and isinstance(record.get("study_name"), str)
+            and isinstance(record.get("directions"), list))
 
 
 def check_not_foreign(location: str) -> None:
@@ -130,13 +139,13 @@ def check_not_foreign(location: str) -> None:
     path = Path(location.removeprefix("sqlite:///"))
     try:
         with open(path, "rb") as file:
-            head = file.read(64)
+            head = file.read(_FIRST_LINE)
     except (FileNotFoundError, IsADirectoryError):
         return  # nothing there yet (a folder is check_given's to refuse)
     except OSError as err:
         raise InputError(f"{path}: cannot be read: {one_line(err)}") from err
     kind, ours = (("a SQLite database", head.startswith(_SQLITE_START)) if location.startswith("sqlite:///")
-                  else ("an Optuna journal", _JOURNAL_START.match(head) is not None))
+                  else ("an Optuna journal", _journal_start(head)))
     if head and not ours:
         raise InputError(f"{path}: exists and is not {kind}, so search leaves it as it is: give --storage a new "
                          "file, or the study's own")
@@ -191,11 +200,7 @@ def open_storage(location: str) -> BaseStorage:
         # The open-lock works on every filesystem, NFS included (a symlink lock does not).
         lock = JournalFileOpenLock(location)
         repaired = repair_journal(Path(location), lock)
-        try:  # Optuna replays every record here: one that parses but says nothing sensible stops it
-            journal = JournalStorage(JournalFileBackend(location, lock_obj=lock))
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
-            raise InputError(f"{location}: a record of this journal cannot be replayed ({one_line(err)}): restore "
-                             "the file from a copy, or start another --study") from err
+        journal = _replayed(Path(location), lock)
         if repaired is not None:
             print(f"warning: {repaired.describe(journal)}", file=sys.stderr, flush=True)
         return journal
@@ -213,6 +218,16 @@ def open_storage(location: str) -> BaseStorage:
         )
     except Exception as err:  # bad driver, host down, wrong password: one line, password hidden
         raise InputError(f"--storage {redact(location)}: cannot open: {redact(one_line(err))}") from err
+
+
+def _replayed(path: Path, lock: JournalFileOpenLock | None = None, shown: Path | None = None) -> JournalStorage:
+    """The journal at `path`, opened: Optuna replays every record, and one that parses but says nothing
+    sensible stops it, in one line naming the file (`shown`, if `path` is a copy of it)."""
+    try:
+        return JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+        raise InputError(f"{shown or path}: a record of this journal cannot be replayed ({one_line(err)}): restore "
+                         "the file from a copy, or start another --study") from err
 
 
 @dataclass(frozen=True)
@@ -245,7 +260,8 @@ def repair_journal(path: Path, lock: JournalFileOpenLock) -> Repair | None:
     """Check a journal file under its lock: a last line cut short (no newline, or not a record) is
     moved to a file beside it, never deleted, and the journal truncated to its last whole record; any
     other line that is not a journal record stops with one line naming the file and the line. A file
-    that does not begin as an Optuna journal does is refused untouched, before its lock is taken."""
+    that does not begin as an Optuna journal does is refused untouched, before its lock is taken, and so
+    is one whose whole records Optuna could not replay: it would be refused after the repair."""
     if not path.is_file() or path.stat().st_size == 0:
         return None
     check_not_foreign(str(path))
@@ -274,6 +290,10 @@ def repair_journal(path: Path, lock: JournalFileOpenLock) -> Repair | None:
                 journal.write(b"\n")
                 os.fsync(journal.fileno())
             return None
+        with tempfile.TemporaryDirectory() as folder:  # a journal that would be refused anyway stays untouched
+            copy = Path(folder) / JOURNAL
+            copy.write_bytes(data[:len(data) - len(tail)])
+            _replayed(copy, shown=path)
         moved = path.with_name(f"{path.name}.torn-{datetime.now():%Y%m%d-%H%M%S}")
         while moved.exists():
             moved = moved.with_name(moved.name + "+")
