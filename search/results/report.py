@@ -5,21 +5,18 @@ best kept trial's weights (`study/artifacts.py`). Each figure's data is worked o
 drawn twice: with matplotlib into `results/<study>/report/NAME.png`, for pasting elsewhere, and with
 plotly (`interactive.py`) into `results/<study>/report.html`, where hovering a point names its trial.
 Figures plotly does not draw (the confusion matrix, the misclassified digits) are embedded as their
-PNG bytes, and plotly.js is inlined once, so the page opens in a browser with no network. Nothing is
-written to the study, so it works on one that is still running; a figure that cannot be drawn yet
-(too few trials, no kept weights) is replaced by a line that says why. Every file appears whole or
-not at all.
+PNG bytes, and plotly.js is inlined once, so the page opens in a browser with no network; the frame of
+sections, PNG files and page is `page.py`'s. Nothing is written to the study, so it works on one that
+is still running; a figure that cannot be drawn yet (too few trials, no kept weights) is replaced by a
+line that says why. Every file appears whole or not at all.
 """
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 import math
 import warnings
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,33 +24,19 @@ from typing import Any
 import numpy as np
 import optuna
 import pandas as pd
-from matplotlib.axes import Axes
 from matplotlib.figure import Figure  # the object API needs no pyplot and no global backend
 from matplotlib.ticker import MaxNLocator
 from optuna.trial import FrozenTrial, TrialState
 
 from search.errors import InputError
 from search.files import write_atomic
-from search.results import confirm, interactive, leaderboard
+from search.results import confirm, interactive, leaderboard, page
+from search.results.page import Section
+from search.results.page import percent as _percent
 from search.study import artifacts, record
 from search.study.record import StudyAttr
 
 TOP_CURVES, PRUNED_CURVES, MISTAKES = 5, 10, 36
-STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
-table{border-collapse:collapse;font-size:13px}th,td{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}
-td:nth-child(n+9),th:nth-child(n+9){text-align:left}th{background:#f3f3f3}
-figure{margin:1.5em 0}img{max-width:100%;border:1px solid #eee}.note{color:#a60}figcaption{font-size:13px;color:#666}"""
-
-
-@dataclass
-class Section:
-    """One figure of the report, or the reason it is missing: a PNG, an interactive figure, or both."""
-
-    name: str
-    title: str
-    png: bytes | None = None
-    note: str = ""
-    figure: Any = None  # a plotly Figure (plotly ships no type hints)
 
 
 def write_report(study: optuna.Study, study_dir: Path, store: artifacts.Store | None = None,
@@ -71,17 +54,10 @@ def write_report(study: optuna.Study, study_dir: Path, store: artifacts.Store | 
                 _parallel_coordinates(study, complete, rows), _pareto(study, complete, rows),
                 *_pareto_front(study, rows), _curves(study, table, rows),
                 *_chosen_model(study, artifacts.Lookup(study_dir, study, store, storage))]
-    figures = study_dir / "report"
-    for section in sections:
-        if section.png is not None:
-            write_atomic(figures / f"{section.name}.png", section.png)
-    drawn = {f"{s.name}.png" for s in sections if s.png is not None}
-    for stale in figures.glob("*.png"):  # a figure the previous report had and this one cannot draw
-        if stale.name not in drawn:
-            stale.unlink(missing_ok=True)
-    page = study_dir / "report.html"
-    write_atomic(page, _html(study, table, sections, study_dir).encode())
-    return page
+    page.write_pngs(sections, study_dir)
+    path = study_dir / "report.html"
+    write_atomic(path, _html(study, table, sections, study_dir).encode())
+    return path
 
 
 def _target(study: optuna.Study) -> interactive.Target:
@@ -106,7 +82,7 @@ def _progress(study: optuna.Study, complete: list[FrozenTrial], changes: list[di
                                           for t in done], "minutes since the first trial started")):
         order = np.argsort(xs, kind="stable")
         x = np.asarray(xs, dtype=float)[order]
-        fig, ax = _figure(7, 3.8)
+        fig, ax = page.figure(7, 3.8)
         for key, colour in (("test_accuracy", "tab:blue"), ("val_accuracy", "tab:orange")):
             y = np.array([getattr(rows[done[i].number], key) for i in order])
             ax.scatter(x, y, s=12, color=colour, alpha=0.35)
@@ -120,7 +96,7 @@ def _progress(study: optuna.Study, complete: list[FrozenTrial], changes: list[di
             section.note = " ".join(f"The space was changed on resume from trial {change['from_trial']} on: "
                                     f"{'; '.join(change['changes'])}." for change in changes)
         ax.legend(loc="lower right")
-        section.png = _png(fig)
+        section.png = page.png(fig)
     by_number.figure = interactive.optimization_history(study, _target(study), rows,
                                                         [change["from_trial"] for change in changes])
     minutes = [((t.datetime_complete or start) - start).total_seconds() / 60 for t in done]
@@ -146,10 +122,10 @@ def _importances(study: optuna.Study, complete: list[FrozenTrial]) -> Section:
             section.note = f"Optuna could not compute importances: {err}"
             return section
     shown = interactive.importance_bars(figure)[-20:]  # least important first: the most important on top
-    fig, ax = _figure(7, 0.8 + 0.3 * len(shown))
+    fig, ax = page.figure(7, 0.8 + 0.3 * len(shown))
     ax.barh([name for name, _ in shown], [value for _, value in shown], color="tab:blue")
     ax.set(xlabel="importance (sums to 1)")
-    section.png, section.figure = _png(fig), figure
+    section.png, section.figure = page.png(fig), figure
     messages = dict.fromkeys(str(w.message) for w in caught if "importance" in str(w.message).lower()
                              and "achieve low `target`" not in str(w.message))  # a reminder the target heeds
     section.note = " ".join(f"Optuna: {m}" for m in messages)  # e.g. too few trials to tell them apart
@@ -204,7 +180,7 @@ def _pareto(study: optuna.Study, complete: list[FrozenTrial], rows: dict[int, re
             if row.val_accuracy > best:
                 front.append(row)
                 best = row.val_accuracy
-    fig, ax = _figure(7, 4)
+    fig, ax = page.figure(7, 4)
     kinds: dict[tuple[str, str], list[record.Record]] = {}  # a marker per kind of model
     for row in sized:
         kinds.setdefault(_kind(row), []).append(row)
@@ -226,7 +202,7 @@ def _pareto(study: optuna.Study, complete: list[FrozenTrial], rows: dict[int, re
                         textcoords="offset points", xytext=(4, 4), fontsize=8)
     ax.set(xscale="log", xlabel="parameters (log scale)", ylabel="validation accuracy")
     ax.legend(loc="lower right")
-    section.png = _png(fig)
+    section.png = page.png(fig)
     by_label = {label: of_kind for (_, label), of_kind in sorted(kinds.items())}
     section.figure = interactive.accuracy_against_size(by_label, front, baselines)
     return section
@@ -242,7 +218,7 @@ def _curves(study: optuna.Study, table: pd.DataFrame, rows: dict[int, record.Rec
     if top.empty and pruned.empty:
         section.note = "No completed or pruned trial yet."
         return section
-    fig, ax = _figure(7, 4)
+    fig, ax = page.figure(7, 4)
     for row in top.itertuples():
         history = rows[row.trial].val_history
         ax.plot(range(1, len(history) + 1), history, marker=".",
@@ -254,7 +230,7 @@ def _curves(study: optuna.Study, table: pd.DataFrame, rows: dict[int, record.Rec
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel="epoch", ylabel="validation accuracy")
     ax.legend(loc="lower right", fontsize=8)
-    section.png = _png(fig)
+    section.png = page.png(fig)
     section.figure = interactive.intermediate_values(study, rows)
     return section
 
@@ -295,7 +271,7 @@ def _chosen_model(study: optuna.Study, kept: artifacts.Lookup) -> list[Section]:
     labels, predicted = data.test_labels, probabilities.argmax(axis=1)
     counts = np.zeros((10, 10), dtype=int)
     np.add.at(counts, (labels, predicted), 1)
-    fig, ax = _figure(5.5, 5)
+    fig, ax = page.figure(5.5, 5)
     ax.grid(False)
     ax.imshow(np.log1p(counts), cmap="Blues")  # log: the diagonal would wash out every mistake
     for (true, guess), count in np.ndenumerate(counts):
@@ -307,7 +283,7 @@ def _chosen_model(study: optuna.Study, kept: artifacts.Lookup) -> list[Section]:
                       "(true -> predicted, confidence)")
     ax.set(xticks=range(10), yticks=range(10), xlabel="predicted", ylabel="true",
            title=f"trial {number}: {accuracy:.4f} test accuracy")
-    matrix.png = _png(fig)
+    matrix.png = page.png(fig)
     wrong = np.flatnonzero(predicted != labels)
     wrong = wrong[np.argsort(-probabilities[wrong, predicted[wrong]], kind="stable")][:MISTAKES]
     if not len(wrong):
@@ -322,7 +298,7 @@ def _chosen_model(study: optuna.Study, kept: artifacts.Lookup) -> list[Section]:
                      fontsize=8)
         ax.axis("off")
     fig.suptitle(f"trial {number}: true -> predicted (confidence)", fontsize=10)
-    mistakes.png = _png(fig)
+    mistakes.png = page.png(fig)
     return [matrix, mistakes]
 
 
@@ -374,10 +350,6 @@ def _chosen(study: optuna.Study, table: pd.DataFrame) -> list[str]:
     return lines
 
 
-def _percent(value: float) -> str:
-    return "-" if pd.isna(value) else f"{100 * value:.2f}%"
-
-
 def _html(study: optuna.Study, table: pd.DataFrame, sections: list[Section], study_dir: Path) -> str:
     states = table["state"].value_counts()
     summary = (f"{len(table)} finished trials ({', '.join(f'{n} {s}' for s, n in states.items())}); "
@@ -388,38 +360,8 @@ def _html(study: optuna.Study, table: pd.DataFrame, sections: list[Section], stu
                           formatters=formatters)
     parts = [f"<h1>Study {html.escape(study.study_name)}</h1>", f"<p>{html.escape(summary)}</p>",
              '<section id="answer"><h2>The answer</h2>',
-             *(f"<p>{html.escape(line)}</p>" for line in _answer(study, table, study_dir)), "</section>"]
-    with_plotlyjs = True  # plotly.js once, inline, with the first interactive figure
-    for section in sections:
-        parts.append(f'<section id="{section.name}"><h2>{html.escape(section.title)}</h2>')
-        png = f'<a href="report/{section.name}.png">report/{section.name}.png</a>' if section.png is not None else ""
-        if section.figure is not None:
-            parts.append(f"<figure>{interactive.div(section.figure, section.name, with_plotlyjs)}"
-                         f"<figcaption>Interactive: hover, zoom, double-click to reset. {png}</figcaption></figure>")
-            with_plotlyjs = False
-        elif section.png is not None:
-            data = base64.b64encode(section.png).decode()
-            parts.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(section.title)}">'
-                         f"<figcaption>{png}</figcaption></figure>")
-        if section.note:
-            parts.append(f'<p class="note">{html.escape(section.note)}</p>')
-        parts.append("</section>")
-    parts += ['<section id="all-trials"><h2>All trials, ranked by test accuracy</h2>', board, "</section>"]
-    # The empty data: icon stops the browser asking the file system for a favicon that is not there.
-    return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,">'
-            f"<title>{html.escape(study.study_name)}: search report</title><style>{STYLE}</style></head>\n"
-            f"<body>\n{chr(10).join(parts)}\n</body></html>\n")
+             *(f"<p>{html.escape(line)}</p>" for line in _answer(study, table, study_dir)), "</section>",
+             *page.sections(sections),
+             '<section id="all-trials"><h2>All trials, ranked by test accuracy</h2>', board, "</section>"]
+    return page.document(f"{study.study_name}: search report", parts)
 
-
-def _figure(width: float, height: float) -> tuple[Figure, Axes]:
-    fig = Figure(figsize=(width, height), layout="constrained")
-    ax = fig.add_subplot()
-    ax.grid(alpha=0.3)
-    return fig, ax
-
-
-def _png(fig: Figure) -> bytes:
-    buffer = io.BytesIO()
-    # No Software tag: it would carry matplotlib's URL into the page, which should name no site.
-    fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
-    return buffer.getvalue()
