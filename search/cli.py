@@ -138,8 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", help="output folder (default: results/<study>/export/trial-N)")
     _artifacts(export, FETCH)
 
-    report = _study_command(commands, "report", cmd_report, "write results/<study>/report.html and its figures as PNG")
-    _artifacts(report, FETCH)
+    report = commands.add_parser("report", help="write results/<study>/report.html and its figures as PNG; with "
+                                                "several studies, one page of them side by side")
+    report.add_argument("studies", nargs="+", metavar="study", help="study names or space files")
+    _add_location(report)
+    _artifacts(report, FETCH + "; one study only")
+    report.set_defaults(handler=cmd_report)
 
     samples = commands.add_parser("samples", help="write real MNIST test digits as PNG files to try predict on")
     samples.add_argument("--out", required=True, help="folder to write the PNGs (and labels.json) into")
@@ -308,6 +312,17 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
+    if len(args.studies) > 1:
+        from search.results.compared import write_compared
+        from search.study import studies
+
+        if args.artifacts:
+            raise InputError(f"--artifacts {args.artifacts}: a page of several studies runs no model; give one study")
+        path = write_compared(studies.load_studies(args.studies, Path(args.results), args.storage), Path(args.results))
+        console.print(f"wrote {path}, {len(args.studies)} studies side by side (open it in a browser; no network "
+                      f"needed), and its figures in {path.parent / 'report'}")
+        return EXIT_OK
+    args.study = args.studies[0]
     kept = _kept(args)
     from search.results.report import write_report
 

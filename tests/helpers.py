@@ -1,8 +1,11 @@
-"""What tests share beyond fixtures: the repository's root, small space files, expected CPU kernels."""
+"""What tests share beyond fixtures: the repository's root, small space files, expected CPU kernels, a browser."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState, create_trial
@@ -59,3 +62,40 @@ def recorded(rows: list[tuple[str, float, float | None, dict]], name: str | None
                                      user_attrs={str(k): v for k, v in attrs.items()},
                                      intermediate_values={0: val / 2, 1: val}))
     return study
+
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+# Collects what a page's scripts throw, from before the first of them runs (console errors come from the log).
+CATCH_ERRORS = """window.__errors = [];
+window.addEventListener('error', e => window.__errors.push(String(e.message)));
+window.addEventListener('unhandledrejection', e => window.__errors.push(String(e.reason)));"""
+
+
+@contextmanager
+def headless_chromium(profile: Path) -> Iterator[Any]:
+    """Debian's Chromium through Selenium, offline as a plane seat (any http(s) request fails and shows up as a
+    console error), collecting the errors a page's scripts throw in `window.__errors`."""
+    from selenium import webdriver
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1280,2000", f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    # An explicit driver path keeps Selenium Manager from looking for (and downloading) one.
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(str(CHROMEDRIVER)))
+    try:
+        driver.execute_cdp_cmd("Network.enable", {})
+        driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["http://*", "https://*"]})
+        driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": CATCH_ERRORS})
+        yield driver
+    finally:
+        driver.quit()
+
+
+def page_errors(driver: Any) -> list[str]:
+    """What the page's scripts threw, and the console's severe messages (a blocked request among them)."""
+    thrown = list(driver.execute_script("return window.__errors"))
+    return thrown + [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]

@@ -24,8 +24,10 @@ from optuna.trial import FrozenTrial, TrialState
 from search.results import leaderboard
 from search.study import record
 
-# `customdata[0]` is the trial's number in every trace that shows trials; `customdata[1]` its hover line.
+# `customdata[0]` is the trial's number in every trace that shows trials; `customdata[1]` its hover line;
+# on a figure of several studies, `customdata[2]` the study's name.
 TRIAL_HOVER = "trial %{customdata[0]}<br>%{customdata[1]}<extra></extra>"
+STUDY_HOVER = "study %{customdata[2]}, trial %{customdata[0]}<br>%{customdata[1]}<extra></extra>"
 ACCURACY = "validation accuracy"
 CONFIG = {"displaylogo": False, "responsive": True}  # no "Produced with Plotly" link to plot.ly
 Target = Callable[[FrozenTrial], float] | None  # None: the single objective, validation accuracy
@@ -65,6 +67,22 @@ def best_over_time(minutes: Sequence[float], shown: Sequence[record.Record]) -> 
         fig.add_scatter(x=list(minutes), y=best, mode="lines", line={"shape": "hv", "color": colour},
                         name=f"best {key} so far", hoverinfo="skip")
     return _plain(fig, "minutes since the first trial started", "accuracy")
+
+
+def studies_best_so_far(series: Sequence[tuple[str, str, Sequence[float], Sequence[record.Record]]],
+                        xlabel: str) -> go.Figure:
+    """Several studies on one figure: for each (study, colour, x, rows), every trial's validation accuracy
+    at `x` and the best so far along it, in the study's colour; hovering a point names study and trial."""
+    fig = go.Figure()
+    for study, colour, xs, rows in series:
+        values = [row.val_accuracy for row in rows]
+        best = [max(values[: i + 1]) for i in range(len(values))]
+        fig.add_scatter(x=list(xs), y=values, mode="markers", name=f"{study}: trials", legendgroup=study,
+                        marker={"color": colour, "opacity": 0.5}, hovertemplate=STUDY_HOVER,
+                        customdata=[[*hover(row), study] for row in rows])
+        fig.add_scatter(x=list(xs), y=best, mode="lines", line={"shape": "hv", "color": colour},
+                        name=f"{study}: best so far", legendgroup=study, hoverinfo="skip")
+    return _plain(fig, xlabel, ACCURACY)
 
 
 def intermediate_values(study: optuna.Study, rows: Mapping[int, record.Record]) -> go.Figure | None:

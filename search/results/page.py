@@ -1,11 +1,11 @@
 """The report pages' common frame: sections of figures, PNG files beside the page, one HTML document.
 
-A report (`report.py`) is a list of `Section`s, each a figure drawn twice from one set of data: a
-matplotlib PNG written to `report/NAME.png` beside the page, and a plotly figure (`interactive.py`)
-drawn by the browser; or the reason it is missing. `write_pngs` writes the PNGs (and removes those a
-previous page had and this one cannot draw), `sections` renders the sections, `document` wraps them in
-a page that names no site and needs no network: plotly.js goes in once, inline, with the first
-interactive figure.
+A report (`report.py`, one study; `compared.py`, several side by side) is a list of `Section`s, each a
+figure drawn twice from one set of data: a matplotlib PNG written to `report/NAME.png` beside the page,
+and a plotly figure (`interactive.py`) drawn by the browser; or the reason it is missing. `write_pngs`
+writes the PNGs (and removes those a previous page had and this one cannot draw), `sections` renders
+the sections, `document` wraps them in a page that names no site and needs no network: plotly.js goes
+in once, inline, with the first interactive figure.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from search.results import interactive
 FIGURES = "report"  # the folder of PNGs beside the page
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
 table{border-collapse:collapse;font-size:13px}th,td{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}
-td:nth-child(n+9),th:nth-child(n+9){text-align:left}th{background:#f3f3f3}
+#leaderboard td:nth-child(n+9),#leaderboard th:nth-child(n+9),#compared td:first-child,#compared td:last-child
+{text-align:left}th{background:#f3f3f3}
 figure{margin:1.5em 0}img{max-width:100%;border:1px solid #eee}.note{color:#a60}figcaption{font-size:13px;color:#666}"""
 
 

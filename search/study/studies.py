@@ -60,10 +60,15 @@ def storage_url(name: str, location: str | None = None, results: Path = Path("re
     return location
 
 
+def name_of(study_or_space: str) -> str:
+    """The study a command line names: its name, or the stem of its space file."""
+    return Path(study_or_space).stem if study_or_space.endswith(".py") else study_or_space
+
+
 def locate(study_or_space: str, results: Path = Path("results"), location: str | None = None
            ) -> tuple[str, str, Path]:
     """(name, storage location, results folder) of a stored study, given its name or space file."""
-    name = Path(study_or_space).stem if study_or_space.endswith(".py") else study_or_space
+    name = name_of(study_or_space)
     url = storage_url(name, location, results)
     if not storage.exists(url):
         raise InputError(f"{study_or_space}: no study found at {storage.redact(url.removeprefix('sqlite:///'))} "
@@ -80,6 +85,20 @@ def load_study(study_or_space: str, results: Path = Path("results"), location: s
         return optuna.load_study(study_name=name, storage=storage.open_storage(url))
     except KeyError as err:
         raise InputError(f"{study_or_space}: no study named {name!r} in {storage.redact(url)}") from err
+
+
+def load_studies(names: list[str], results: Path = Path("results"), location: str | None = None
+                 ) -> list[optuna.Study]:
+    """Several stored studies to read side by side, in the order named: a study named twice (by name or
+    by space file) is refused before any is opened, a missing one as `load_study` refuses it."""
+    seen: dict[str, str] = {}
+    for given in names:
+        name = name_of(given)
+        if name in seen:
+            again = "" if seen[name] == given else f" (study {name!r}, already named as {seen[name]})"
+            raise InputError(f"{given}: named twice{again}: name each study once")
+        seen[name] = given
+    return [load_study(given, results, location) for given in names]
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:

@@ -10,6 +10,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
+from helpers import CHROMIUM, headless_chromium, page_errors
 
 from search.cli import main
 from search.errors import InputError
@@ -18,7 +19,6 @@ from search.study import artifacts, record
 from search.study.storage import open_storage
 from search.study.studies import load_study
 
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FIGURES = ["best_by_trial", "best_by_time", "importances", "pareto", "learning_curves", "confusion_matrix",
            "misclassified"]  # as PNGs
@@ -107,10 +107,6 @@ def test_importances_need_two_searched_parameters(tmp_path: Path) -> None:
     assert "Importances need at least 2 completed trials" in page and "searches x." in page
 
 
-# Collects what a page's scripts throw, from before the first of them runs (console errors come from the log).
-CATCH_ERRORS = """window.__errors = [];
-window.addEventListener('error', e => window.__errors.push(String(e.message)));
-window.addEventListener('unhandledrejection', e => window.__errors.push(String(e.reason)));"""
 # For each interactive figure, as plotly.js holds it: the trial numbers its points carry (customdata[0]).
 TRIALS_SHOWN = """return [...document.querySelectorAll('.plotly-graph-div')].map(div =>
     [div.id, div.data.flatMap(trace => (trace.customdata || []).map(point => point[0]))]);"""
@@ -119,26 +115,11 @@ TRIALS_SHOWN = """return [...document.querySelectorAll('.plotly-graph-div')].map
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium chromium-driver)")
 def test_report_renders_in_headless_chromium(searched: tuple[optuna.Study, Path], report: Path,
                                              tmp_path: Path) -> None:
-    webdriver = pytest.importorskip("selenium.webdriver")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1280,2000", f"--user-data-dir={tmp_path / 'profile'}"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    # An explicit driver path keeps Selenium Manager from looking for (and downloading) one.
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(str(CHROMEDRIVER)))
-    try:
-        # Offline as a plane seat: any http(s) request fails, and shows up as a console error below.
-        driver.execute_cdp_cmd("Network.enable", {})
-        driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["http://*", "https://*"]})
-        driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": CATCH_ERRORS})
+    pytest.importorskip("selenium.webdriver")
+    with headless_chromium(tmp_path / "profile") as driver:
         driver.get(report.as_uri())
         assert driver.execute_script("return document.readyState") == "complete"
-        assert driver.execute_script("return window.__errors") == []
-        errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
-        assert not errors, errors
+        assert page_errors(driver) == []
         fetched = driver.execute_script("return performance.getEntriesByType('resource').map(r => r.name)")
         assert not [url for url in fetched if not url.startswith(("data:", "file:"))], fetched
         rows = driver.execute_script("return document.querySelectorAll('#leaderboard tbody tr').length")
@@ -171,8 +152,6 @@ def test_report_renders_in_headless_chromium(searched: tuple[optuna.Study, Path]
         screenshot = tmp_path / "report.png"
         screenshot.write_bytes(base64.b64decode(shot["data"]))
         assert screenshot.read_bytes().startswith(PNG_MAGIC) and screenshot.stat().st_size > 50_000
-    finally:
-        driver.quit()
 
 
 def test_report_command_on_a_real_study(finished_study: Path, capsys: pytest.CaptureFixture[str]) -> None:
