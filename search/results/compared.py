@@ -36,7 +36,7 @@ from search.study.record import Attr, StudyAttr
 COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf"]
 NAME_BYTES = 255  # the longest file name common file systems take
-NOISE = ("Each figure is from one training, with about ±0.1 points of noise that one training cannot show: "
+NOISE = ("Each accuracy is from one training, with about ±0.1 points of noise that one training cannot show: "
          "`search confirm STUDY` measures it.")
 
 
