@@ -5,7 +5,10 @@ hyperparameters and metrics); each trial then writes its own run, DIR/trial-NNNN
 its training loss and validation accuracy after every epoch, then, as it ends, its hyperparameters
 (the concrete config, flattened: `layers.0.units`, `learning_rate`; its baseline label; its state:
 complete, pruned, failed, ...) and its final figures. So `tensorboard --logdir DIR` shows the curves
-and the HParams table of every trial, pruned ones included, whichever engine or worker ran them.
+and the HParams table of every trial, pruned ones included, whichever engine or worker ran them. The
+table's first column, the trial ID, is the trial's number and how it ended (`00007 pruned`, short enough
+for the column): TensorBoard shows only the first five hyperparameters by name until more are ticked, and
+`state` is rarely among them.
 The files are written with TensorBoard's own protocol buffers and event writer, without TensorFlow,
 so the process that starts the workers does not load it; TensorBoard itself is an optional package
 (TensorFlow 2.21 no longer brings it): `pip install -e '.[tensorboard]'`.
@@ -116,17 +119,17 @@ class TrialLog:
         return WriteEpochs()
 
     def end(self, hyperparameters: dict[str, Any], val_history: list[float], test_accuracy: float | None) -> None:
-        """Write the trial's hyperparameters (the HParams plugin's session) and its final figures (METRICS:
-        the best epoch's validation accuracy, as the trial record has it, the test accuracy of a completed
-        trial, the epochs trained); then close the file."""
+        """Write the trial's hyperparameters (the HParams plugin's session, its trial ID the trial's number
+        and `state`) and its final figures (METRICS: the best epoch's validation accuracy, as the trial record
+        has it, the test accuracy of a completed trial, the epochs trained); then close the file."""
         from tensorboard.plugins.hparams import summary_v2 as hp
 
         finite = [value for value in val_history if math.isfinite(value)]
         figures = {"final/val_accuracy": max(finite, default=None), "final/test_accuracy": test_accuracy,
                    "final/epochs": float(len(val_history))}
         try:
-            self._add(0, hp.hparams_pb(hyperparameters, trial_id=Path(self.writer.get_logdir()).name,
-                                       start_time_secs=self.started))
+            trial_id = f"{Path(self.writer.get_logdir()).name.removeprefix('trial-')} {hyperparameters['state']}"
+            self._add(0, hp.hparams_pb(hyperparameters, trial_id=trial_id, start_time_secs=self.started))
             self._add(0, _scalars({tag: value for tag, value in figures.items() if value is not None}))
         finally:
             self.writer.close()

@@ -98,6 +98,7 @@ def test_a_search_writes_every_trials_curves_and_hparams_that_tensorboard_reads_
                   for name, value in start.hparams.items()}
         config = trial.user_attrs[Attr.CONFIG]
         assert values["state"] == ("complete" if trial.state.name == "COMPLETE" else "failed")
+        assert start.group_name == f"{trial.number:05d} {values['state']}"  # the table's first column
         assert values["baseline"] == trial.user_attrs.get(Attr.BASELINE, "")
         assert values["model"] == config["model"]
         if "layers" in config:
