@@ -23,7 +23,6 @@ import numpy as np
 import optuna
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
-from optuna.trial import TrialState
 
 from search.errors import InputError
 from search.files import write_atomic
@@ -80,12 +79,17 @@ def write_compared(studies: list[optuna.Study], results: Path) -> Path:
 
 
 def _series(study: optuna.Study, colour: str) -> Series:
+    """A study's completed search trials (no `confirm` training, none that never trained), and the minutes
+    from its first trial's start to each one's end."""
     searched = [t for t in study.get_trials(deepcopy=False) if not record.is_confirmation(t)]
-    start = min((t.datetime_start for t in searched if t.datetime_start), default=None)
-    done = [t for t in searched if t.state == TrialState.COMPLETE and not t.user_attrs.get(Attr.SURPLUS)
-            and record.read(t).state == "complete" and t.datetime_complete]
-    minutes = [((t.datetime_complete or datetime.min) - (start or datetime.min)).total_seconds() / 60 for t in done]
-    return Series(study.study_name, colour, [record.read(t) for t in done], minutes)
+    start = min((t.datetime_start for t in searched if t.datetime_start is not None), default=None)
+    rows, minutes = [], []
+    for trial in searched:
+        row = record.read(trial)
+        if row.state == "complete" and trial.datetime_complete is not None and not trial.user_attrs.get(Attr.SURPLUS):
+            rows.append(row)
+            minutes.append((trial.datetime_complete - (start or trial.datetime_complete)).total_seconds() / 60)
+    return Series(study.study_name, colour, rows, minutes)
 
 
 def _progress(series: list[Series]) -> list[page.Section]:
