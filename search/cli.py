@@ -162,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     _number(seeds, "--scale", ranges.SCALE, default=1.0, help="multiply every tutorial's epochs/steps (quick runs)")
     _number(seeds, "--train-size", ranges.TRAIN_SIZE, help="train on the first N of the 55,000 training images")
     _number(seeds, "--seed", ranges.SEED, default=0)
+    seeds.add_argument("--results", default="results", help="results folder whose reference store the trainings "
+                                                             "join when as written (default: results)")
     seeds.set_defaults(handler=cmd_baselines)
 
     show = commands.add_parser("show", help="print a space file as a tree, with its dimensions")
@@ -334,9 +336,19 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
 def cmd_baselines(args: argparse.Namespace, console: Console) -> int:
     from search.results import references
 
-    table = references.reproduce(args.only, args.scale, args.seed, args.train_size, args.debug,
-                                progress=lambda line: console.print(line, highlight=False))
+    results = Path(args.results)
+    references.stored(results)  # a damaged store stops here, before anything trains
+    table, data = references.reproduce(args.only, args.scale, args.seed, args.train_size, args.debug,
+                                       progress=lambda line: console.print(line, highlight=False))
     console.print(references.format_table(table))
+    added = references.add_baselines(table, data, args.seed, results)
+    if not added:
+        console.print("not the tutorials as written (shortened, or on part of the data): the reference store is "
+                      "left as it was")
+        return EXIT_OK
+    console.print(f"added {added} training(s) to {results / references.STORE}; on this kind of machine it holds:")
+    for line in references.summary(results, references.machine_here(data)):
+        console.print(f"  {line}", highlight=False)
     return EXIT_OK
 
 

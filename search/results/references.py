@@ -9,7 +9,8 @@ tutorial as written that any study of the folder ran (a baseline trial, or `conf
 one), with the kind of machine it ran on: the data's checksum, the library versions, the precision,
 the CPU and its kernels. `confirm` borrows a tutorial's trainings from other studies of the same
 kind of machine instead of training them again (`borrowable`); `run` and `confirm` add their own
-(`collect`).
+(`collect`), and so does `search baselines` when it trains a tutorial as written on the full data
+(`add_baselines`); `summary` tells what the store holds for a kind of machine.
 """
 
 from __future__ import annotations
@@ -91,6 +92,54 @@ def collect(study: optuna.Study, results: Path) -> int:
     return len(new)
 
 
+BASELINES_STUDY = "baselines"  # what the store calls the trainings of `search baselines`
+
+
+def add_baselines(frame: Any, data: Any, seed: int, results: Path) -> int:
+    """Add the trainings of `run_tutorials` to the folder's store, as one more kind of run, if they are of
+    the tutorials as written: on the full MNIST training set, unscaled, in float32, on this machine as
+    it is set up now (after `start_tensorflow`); returns how many were added."""
+    from search.training import datasets
+
+    if data.name != "mnist" or len(data.train_images) != datasets.TRAIN_SPLIT:
+        return 0
+    here = machine_here(data)
+    runs = stored(results)
+    first = sum(run["study"] == BASELINES_STUDY for run in runs)
+    new = [{"tutorial": row["name"], "study": BASELINES_STUDY, "trial": first + index, "seed": seed,
+            "val": row["val_accuracy"], "test": row["ours"], "seconds": row["seconds"], "machine": here}
+           for index, row in enumerate(frame.to_dict("records"))
+           if TUTORIALS[row["name"]].config == row["config"]]
+    if new:
+        results.mkdir(parents=True, exist_ok=True)
+        write_atomic(results / STORE, json.dumps({"runs": runs + new}, indent=1).encode())
+    return len(new)
+
+
+def machine_here(data: Any) -> dict[str, Any]:
+    """This process's kind of machine as `machine` records a trial's, training in float32 on `data`."""
+    from search.training import runtime
+
+    return {"data": data.checksum, "versions": runtime.versions(), "precision": "float32",
+            "cpu": runtime.cpu_model(), "kernels": runtime.cpu_kernels()}
+
+
+def summary(results: Path, kind: dict[str, Any] | None = None) -> list[str]:
+    """One line a tutorial for what the store holds: its trainings' test accuracy, mean and sd, on
+    `kind` of machine (default: every kind, the commonest first)."""
+    import statistics
+
+    runs = [run for run in stored(results) if kind is None or run["machine"] == kind]
+    lines = []
+    for name in TUTORIALS:
+        tests = [run["test"] for run in runs if run["tutorial"] == name and run["test"] is not None]
+        if tests:
+            spread = f" ± {statistics.stdev(tests):.2%}" if len(tests) > 1 else ""
+            lines.append(f"{name}: {statistics.mean(tests):.2%}{spread} test, {len(tests)} training"
+                         + ("s" if len(tests) > 1 else ""))
+    return lines
+
+
 def borrowable(study: optuna.Study, number: int, results: Path | None, limit: int) -> list[dict[str, Any]]:
     """At most `limit` stored trainings, by other studies on the same kind of machine, of the tutorial
     that baseline trial `number` trained as written; none for any other trial or without a store."""
@@ -120,7 +169,7 @@ def scaled(config: dict[str, Any], scale: float) -> dict[str, Any]:
 def reproduce(names: list[str] | None = None, scale: float = 1.0, seed: int = 0, train_size: int | None = None,
               verbose: bool = False, progress: Callable[[str], None] | None = None) -> Any:
     """`search baselines`: the named tutorials (default: all) trained as written, in float32, on MNIST's
-    first `train_size` training images (default: all 55,000), tabulated by `run_tutorials`."""
+    first `train_size` training images (default: all 55,000), tabulated by `run_tutorials`; and the data."""
     check_names(names)
     from search.training import datasets
     from search.training.runtime import start_tensorflow
@@ -128,13 +177,13 @@ def reproduce(names: list[str] | None = None, scale: float = 1.0, seed: int = 0,
     data = datasets.load("mnist", None, train_size)
     start_tensorflow(verbose=verbose, models={TUTORIALS[name].config["model"] for name in names or TUTORIALS},
                      precision="float32")  # the tutorials as written
-    return run_tutorials(data, names, scale, seed, progress)
+    return run_tutorials(data, names, scale, seed, progress), data
 
 
 def run_tutorials(data: Any, names: list[str] | None = None, scale: float = 1.0, seed: int = 0,
                   progress: Callable[[str], None] | None = None) -> Any:
     """Train each named tutorial (default: all) once on `data`; a pandas DataFrame, one row each:
-    name, tutorial, published, ours (test accuracy), delta, val_accuracy, epochs (passes over the
+    name, config (as trained), tutorial, published, ours (test accuracy), delta, val_accuracy, epochs (passes over the
     training set an epoch iterates: S4-aug's holds 6 versions of each image), steps, best_epoch
     (the kept round), seconds (wall, validation included).
     `scale` multiplies every tutorial's epochs or steps; unknown names raise InputError."""
@@ -155,8 +204,8 @@ def run_tutorials(data: Any, names: list[str] | None = None, scale: float = 1.0,
         callbacks = [_round_report(name, plan.rounds, progress)] if progress else []
         result = train.fit(models.build(config), config, data, callbacks=callbacks)
         test_accuracy = result.accuracy(data.test_images, data.test_labels)
-        row = {"name": name, "tutorial": tutorial.label, "published": tutorial.published, "ours": test_accuracy,
-               "delta": test_accuracy - tutorial.published, "val_accuracy": result.val_accuracy,
+        row = {"name": name, "config": config, "tutorial": tutorial.label, "published": tutorial.published,
+               "ours": test_accuracy, "delta": test_accuracy - tutorial.published, "val_accuracy": result.val_accuracy,
                "epochs": round(plan.total_steps / plan.steps_per_epoch, 2),
                "steps": plan.total_steps, "best_epoch": result.best_epoch,
                "seconds": round(time.perf_counter() - started, 1)}
@@ -178,7 +227,7 @@ def _round_report(name: str, rounds: int, progress: Callable[[str], None]) -> An
 
 def format_table(frame: Any) -> str:
     """The run as a Markdown table with percentages, for the CLI and the README."""
-    shown = frame.assign(published=frame.published.map("{:.2%}".format), ours=frame.ours.map("{:.2%}".format),
-                         delta=frame.delta.map("{:+.2%}".format),
-                         val_accuracy=frame.val_accuracy.map("{:.2%}".format))
+    shown = frame.drop(columns="config").assign(
+        published=frame.published.map("{:.2%}".format), ours=frame.ours.map("{:.2%}".format),
+        delta=frame.delta.map("{:+.2%}".format), val_accuracy=frame.val_accuracy.map("{:.2%}".format))
     return str(shown.to_markdown(index=False))

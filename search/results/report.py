@@ -30,7 +30,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search.errors import InputError
 from search.files import write_atomic
-from search.results import confirm, interactive, leaderboard, page
+from search.results import confirm, interactive, leaderboard, page, references
 from search.results.page import Section
 from search.results.page import percent as _percent
 from search.study import artifacts, record
@@ -305,8 +305,20 @@ def _chosen_model(study: optuna.Study, kept: artifacts.Lookup) -> list[Section]:
 def _answer(study: optuna.Study, table: pd.DataFrame, study_dir: Path) -> list[str]:
     """The page's first section, as paragraphs: the model to ship and how good it is, with its spread,
     against the best baseline; the confirmed winner when `confirm` has run, else the trial chosen by
-    validation accuracy; and each exported ensemble against its members."""
-    return [*_chosen(study, table), *_ensembles(study_dir)]
+    validation accuracy; the tutorials as written on the same kind of machine, from the reference store;
+    and each exported ensemble against its members."""
+    return [*_chosen(study, table), *_references(study, study_dir), *_ensembles(study_dir)]
+
+
+def _references(study: optuna.Study, study_dir: Path) -> list[str]:
+    """What the results folder's reference store holds for the kind of machine the study's latest
+    finished trial ran on: each tutorial as written, over all its trainings (`references.summary`)."""
+    trials = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    lines = references.summary(study_dir.parent, references.machine(study, trials[-1])) if trials else []
+    if not lines:
+        return []
+    return [f"The tutorials as written on this kind of machine ({references.STORE}, filled by `search baselines`, "
+            f"`run` and `confirm`): {'; '.join(lines)}."]
 
 
 def _ensembles(study_dir: Path) -> list[str]:

@@ -28,7 +28,7 @@ def test_run_baselines_trains_and_tabulates(small_mnist) -> None:
     messages: list[str] = []
     frame = references.run_tutorials(small_mnist, ["S1", "S5"], scale=0.2, progress=messages.append)
     assert list(frame.name) == ["S1", "S5"]
-    assert list(frame.columns) == ["name", "tutorial", "published", "ours", "delta", "val_accuracy", "epochs",
+    assert list(frame.columns) == ["name", "config", "tutorial", "published", "ours", "delta", "val_accuracy", "epochs",
                                    "steps", "best_epoch", "seconds"]
     s1, s5 = frame.to_dict("records")
     assert s1["steps"] == 200 and s5["steps"] == 63  # 2,000 images: 1 epoch of batch 32
@@ -44,12 +44,39 @@ def test_unknown_baseline_is_named(small_mnist) -> None:
         references.run_tutorials(small_mnist, ["S9"])
 
 
-def test_baselines_command_prints_the_table(capsys) -> None:
-
-    assert main(["baselines", "--only", "S1", "--scale", "0.2", "--train-size", "2000"]) == 0
+def test_baselines_command_prints_the_table_and_leaves_the_store_alone_when_shortened(tmp_path: Path,
+                                                                                    capsys) -> None:
+    assert main(["baselines", "--only", "S1", "--scale", "0.2", "--train-size", "2000", "--results",
+                 str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "| S1 " in out and "92.00%" in out  # our figure beside the published one
+    assert "left as it was" in out and not (tmp_path / references.STORE).exists()
     assert main(["baselines", "--only", "S9"]) == 2
+
+
+def test_baselines_as_written_fill_the_reference_store_and_the_report_reads_it(tmp_path: Path, write_space,
+                                                                               capsys) -> None:
+    # S1 as written (1,000 steps of a linear model on all 55,000 images) is the one tutorial quick enough here.
+    for seed in (0, 1):
+        assert main(["baselines", "--only", "S1", "--seed", str(seed), "--results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    runs = references.stored(tmp_path)
+    assert [(run["tutorial"], run["study"], run["trial"], run["seed"]) for run in runs] == [
+        ("S1", "baselines", 0, 0), ("S1", "baselines", 1, 1)]
+    assert runs[0]["machine"] == runs[1]["machine"] and runs[0]["machine"]["precision"] == "float32"
+    assert all(0.85 < run["test"] < 0.95 for run in runs)
+    tests = [run["test"] for run in runs]
+    assert f"S1: {sum(tests) / 2:.2%} ± " in out.splitlines()[-1] and "2 trainings" in out.splitlines()[-1]
+    assert references.summary(tmp_path, {**runs[0]["machine"], "cpu": "another"}) == []
+    # A study on the same kind of machine (float32 as the tutorials were trained, and a softmax model, for
+    # which TensorFlow takes the same kernels as for S1) reads them in its report.
+    space = write_space('SPACE = {"model": "softmax", "optimizer": "sgd", "learning_rate": Float(0.1, 0.5)}',
+                        "stored.py")
+    assert main(["run", str(space), "--trials", "1", "--epochs", "1", "--train-size", "500", "--workers", "1",
+                 "--precision", "float32", "--results", str(tmp_path)]) == 0
+    assert main(["report", "stored", "--results", str(tmp_path)]) == 0
+    page = (tmp_path / "stored" / "report.html").read_text()
+    assert out.splitlines()[-1].strip() in page and "The tutorials as written on this kind of machine" in page
 
 
 def _study(name: str, s3_tests: list[float], machine: str = "AMD EPYC (family 25, model 1)") -> Any:
