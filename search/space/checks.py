@@ -7,6 +7,7 @@ expected: `spaces/mlp.py: layers.0.units: Int(1024, 32): low must be <= high`.
 
 from __future__ import annotations
 
+import decimal
 import math
 from typing import Any
 
@@ -132,6 +133,7 @@ def _check_int(dim: Int, fail: Any, path: str) -> None:
         raise fail(path, f"{dim!r}: step must be >= 1")
     if dim.log and dim.step != 1:
         raise fail(path, f"{dim!r}: log and step cannot be combined")
+    _check_steps(dim, fail, path)
 
 
 def _check_float(dim: Float, fail: Any, path: str) -> None:
@@ -140,8 +142,28 @@ def _check_float(dim: Float, fail: Any, path: str) -> None:
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
             raise fail(path, f"{dim!r}: {name} must be a finite number, got {value!r}")
     _check_bounds(dim, fail, path)
-    if dim.step is not None and (dim.step <= 0 or dim.log):
+    if dim.step is None:
+        return
+    if not isinstance(dim.step, (int, float)) or isinstance(dim.step, bool) or not math.isfinite(dim.step):
+        raise fail(path, f"{dim!r}: step must be a finite number, got {dim.step!r}")
+    if dim.step <= 0 or dim.log:
         raise fail(path, f"{dim!r}: step must be > 0 and cannot be combined with log")
+    _check_steps(dim, fail, path)
+
+
+def _check_steps(dim: Int | Float, fail: Any, path: str) -> None:
+    """The range must be a whole number of steps. Optuna would otherwise lower `high` to the last
+    step below it with only a warning (to `low` itself when the step is wider than the range), and
+    the study would search another range than the file says. Computed as Optuna computes it, in
+    decimals of the numbers as written."""
+    low, high, step = (decimal.Decimal(str(value)) for value in (dim.low, dim.high, dim.step))
+    if (high - low) % step == 0:
+        return
+    last = (high - low) // step * step + low
+    below, above = (number if isinstance(dim, Float) else int(number) for number in (last, last + step))
+    searched = f"only {below}" if last == low else f"{dim.low}..{below}"
+    raise fail(path, f"{dim!r}: {dim.high} - {dim.low} is not a whole number of steps of {dim.step}: Optuna would "
+                     f"search {searched}; make high {below} or {above}")
 
 
 def _check_bounds(dim: Int | Float, fail: Any, path: str) -> None:
