@@ -2,13 +2,17 @@
 every value it can take allowed (schema.py), in one walk over the tree (visit.py).
 
 The first problem stops the load with one line naming the file, the parameter's path and what was
-expected: `spaces/mlp.py: layers.0.units: Int(1024, 32): low must be <= high`.
+expected: `spaces/mlp.py: layers.0.units: Int(1024, 32): low must be <= high`. A key set in two
+places that one config takes together (a branch's keys sit beside its label, so a branch can set a
+key its level sets too) is refused as well: the config would keep one value and the study record
+the other.
 """
 
 from __future__ import annotations
 
 import decimal
 import math
+from collections.abc import Iterator
 from typing import Any
 
 from search.errors import SpaceError
@@ -34,6 +38,11 @@ class _Checker(Walker):
 
     def fail(self, path: str, problem: str) -> SpaceError:
         return SpaceError(self.source, path, problem)
+
+    def walk(self, space: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        walked = super().walk(space, prefix)
+        _check_unambiguous(space, prefix, self.fail)
+        return walked
 
     def spec(self, name: str) -> schema.Key:
         """The schema's key for the value being walked."""
@@ -61,9 +70,11 @@ class _Checker(Walker):
             raise self.fail(name, f"a block must be a dict with keys {', '.join(spec.items)}")
         self.levels.append(spec.items)
         try:
-            return self.mapping(value, f"{name}.")
+            block = self.mapping(value, f"{name}.")
         finally:
             self.levels.pop()
+        _check_unambiguous(value, f"{name}.", self.fail)
+        return block
 
     def counts(self, repeat: Repeat, name: str) -> list[int]:
         count = repeat.count
@@ -171,3 +182,30 @@ def _check_bounds(dim: Int | Float, fail: Any, path: str) -> None:
         raise fail(path, f"{dim!r}: low must be <= high")
     if dim.log and dim.low <= 0:
         raise fail(path, f"{dim!r}: log=True needs low > 0")
+
+
+Branch = tuple[tuple[str, Any], ...]  # the (Choice's name, label) pairs a place of a key lies under
+
+
+def _places(node: dict[str, Any], prefix: str, branch: Branch = ()) -> Iterator[tuple[str, str, Branch]]:
+    """Every key one level of a space sets, with its name and the branches it lies under: a branch's
+    keys land on the level of its Choice (visit.Walker.mapping merges them into one config dict)."""
+    for key, value in node.items():
+        name = f"{prefix}{key}"
+        yield key, name, branch
+        if isinstance(value, Choice) and value.branches:
+            for label, option in value.options.items():  # type: ignore[union-attr]
+                yield from _places(option, f"{name}.{label}.", (*branch, (name, label)))
+
+
+def _check_unambiguous(node: dict[str, Any], prefix: str, fail: Any) -> None:
+    """Each key of one level set in one place per config: two places of a key may both be taken
+    unless they lie in different branches of one Choice."""
+    seen: dict[str, list[tuple[str, Branch]]] = {}
+    for key, name, branch in _places(node, prefix):
+        for other, other_branch in seen.get(key, []):
+            if not any(choice == their and label != theirs for choice, label in branch
+                       for their, theirs in other_branch):
+                raise fail(name, f"{key} is also set at {other}, and one config takes both: it would train one "
+                                 f"value while the space and the study say the other; set {key} in one place")
+        seen.setdefault(key, []).append((name, branch))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from typing import Any
 
 import optuna
 import pytest
@@ -10,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from search.errors import SpaceError
-from search.space import Float, Int, validate
+from search.space import Choice, Float, Int, Repeat, sample, schema, validate
 
 
 def optuna_keeps(dimension: Int | Float) -> bool:
@@ -69,3 +71,108 @@ def test_a_step_that_does_not_fit_says_what_optuna_would_search(dimension: Int |
 def test_a_float_step_must_be_a_finite_number(step: object) -> None:
     with pytest.raises(SpaceError, match="step must be a finite number"):
         validate({"model": "mlp", "dropout": Float(0.0, 0.5, step=step)}, "s.py")  # type: ignore[arg-type]
+
+
+class Picks:
+    """A suggester that takes the options `picks` names (the first of the others) and notes the first
+    Choice it was not told about."""
+
+    def __init__(self, picks: dict[str, int]) -> None:
+        self.picks = picks
+        self.params: dict[str, Any] = {}
+        self.open: list[tuple[str, int]] = []
+
+    def suggest_categorical(self, name: str, choices: list[Any]) -> Any:
+        if name not in self.picks:
+            self.open.append((name, len(choices)))
+        self.params[name] = choices[self.picks.get(name, 0)]
+        return self.params[name]
+
+
+def every_config(space: dict[str, Any]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """Each config the space can give, with the parameters the study would record for it."""
+    todo: list[dict[str, int]] = [{}]
+    while todo:
+        picks = todo.pop()
+        suggester = Picks(picks)
+        config = sample(space, suggester)  # type: ignore[arg-type]
+        if suggester.open:
+            name, count = suggester.open[0]
+            todo += [{**picks, name: index} for index in range(count)]
+        else:
+            yield config, suggester.params
+
+
+def said(node: dict[str, Any], params: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """What the space file and the recorded parameters say each key of the config is, place by place."""
+    for key, value in node.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Choice):
+            yield key, params[name]
+            if value.branches:
+                yield from said(value.option(params[name]), params, f"{name}.{params[name]}.")
+        else:
+            yield key, value
+
+
+VALUES = {"activation": schema.ACTIVATIONS[:3], "optimizer": schema.OPTIMIZERS, "schedule": schema.SCHEDULES,
+          "augment": schema.AUGMENTS[:3]}
+
+
+@st.composite
+def levels(draw: st.DrawFn, depth: int = 0) -> dict[str, Any]:
+    """One level of a space: constants, Choices of constants and Choices of branches (themselves levels)."""
+    level: dict[str, Any] = {}
+    for key in draw(st.lists(st.sampled_from(sorted(VALUES)), max_size=3, unique=True)):
+        kind = draw(st.sampled_from(("constant", "choice", "branches")[:3 if depth < 2 else 2]))
+        options = draw(st.lists(st.sampled_from(VALUES[key]), min_size=1, max_size=2, unique=True))
+        if kind == "constant":
+            level[key] = options[0]
+        elif kind == "choice":
+            level[key] = Choice(options)
+        else:
+            level[key] = Choice({label: draw(levels(depth + 1)) for label in options})
+    return level
+
+
+@pytest.mark.fast
+@given(level=levels())
+def test_a_space_is_refused_exactly_when_a_config_takes_a_key_from_two_places(level: dict[str, Any]) -> None:
+    space = {"model": "mlp", **level}
+    twice = set()
+    for config, params in every_config(space):
+        places = list(said(space, params))
+        keys = [key for key, _ in places]
+        twice |= {key for key in keys if keys.count(key) > 1}
+        if not twice:  # then the config trains exactly what the space and the study say
+            assert all(config[key] == value for key, value in places)
+    if twice:
+        with pytest.raises(SpaceError) as refused:
+            validate(space, "s.py")
+        text = str(refused.value)
+        assert "\n" not in text and text.startswith("s.py: ")
+        key = text.split(" is also set at ")[0].rsplit(": ", 1)[1]
+        where, other = text.split(": ")[1], text.split(" is also set at ")[1].split(",")[0]
+        assert key in twice and where.endswith(key) and other.endswith(key) and where != other
+    else:
+        validate(space, "s.py")
+
+
+@pytest.mark.fast
+def test_an_ambiguous_key_is_named_with_both_places() -> None:
+    outer = {"model": "mlp", "activation": Choice(["relu"]),
+             "optimizer": Choice({"adam": {"activation": "gelu"}, "sgd": {}})}
+    with pytest.raises(SpaceError, match=r"^s.py: optimizer.adam.activation: activation is also set at activation, "):
+        validate(outer, "s.py")
+    siblings = {"model": "mlp", "optimizer": Choice({"adam": {"learning_rate": 1e-3}}),
+                "schedule": Choice({"cosine": {"learning_rate": 1e-2}})}
+    with pytest.raises(SpaceError, match="schedule.cosine.learning_rate: learning_rate is also set at "
+                                         "optimizer.adam.learning_rate"):
+        validate(siblings, "s.py")
+    in_a_block = {"model": "cnn", "conv_blocks": Repeat(2, {"filters": 8, "pool_size": 2,
+                                                            "pooling": Choice({"max": {"pool_size": 3}})})}
+    with pytest.raises(SpaceError, match="conv_blocks.0.pooling.max.pool_size: pool_size is also set at "
+                                         "conv_blocks.0.pool_size"):
+        validate(in_a_block, "s.py")
+    # Branches of one Choice exclude each other: each may set the same key.
+    validate({"model": "mlp", "optimizer": Choice({"adam": {"learning_rate": 1e-3}, "sgd": {"learning_rate": 0.1}})})
