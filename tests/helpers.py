@@ -44,7 +44,7 @@ SPACE = {
     "batch_size": 128,
 }
 BASELINES = {
-    "broken": {"model": "cnn", "conv_blocks": [{"filters": 4}] * 5},
+    "broken": {"model": "mlp", "layers": [{"units": 16}], "optimizer": "sgd", "learning_rate": 1e30},  # its loss becomes NaN: a failed trial
     "tiny": {"model": "mlp", "layers": [{"units": 16}], "learning_rate": 3e-3},
 }
 """

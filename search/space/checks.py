@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from search.errors import SpaceError
-from search.space import schema
+from search.space import builds, schema
 from search.space.dimensions import Choice, Float, Int, Repeat
 from search.space.visit import Walker
 
@@ -28,6 +28,7 @@ def validate(space: dict[str, Any], source: str = "<space>") -> None:
     _Checker(source).walk(space)
     if "model" not in space:
         raise SpaceError(source, "SPACE", f"'model' is required ({schema.KEYS['model'].describe()})")
+    builds.check_buildable(space, source)
 
 
 class _Checker(Walker):

@@ -15,6 +15,7 @@ from typing import Any
 from search.errors import SpaceError
 from search.space.dimensions import Float
 
+IMAGE_SIZE = 28  # the digits' height and width: conv blocks' pooling must leave at least one pixel
 MODELS = ("softmax", "mlp", "cnn")
 ACTIVATIONS = ("relu", "selu", "elu", "gelu", "swish", "tanh", "sigmoid", "linear")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
@@ -129,10 +130,42 @@ def check_config(config: dict[str, Any], source: str, path: str) -> None:
         check_value(spec, value, source, f"{where}{key}")
     if config["model"] == "cnn" and not config.get("conv_blocks"):
         raise SpaceError(source, f"{where}conv_blocks", "a cnn needs at least one conv block")
+    if config["model"] == "cnn":
+        shrunk = pooling_problem([{**defaults(CONV_BLOCK), **block} for block in config["conv_blocks"]])
+        if shrunk:
+            raise SpaceError(source, f"{where}conv_blocks.{shrunk[0]}", shrunk[1])
     if config["model"] != "cnn" and config.get("conv_blocks"):
         raise SpaceError(source, f"{where}conv_blocks", f"only a cnn has conv blocks, not a {config['model']}")
     if config["model"] == "softmax" and config.get("layers"):
         raise SpaceError(source, f"{where}layers", "softmax regression has no hidden layers")
+
+
+def defaults(keys: dict[str, Key]) -> dict[str, Any]:
+    return {key: spec.default for key, spec in keys.items()}
+
+
+def pooled_size(size: int, block: dict[str, Any]) -> int | None:
+    """The height and width of a `size` x `size` map after a conv block (SAME convolution, VALID
+    pooling: 28 -> 13 for S4's 3x3 stride-2 pool); None when its pooling window does not fit."""
+    if block["pooling"] == "none":
+        return size
+    if size < block["pool_size"]:
+        return None
+    return (size - block["pool_size"]) // block["pool_stride"] + 1
+
+
+def pooling_problem(blocks: list[dict[str, Any]]) -> tuple[int, str] | None:
+    """The first conv block (its index, and why) whose pooling window no longer fits the image, if any."""
+    size: int | None = IMAGE_SIZE
+    for index, block in enumerate(blocks):
+        shrunk = pooled_size(size, block) if size is not None else None
+        if shrunk is None:
+            poolings = sum(b["pooling"] != "none" for b in blocks)
+            window = block["pool_size"]
+            return index, (f"pooling shrinks the {IMAGE_SIZE}x{IMAGE_SIZE} image below 1x1 ({poolings} poolings; a "
+                           f"{size}x{size} map cannot take a {window}x{window} window)")
+        size = shrunk
+    return None
 
 
 def key_spec(keys: dict[str, Key], key: str, source: str, where: str) -> Key:

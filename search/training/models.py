@@ -26,7 +26,7 @@ from keras import layers
 from search.errors import SpaceError, TrialFailed
 from search.space import schema
 
-IMAGE_SIZE = 28
+IMAGE_SIZE = schema.IMAGE_SIZE
 NUM_CLASSES = 10
 INITIALIZERS = {"glorot": "glorot_uniform", "he": "he_uniform", "lecun": "lecun_normal", "zeros": "zeros"}
 
@@ -174,7 +174,6 @@ def _dense(x: Any, units: int, config: dict[str, Any], name: str) -> Any:
 def _conv_blocks(x: Any, config: dict[str, Any]) -> Any:
     dtype = config["dtype"]
     x = layers.Reshape((IMAGE_SIZE, IMAGE_SIZE, 1), name="channels", dtype=dtype)(x)
-    size = IMAGE_SIZE
     batch_norm = config["batch_norm"]
     activation = config["conv_activation"] or config["activation"]
     for index, block in enumerate(config["conv_blocks"]):
@@ -185,15 +184,8 @@ def _conv_blocks(x: Any, config: dict[str, Any]) -> Any:
             norm = FusedBatchNormalization if config["fused_norm"] else layers.BatchNormalization
             x = norm(momentum=config["batch_norm_momentum"], name=f"{name}_bn", dtype=dtype)(x)
         x = layers.Activation(activation, name=f"{name}_act", dtype=dtype)(x)
-        if block["pooling"] != "none":
+        if block["pooling"] != "none":  # schema.resolve has checked that every window fits
             window, stride = block["pool_size"], block["pool_stride"]
-            if size < window:
-                poolings = sum(b["pooling"] != "none" for b in config["conv_blocks"])
-                raise TrialFailed(
-                    f"config cannot be built: conv_blocks.{index}: pooling shrinks the 28x28 image below 1x1"
-                    f" ({poolings} poolings; a {size}x{size} map cannot take a {window}x{window} window)"
-                )
-            size = (size - window) // stride + 1  # VALID padding: 28 -> 13 for S4's 3x3 stride-2 pool
             pool = layers.MaxPooling2D if block["pooling"] == "max" else layers.AveragePooling2D
             x = pool(window, strides=stride, name=f"{name}_pool", dtype=dtype)(x)
     return x

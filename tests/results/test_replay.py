@@ -21,7 +21,7 @@ SPACE = {
     "learning_rate": Float(1e-3, 1e-2, log=True),
     "batch_size": 128,
 }
-BASELINES = {"broken": {"model": "cnn", "conv_blocks": [{"filters": 4}] * 5}}
+BASELINES = {"broken": {"model": "mlp", "layers": [{"units": 16}], "optimizer": "sgd", "learning_rate": 1e30}}
 """
 QUICK = ["--epochs", "3", "--train-size", "2000", "--seed", "3", "--workers", "2"]
 

@@ -176,3 +176,83 @@ def test_an_ambiguous_key_is_named_with_both_places() -> None:
         validate(in_a_block, "s.py")
     # Branches of one Choice exclude each other: each may set the same key.
     validate({"model": "mlp", "optimizer": Choice({"adam": {"learning_rate": 1e-3}, "sgd": {"learning_rate": 0.1}})})
+
+
+SIZES = st.one_of(st.integers(1, 6), st.builds(lambda low, width: Int(low, low + width), st.integers(1, 5),
+                                               st.integers(0, 2)),
+                  st.lists(st.integers(1, 6), min_size=1, max_size=3, unique=True).map(Choice))
+BLOCKS = st.fixed_dictionaries({
+    "filters": st.just(4),
+    "pooling": st.one_of(st.sampled_from(schema.POOLINGS),
+                         st.lists(st.sampled_from(schema.POOLINGS), min_size=1, max_size=2, unique=True).map(Choice)),
+    "pool_size": SIZES, "pool_stride": SIZES})
+CONV_BLOCKS = st.one_of(
+    st.builds(lambda low, width, block: Repeat(Int(low, low + width), block), st.integers(0, 6), st.integers(0, 2),
+              BLOCKS),
+    st.builds(Repeat, st.integers(0, 7), BLOCKS),
+    st.lists(BLOCKS, max_size=7))
+
+
+def every_value(value: Any) -> list[Any]:
+    if isinstance(value, Int):
+        return list(range(value.low, value.high + 1))
+    return value.labels() if isinstance(value, Choice) else [value]
+
+
+def some_config_builds(blocks: Repeat | list[dict[str, Any]]) -> bool:
+    """Whether some config of a cnn with these conv blocks fits the image: every map size each count of
+    blocks can leave, block by block, over every value each block can take."""
+    if isinstance(blocks, Repeat):
+        counts, block_at = every_value(blocks.count), (lambda index: blocks.block)
+    else:
+        counts, block_at = [len(blocks)], blocks.__getitem__
+    sizes, reachable = {schema.IMAGE_SIZE}, {0: {schema.IMAGE_SIZE}}
+    for index in range(max(counts)):
+        block = block_at(index)
+        sizes = {size if pooling == "none" else (size - window) // stride + 1
+                 for size in sizes for pooling in every_value(block["pooling"])
+                 for window in every_value(block["pool_size"]) for stride in every_value(block["pool_stride"])
+                 if pooling == "none" or size >= window}
+        reachable[index + 1] = sizes
+    return any(count >= 1 and reachable[count] for count in counts)
+
+
+@pytest.mark.fast
+@given(blocks=CONV_BLOCKS)
+def test_a_cnn_space_is_refused_exactly_when_none_of_its_configs_fits_the_image(blocks: Any) -> None:
+    space = {"model": "cnn", "conv_blocks": blocks}
+    if some_config_builds(blocks):
+        validate(space, "s.py")
+    else:
+        with pytest.raises(SpaceError) as refused:
+            validate(space, "s.py")
+        assert str(refused.value).startswith("s.py: conv_blocks: no config can be built: ")
+        assert "\n" not in str(refused.value)
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize(("space", "message"), [
+    ({"model": "cnn", "conv_blocks": [{"filters": 4}] * 6},
+     "conv_blocks: no config can be built: block 4's pooling shrinks the 28x28 image below 1x1 (6 poolings; a 1x1 "
+     "map cannot take a 2x2 window), whatever is drawn"),
+    ({"model": "cnn"}, "model: no config can be built: a cnn needs at least one conv block"),
+    ({"model": "softmax", "layers": Repeat(Int(1, 2), {"units": 8})},
+     "layers: no config can be built: softmax regression has no hidden layers"),
+    ({"model": Choice(["mlp", "softmax"]), "conv_blocks": [{"filters": 4}]},
+     "conv_blocks: no config can be built: only a cnn has conv blocks, not a softmax"),
+    ({"model": Choice({"cnn": {"conv_blocks": Repeat(Int(5, 6), {"filters": 4})}, "mlp": {}})},
+     "model.cnn.conv_blocks: no config can be built when model is cnn: block 4's pooling"),
+    ({"model": "cnn", "conv_blocks": Repeat(5, {"filters": 4, "pooling": Choice({"max": {"pool_size": 3}})})},
+     "conv_blocks: no config can be built: block 3's pooling"),
+])
+def test_a_space_that_no_config_of_builds_is_refused_naming_where(space: dict[str, Any], message: str) -> None:
+    with pytest.raises(SpaceError) as refused:
+        validate(space, "s.py")
+    assert str(refused.value).startswith(f"s.py: {message}"), str(refused.value)
+
+
+@pytest.mark.fast
+def test_a_space_some_configs_of_which_build_is_accepted() -> None:
+    validate({"model": Choice(["mlp", "cnn"]), "conv_blocks": [{"filters": 4}]})  # the cnn builds
+    validate({"model": "cnn", "conv_blocks": Repeat(Int(0, 9), {"filters": 4})})  # 1 to 4 blocks do
+    validate({"model": "cnn", "conv_blocks": Repeat(9, {"filters": 4, "pooling": Choice(["max", "none"])})})

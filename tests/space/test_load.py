@@ -122,6 +122,9 @@ BAD = [
     ("import nonexistent_module\nSPACE = {}\n", "space.py: failed to import: ModuleNotFoundError"),
     ("SPACE = {'model': 'mlp'}\nBASELINES = {'b': {'model': 'mlp', 'optimizer': 'adamw'}}\n",
      "space.py: BASELINES.b.optimizer: 'adamw'"),
+    ("SPACE = {'model': 'mlp'}\nBASELINES = {'b': {'model': 'cnn', 'conv_blocks': [{'filters': 4}] * 5}}\n",
+     "space.py: BASELINES.b.conv_blocks.4: pooling shrinks the 28x28 image below 1x1 (5 poolings; a 1x1 map cannot "
+     "take a 2x2 window)"),
     # Sizes are bounded where the space loads: a typo must not ask for a billion layers.
     ("SPACE = {'model': 'mlp', 'layers': Repeat(Int(1, 10**9), {'units': 8})}\n",
      "space.py: layers.count: Int(1, 1000000000): a count must be in 0..32"),

@@ -115,20 +115,17 @@ def test_successive_halving_stops_weak_trials_at_a_rung_and_lets_the_strong_trai
     assert load_study("halving", results).user_attrs["engine"] == "optuna/random+halving"
 
 
-def test_unbuildable_and_nan_trials_fail_with_reason_and_search_goes_on(write_space, tmp_path: Path) -> None:
+def test_a_nan_trial_fails_with_its_reason_and_search_goes_on(write_space, tmp_path: Path) -> None:
     space = write_space("""
         SPACE = {"model": "cnn", "conv_blocks": Repeat(Int(1, 5), {"filters": 4}), "batch_size": 256}
         BASELINES = {
-            "too deep": {"model": "cnn", "conv_blocks": [{"filters": 4}] * 5},
             "exploding": {"model": "mlp", "layers": [{"units": 16}], "optimizer": "sgd", "learning_rate": 1e30},
             "fine": {"model": "cnn", "conv_blocks": [{"filters": 4}], "batch_size": 256},
         }
     """, "broken.py")
     results = tmp_path / "results"
-    assert main(["run", str(space), "--trials", "3", "--results", str(results), *QUICK]) == 0
+    assert main(["run", str(space), "--trials", "2", "--results", str(results), *QUICK]) == 0
     done = {t.user_attrs["baseline"]: t for t in trials(results, "broken")}
-    assert done["too deep"].state.name == "FAIL"
-    assert "pooling shrinks the 28x28 image below 1x1" in done["too deep"].user_attrs["reason"]
     assert done["exploding"].state.name == "FAIL"
     assert done["exploding"].user_attrs["reason"] == "loss became NaN at epoch 1"
     assert done["fine"].state.name == "COMPLETE"
