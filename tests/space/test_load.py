@@ -178,3 +178,47 @@ def test_missing_file_and_wrong_suffix(tmp_path: Path) -> None:
     other.write_text("SPACE = {}")
     with pytest.raises(SpaceError, match="must be a Python module"):
         load_space(other)
+
+
+RUNAWAY = [
+    # (body, expected message): a file that would hang, end or crash the command it is loaded by
+    ("while True:\n    pass\n", "space.py: still importing after 1 s (does it loop or wait?)"),
+    ("import os\nos._exit(0)\n", "space.py: ended the process (exit code 0) when imported"),
+    ("import os\nos._exit(3)\n", "space.py: ended the process (exit code 3) when imported"),
+    ("import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n",
+     "space.py: crashed the interpreter when imported (SIGSEGV)"),
+    ("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n",
+     "space.py: crashed the interpreter when imported (SIGKILL)"),
+]
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize(("body", "message"), RUNAWAY, ids=[m.split(": ", 1)[1][:30] for _, m in RUNAWAY])
+def test_a_space_file_that_hangs_exits_or_crashes_is_one_line(write_space, body: str, message: str) -> None:
+    path = write_space(body)
+    with pytest.raises(SpaceError) as caught:
+        load_space(path, time_limit=1)
+    text = str(caught.value)
+    assert "\n" not in text and text.startswith(str(path)) and message.split(": ", 1)[1] in text, text
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("command", ["show", "run"])
+def test_every_command_loads_a_space_file_apart_from_itself(write_space, tmp_path: Path, capsys,
+                                                            command: str) -> None:
+    from search.cli import main
+
+    path = write_space("import os\nprint('hello from the file')\nos._exit(0)\n")
+    results = tmp_path / "results"
+    argv = [command, str(path)] + (["--trials", "1", "--results", str(results)] if command == "run" else [])
+    assert main(argv) == 2  # the file's os._exit ended its child, not this process
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {path}: ended the process (exit code 0)"), err
+    assert not results.exists()
+
+
+@pytest.mark.fast
+def test_what_a_space_file_prints_still_shows(write_space, capsys) -> None:
+    path = write_space("import warnings\nprint('from the file')\nSPACE = {'model': 'mlp'}\n")
+    assert load_space(path).space == {"model": "mlp"}
+    assert "from the file" in capsys.readouterr().err
