@@ -162,8 +162,8 @@ def test_run_with_confirm_searches_then_confirms_the_best_and_the_best_baseline(
 ])
 def test_bad_confirm_input_is_one_line_and_writes_nothing(write_space, tmp_path: Path, capsys, argv: list[str],
                                                          message: str) -> None:
-    space = write_space('SPACE = {"model": "mlp"}\nBASELINES = {"broken": {"model": "mlp", "optimizer": "sgd", '
-                        '"learning_rate": 1e30}}\n', "failing.py")
+    space = write_space('SPACE = {"model": "mlp"}\nBASELINES = {"broken": {"model": "mlp", "layers": [{"units": 16}], '
+                        '"optimizer": "sgd", "learning_rate": 1e30}}\n', "failing.py")
     results = tmp_path / "results"
     assert main(["run", str(space), "--trials", "1", "--results", str(results), *QUICK]) == 0  # its one trial fails
     journal = (results / "failing" / "journal.log").read_bytes()
