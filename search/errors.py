@@ -2,7 +2,8 @@
 
 A bad input (space file, data path, storage URL, CLI argument) stops the command before anything
 is written, with one line naming the file, the key and the problem (`InputError` and its
-subclasses; the CLI turns them into exit code 2). A bad trial (a config that cannot be built, a
+subclasses; the CLI turns them into exit code 2). A full disk stops the command with one line and
+exit code 1, finished work kept (`DiskFull`). A bad trial (a config that cannot be built, a
 NaN loss) fails that trial with a reason while the search goes on (`TrialFailed`). Pruning is
 Optuna's own `optuna.TrialPruned`. The exit codes every command and worker process ends with are
 defined here too.
@@ -10,10 +11,13 @@ defined here too.
 
 from __future__ import annotations
 
+import errno
+
 EXIT_OK = 0
 EXIT_FAILED = 1  # the command ran but did not succeed: a failure streak, a file predict could not read
 EXIT_INPUT = 2  # bad input: one line on stderr, nothing written
 EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM: finished work kept, the same command resumes
+EXIT_DISK_FULL = 3  # a worker stopped because its disk is full (the command itself then ends with EXIT_FAILED)
 
 
 class SearchError(Exception):
@@ -37,6 +41,25 @@ class SpaceError(InputError):
 
 class DataError(InputError):
     """A data set that is missing, malformed, or fails its checksum."""
+
+
+class DiskFull(SearchError):
+    """No space left where a study writes: its journal, or a kept trial's weights; the message is one line."""
+
+
+def disk_full(err: BaseException) -> bool:
+    """Whether `err`, or an error it was raised from or while handling, says the disk is full."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DiskFull) or (isinstance(current, OSError) and current.errno in _FULL):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+_FULL = {errno.ENOSPC, errno.EDQUOT}
 
 
 class TrialFailed(SearchError):

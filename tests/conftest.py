@@ -105,3 +105,19 @@ def postgres():
             yield server
     except FileNotFoundError as err:
         pytest.fail(str(err))
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A folder on its own 3 MB tmpfs, to be filled up (`fill`); unmounted after the test. Mounting needs
+    root: elsewhere the test is skipped."""
+    import subprocess
+
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(folder)], capture_output=True).returncode:
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "--lazy", str(folder)], check=True)

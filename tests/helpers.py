@@ -99,3 +99,12 @@ def page_errors(driver: Any) -> list[str]:
     """What the page's scripts threw, and the console's severe messages (a blocked request among them)."""
     thrown = list(driver.execute_script("return window.__errors"))
     return thrown + [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+def fill(folder: Path, leave: int) -> None:
+    """Fill the filesystem of `folder` up to `leave` free bytes, with a file that stays there."""
+    import os
+
+    free = os.statvfs(folder).f_bavail * os.statvfs(folder).f_frsize
+    with open(folder / "filler", "ab") as filler:
+        filler.write(b"\0" * max(0, free - leave))

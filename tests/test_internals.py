@@ -4,6 +4,7 @@ of Optuna, Keras, TensorFlow or KerasTuner, and each one still works in the inst
 from __future__ import annotations
 
 import ast
+import os
 from importlib import metadata
 
 import pytest
@@ -72,6 +73,17 @@ def test_each_private_api_still_does_its_job() -> None:
     trial = study.ask()
     study.tell(trial, state=TrialState.FAIL)
     assert TrialState.FAIL.value == 3  # the state values a torn journal record holds
+    import tempfile
+
+    from optuna.storages.journal import JournalFileOpenLock
+
+    with tempfile.TemporaryDirectory() as folder:  # Optuna's open-lock holds the very file ours writes its holder in
+        journal = f"{folder}/journal.log"
+        optuna_lock = JournalFileOpenLock(journal)
+        assert optuna_lock.acquire()
+        assert os.path.exists(of_optuna.journal_lock_file(journal))
+        optuna_lock.release()
+        assert not os.path.exists(of_optuna.journal_lock_file(journal))
     start_tensorflow()
     assert isinstance(of_tensorflow.onednn_enabled(), bool)
     import keras

@@ -18,3 +18,13 @@ def journal_operations() -> frozenset[int]:
     from optuna.storages.journal._storage import JournalOperation
 
     return frozenset(int(operation) for operation in JournalOperation)
+
+
+def journal_lock_file(journal: str) -> str:
+    """The file Optuna's `JournalFileOpenLock` creates (with O_EXCL) beside a journal to hold its lock,
+    and removes on release: its `LOCK_FILE_SUFFIX`. The journal's lock of `search`, which writes its
+    holder into that file, must use the same one, so that a process on Optuna's own lock and one on
+    ours still exclude each other."""
+    from optuna.storages.journal._file import LOCK_FILE_SUFFIX
+
+    return journal + LOCK_FILE_SUFFIX

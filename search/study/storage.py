@@ -6,7 +6,10 @@ change under a file lock and fsyncs it before going on, so several worker proces
 can share it (SQLite's single writer lock is what gives parallel Optuna users "database is
 locked"), and a trial's end is on disk before anyone reads it as finished. A power cut or a full
 disk can still leave the last record cut short: `repair_journal` moves such a torn tail aside on
-open, and refuses a journal damaged anywhere else. `postgresql://...` (or any
+open, and refuses a journal damaged anywhere else; a record that a full disk cuts short as it is
+written is taken back at once (`Journal`), and the command stops with one line (`DiskFull`). The
+journal's lock (`JournalLock`) names its holder, so that a lock left by a process that died is
+broken at once instead of after Optuna's grace period. `postgresql://...` (or any
 SQLAlchemy URL) is an RDBStorage with a heartbeat, so a worker that dies on another machine has its
 trial failed and retried by the others; `reap_dead` does the same for trials whose process died on
 this machine. Which trials count toward `--trials` is the trial record's to say (record.py).
@@ -14,6 +17,8 @@ this machine. Which trials count toward `--trials` is the trial record's to say 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
@@ -34,7 +39,7 @@ from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import make_url
 
-from search.errors import InputError, one_line
+from search.errors import DiskFull, InputError, disk_full, one_line
 from search.internals import of_optuna
 from search.study import record
 from search.study.record import HOST, Attr
@@ -44,6 +49,7 @@ OWNER = "storage.txt"  # in a results folder: the storage its study is in
 HEARTBEAT_SECONDS = 10
 GRACE_SECONDS = 60  # a trial with no heartbeat for this long belongs to a dead worker
 ORPHAN_SECONDS = 60  # a RUNNING trial seen with no pid this long was never run (reap_dead)
+LOCK_GRACE_SECONDS = 30  # Optuna's: a lock whose holder is unknown, unchanged this long, is taken over
 
 
 def default_location(results: Path, name: str) -> str:
@@ -197,8 +203,7 @@ def open_storage(location: str) -> BaseStorage:
     check_not_foreign(location)
     if "://" not in location:
         Path(location).parent.mkdir(parents=True, exist_ok=True)
-        # The open-lock works on every filesystem, NFS included (a symlink lock does not).
-        lock = JournalFileOpenLock(location)
+        lock = JournalLock(location)
         repaired = repair_journal(Path(location), lock)
         journal = _replayed(Path(location), lock)
         if repaired is not None:
@@ -220,11 +225,111 @@ def open_storage(location: str) -> BaseStorage:
         raise InputError(f"--storage {redact(location)}: cannot open: {redact(one_line(err))}") from err
 
 
-def _replayed(path: Path, lock: JournalFileOpenLock | None = None, shown: Path | None = None) -> JournalStorage:
+class JournalLock(JournalFileOpenLock):
+    """Optuna's open-lock (the journal's `.lock` file, made with O_EXCL and removed on release: it works on
+    every filesystem, NFS included, and Optuna's own lock still excludes ours), with its holder, `host
+    pid`, written in the file. A lock whose holder is a process of this machine that is gone is broken at
+    once; one whose holder is unknown (left by Optuna's own lock, or a write that a full disk refused) or
+    on another machine is taken over after Optuna's grace period, as Optuna does."""
+
+    def __init__(self, journal: str, grace_period: int = LOCK_GRACE_SECONDS) -> None:
+        super().__init__(journal, grace_period)
+        self.journal, self.grace = journal, grace_period
+        self.file = of_optuna.journal_lock_file(journal)
+
+    def acquire(self) -> bool:
+        pause, mtime, since = 0.001, None, time.monotonic()
+        while True:
+            try:
+                handle = os.open(self.file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = lock_holder(self.file)
+                if holder is not None and holder[0] == HOST and not _pid_alive(holder[1]) and self._break(holder):
+                    continue
+                with contextlib.suppress(FileNotFoundError):  # released meanwhile: try again at once
+                    changed = os.stat(self.file).st_mtime
+                    if changed != mtime:
+                        mtime, since = changed, time.monotonic()
+                    elif time.monotonic() - since > self.grace:
+                        print(f"warning: {self.file}: held for {self.grace} s by "
+                              f"{'pid {1} on {0}'.format(*holder) if holder else 'an unknown process'}; taken over",
+                              file=sys.stderr, flush=True)
+                        with contextlib.suppress(RuntimeError):  # another waiter took it over first
+                            self.release()
+                        continue
+                    time.sleep(pause)
+                    pause = min(2 * pause, 0.1)
+                continue
+            try:
+                with contextlib.suppress(OSError):  # a full disk: the lock holds, its holder unnamed
+                    os.write(handle, f"{HOST} {os.getpid()}\n".encode())
+            finally:
+                os.close(handle)
+            return True
+
+    def _break(self, holder: tuple[str, int]) -> bool:
+        """Remove the lock of a dead `holder`, if it is still that one; whether it could be looked at. Waiters
+        break it one at a time, under an flock of the journal (released by the kernel when a process dies),
+        so that none removes the lock another waiter has just taken."""
+        try:
+            guard = os.open(self.journal, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(guard, fcntl.LOCK_EX)
+            if lock_holder(self.file) == holder:
+                os.unlink(self.file)
+        except OSError:  # no flock here (some network filesystems): wait out the grace period instead
+            return False
+        finally:
+            os.close(guard)  # closing releases the flock
+        return True
+
+
+def lock_holder(file: str) -> tuple[str, int] | None:
+    """(host, pid) written in a journal's lock file by `JournalLock`; None when it names none."""
+    try:
+        with open(file, "rb") as lock:
+            host, pid = lock.read(300).decode().split()
+        return host, int(pid)
+    except (OSError, ValueError):
+        return None
+
+
+class Journal(JournalFileBackend):
+    """Optuna's journal file, but a record that cannot be written whole (a full disk) is taken back at
+    once, and the write stops with `DiskFull`: the journal always ends with a whole record. Each record
+    is one line of compact JSON, as Optuna writes it, appended under the journal's lock and fsynced."""
+
+    def __init__(self, path: str, lock: JournalLock) -> None:
+        super().__init__(path, lock_obj=lock)
+        self.path, self.journal_lock = path, lock
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        text = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs).encode()
+        self.journal_lock.acquire()
+        try:
+            size = os.path.getsize(self.path)
+            try:
+                with open(self.path, "ab") as journal:
+                    journal.write(text)
+                    journal.flush()
+                    os.fsync(journal.fileno())
+            except OSError as err:
+                os.truncate(self.path, size)  # what was written of it is not a record
+                if disk_full(err):
+                    raise DiskFull(f"{Path(self.path).parent}: no space left on its disk to write the study's "
+                                   "journal: free some space, then run the same command to resume") from err
+                raise
+        finally:
+            self.journal_lock.release()
+
+
+def _replayed(path: Path, lock: JournalLock | None = None, shown: Path | None = None) -> JournalStorage:
     """The journal at `path`, opened: Optuna replays every record, and one that parses but says nothing
     sensible stops it, in one line naming the file (`shown`, if `path` is a copy of it)."""
     try:
-        return JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
+        return JournalStorage(Journal(str(path), lock or JournalLock(str(path))))
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
         raise InputError(f"{shown or path}: a record of this journal cannot be replayed ({one_line(err)}): restore "
                          "the file from a copy, or start another --study") from err
@@ -235,7 +340,7 @@ class Repair:
     """A torn last record that `repair_journal` moved aside."""
 
     journal: Path
-    moved_to: Path
+    moved_to: Path | None  # None: the disk is full, so it stays where it is (readers skip it)
     size: int
     trial_id: int | None  # the trial whose end the torn record held, if it held one
     state: str | None
@@ -248,6 +353,10 @@ class Repair:
             except KeyError:
                 number = f"the trial with id {self.trial_id}"
             what = f"{number} lost its end ({self.state}): the next run fails it and runs its place again"
+        if self.moved_to is None:
+            return (f"{self.journal}: its last record was cut short ({self.size} bytes) and stays: no space left on "
+                    "its disk to move it aside; the records before it are read, and a command that writes repairs it "
+                    "once there is space")
         return (f"{self.journal}: its last record was cut short ({self.size} bytes, as a power cut or a full disk "
                 f"leaves it) and is moved to {self.moved_to.name}; {what}")
 
@@ -256,12 +365,13 @@ _FINISHED_STATES = {state.value: state.name.lower() for state in (TrialState.COM
                                                                    TrialState.FAIL)}
 
 
-def repair_journal(path: Path, lock: JournalFileOpenLock) -> Repair | None:
+def repair_journal(path: Path, lock: JournalLock) -> Repair | None:
     """Check a journal file under its lock: a last line cut short (no newline, or not a record) is
     moved to a file beside it, never deleted, and the journal truncated to its last whole record; any
     other line that is not a journal record stops with one line naming the file and the line. A file
     that does not begin as an Optuna journal does is refused untouched, before its lock is taken, and so
-    is one whose whole records Optuna could not replay: it would be refused after the repair."""
+    is one whose whole records Optuna could not replay: it would be refused after the repair. On a full
+disk nothing is changed and no file is left behind: the torn tail stays, which Optuna's reader skips."""
     if not path.is_file() or path.stat().st_size == 0:
         return None
     check_not_foreign(str(path))
@@ -297,10 +407,16 @@ def repair_journal(path: Path, lock: JournalFileOpenLock) -> Repair | None:
         moved = path.with_name(f"{path.name}.torn-{datetime.now():%Y%m%d-%H%M%S}")
         while moved.exists():
             moved = moved.with_name(moved.name + "+")
-        with open(moved, "wb") as aside:
-            aside.write(tail)
-            aside.flush()
-            os.fsync(aside.fileno())
+        try:
+            with open(moved, "wb") as aside:
+                aside.write(tail)
+                aside.flush()
+                os.fsync(aside.fileno())
+        except OSError as err:
+            moved.unlink(missing_ok=True)
+            if not disk_full(err):
+                raise
+            return Repair(path, None, len(tail), None, None)
         with open(path, "r+b") as journal:
             journal.truncate(len(data) - len(tail))
             os.fsync(journal.fileno())
@@ -415,10 +531,14 @@ def _orphans_seen(study: optuna.Study, running: list[FrozenTrial]) -> dict[int, 
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether a process of this machine runs (a zombie, dead but not yet reaped by its parent, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True

@@ -351,3 +351,124 @@ def test_a_record_that_parses_but_is_not_one_is_damage_named_by_its_line(tmp_pat
         assert journal.read_bytes() == before
     journal.write_bytes(b"\n".join(REAL_LINES) + b"\n")
     assert storage.open_storage(str(journal)).get_all_studies()[0].study_name == "real"
+
+
+def small_journal(folder: Path) -> Path:
+    """A journal holding one study of one finished trial, written through `open_storage`."""
+    import optuna
+
+    path = folder / "journal.log"
+    study = optuna.create_study(study_name="s", storage=storage.open_storage(str(path)))
+    study.tell(study.ask(), 1.0)
+    return path
+
+
+def dead_pid() -> int:
+    """The pid of a process of this machine that has ended and been reaped."""
+    import subprocess
+
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+@pytest.mark.fast
+def test_the_journal_lock_names_its_holder_and_a_dead_holder_s_lock_is_broken_at_once(tmp_path: Path,
+                                                                                     capsys) -> None:
+    import time
+
+    journal = small_journal(tmp_path)
+    lock = storage.JournalLock(str(journal))
+    assert lock.acquire()
+    assert storage.lock_holder(lock.file) == (record.HOST, os.getpid())
+    lock.release()
+    Path(lock.file).write_text(f"{record.HOST} {dead_pid()}\n")  # what a process killed holding it leaves
+    started = time.monotonic()
+    study = load_study("s", tmp_path, str(journal))  # opening takes the lock (the repair's check)
+    study.tell(study.ask(), 2.0)
+    # Optuna's own lock would wait out its 30 s grace, warning every 10 s.
+    assert time.monotonic() - started < 10 and capsys.readouterr().err == ""
+    assert not Path(lock.file).exists() and len(study.get_trials()) == 2
+
+
+@pytest.mark.fast
+def test_a_lock_whose_holder_lives_or_is_unknown_is_waited_for(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    journal = small_journal(tmp_path)
+    lock = storage.JournalLock(str(journal), grace_period=3)
+    Path(lock.file).write_text(f"{record.HOST} {os.getppid()}\n")  # alive: the lock is held
+    threading.Timer(1.0, lambda: os.unlink(lock.file)).start()
+    started = time.monotonic()
+    assert lock.acquire()
+    assert 0.9 < time.monotonic() - started < 3
+    lock.release()
+    Path(lock.file).write_text("")  # Optuna's own lock names no holder: its grace period applies
+    started = time.monotonic()
+    assert lock.acquire()
+    assert time.monotonic() - started > 2.9
+    lock.release()
+
+
+@pytest.mark.fast
+def test_a_full_disk_takes_back_the_record_it_cut_and_leaves_the_lock_free(small_disk: Path) -> None:
+    import optuna
+    from helpers import fill
+
+    from search.errors import DiskFull
+
+    journal = small_journal(small_disk)
+    study = optuna.load_study(study_name="s", storage=storage.open_storage(str(journal)))
+    fill(small_disk, 2048)
+    with pytest.raises(DiskFull, match=f"^{small_disk}: no space left on its disk"):
+        for number in range(1000):
+            study.set_user_attr(f"a{number}", "x" * 500)
+    data = journal.read_bytes()
+    assert data.endswith(b"\n") and all(json.loads(line) for line in whole_lines(data))
+    assert not list(small_disk.glob("journal.log.lock*"))
+
+
+@pytest.mark.fast
+def test_a_torn_journal_on_a_full_disk_is_read_as_it_is_and_nothing_is_left_beside_it(small_disk: Path,
+                                                                                       capsys) -> None:
+    from helpers import fill
+
+    journal = small_journal(small_disk)
+    original = journal.read_bytes()
+    os.truncate(journal, len(original) - 30)
+    fill(small_disk, 0)
+    assert main(["leaderboard", "s", "--results", str(small_disk.parent), "--storage", str(journal),
+                 "--format", "csv"]) == 0
+    out, err = capsys.readouterr()
+    assert "no space left on its disk to move it aside" in err and err.count("\n") == 1
+    assert journal.read_bytes() == original[:-30]
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler", "journal.log"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["confirm", "run"])
+def test_sigterm_while_a_command_opens_the_study_or_queues_trials_leaves_no_lock_and_is_exit_130(
+        finished_study: Path, tmp_path: Path, command: str) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    journal = journal_copy(finished_study, tmp_path)
+    results = journal.parent.parent
+    argv = (["confirm", "small", "--top", "20", "--seeds", "100"] if command == "confirm" else
+            ["run", str(finished_study.parent / "small.py"), "--trials", "8", "--epochs", "1", "--train-size", "500"])
+    size = journal.stat().st_size
+    process = subprocess.Popen([sys.executable, "-m", "search", *argv, "--results", str(results)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while journal.stat().st_size == size and time.monotonic() < deadline:  # its first write: the set-up is under way
+        time.sleep(0.001)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    # Killed where the signal landed (the default action), it could leave the lock held, or a record cut short.
+    assert process.returncode == 130, output
+    assert "run the same command to resume" in output
+    assert not list(journal.parent.glob("journal.log.lock*"))
+    assert journal.read_bytes().endswith(b"\n")
