@@ -5,11 +5,13 @@ worker to a study `run_search` started; they are the Python API that the command
 and the benchmarks call. Both check every input before anything is written, open the study, fail
 and queue again the trials that dead processes left running, say where the study stands, run trials
 (in worker processes, or in this process under KerasTuner) with live progress, treat SIGTERM as
-Ctrl-C, and end by writing the leaderboard. Finished trials are always kept: the same call resumes.
+Ctrl-C from their first line on, and end by writing the leaderboard, with one line saying why when
+the run trained nothing or the disk is full. Finished trials are always kept: the same call resumes.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -22,7 +24,16 @@ from rich.markup import escape
 
 from search import ranges
 from search.engines import keras_tuner, keras_tuner_space
-from search.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, InputError, SpaceError
+from search.errors import (
+    EXIT_DISK_FULL,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    DiskFull,
+    InputError,
+    SpaceError,
+    disk_full,
+)
 from search.results import confirm, leaderboard, references
 from search.space import Space, load_space
 from search.study import (
@@ -38,7 +49,7 @@ from search.study import (
     workers,
 )
 from search.study.progress import Progress
-from search.study.record import StudyAttr
+from search.study.record import Attr, StudyAttr
 from search.training import datasets
 from search.training.runtime import precision_setting, precision_wanted
 
@@ -124,6 +135,20 @@ class JoinOptions:
     debug: bool = False
 
 
+def _stoppable(command: Callable[[Any, Console], int]) -> Callable[[Any, Console], int]:
+    """A command that stops cooperatively from its first line (stopping.py): a Ctrl-C or SIGTERM while it
+    opens the study or queues trials is acted on at its next safe point, never halfway through a journal
+    write that holds the journal's lock; it then ends interrupted (exit 130), its leaderboard written."""
+    @functools.wraps(command)
+    def stoppable(options: Any, console: Console) -> int:
+        stopping.reset()  # a command run in-process again starts unstopped
+        with stopping.on_signals():
+            return command(options, console)
+
+    return stoppable
+
+
+@_stoppable
 def run_search(options: SearchOptions, console: Console) -> int:
     """Run (or resume) the search `options` describe until its study holds `options.trials` trials,
     or time runs out, or Ctrl-C; returns an exit code (errors.EXIT_*). Bad input raises `InputError`
@@ -188,16 +213,17 @@ def run_search(options: SearchOptions, console: Console) -> int:
                                  on_epoch=progress.epoch).exit_code()
 
     code = _drive(opened, folder, console, header, options.trials, go, requeue=True,
-                  end=lambda code: finish(opened, folder, console, code, started, options.top,
-                                           None if options.confirm else count))
-    if code != EXIT_OK or not options.confirm:
-        return code
+                  end=lambda code, why: finish(opened, folder, console, code, started, options.top,
+                                               None if options.confirm else count, why))
+    if code != EXIT_OK or not options.confirm or stopping.requested():
+        return EXIT_INTERRUPTED if stopping.requested() else code
     return confirm_search(ConfirmOptions(name, storage=options.storage, results=options.results,
                                          workers=options.workers, recycle_after=options.recycle_after,
                                          precision=options.precision, command=options.command,
                                          debug=options.debug), console)
 
 
+@_stoppable
 def join_search(options: JoinOptions, console: Console) -> int:
     """Run trials of a stored study in one worker process on this machine until its budget is met."""
     started = time.monotonic()
@@ -225,9 +251,10 @@ def join_search(options: JoinOptions, console: Console) -> int:
         return workers.run_local(spec, 1, on_trial=progress, say=console.print).exit_code()
 
     return _drive(opened, folder, console, header, spec.budget, go, requeue=True,
-                  end=lambda code: finish(opened, folder, console, code, started, 10))
+                  end=lambda code, why: finish(opened, folder, console, code, started, 10, failure=why))
 
 
+@_stoppable
 def confirm_search(options: ConfirmOptions, console: Console) -> int:
     """Train the `top` best configurations of a stored study `seeds` more times each (confirm.py), in
     worker processes on this machine, then print what the confirmation found."""
@@ -263,14 +290,15 @@ def confirm_search(options: ConfirmOptions, console: Console) -> int:
     def go(progress: Progress) -> int:
         return workers.run_local(spec, count, on_trial=progress, say=console.print, on_epoch=progress.epoch).exit_code()
 
-    def end(code: int) -> int:
-        references.collect(opened, Path(options.results))
+    def end(code: int, why: str | None) -> int:
+        if not _unless_disk_full(lambda: references.collect(opened, Path(options.results))):
+            code = code if code == EXIT_INTERRUPTED else EXIT_DISK_FULL
         found = confirm.summary(opened)
         assert found is not None
         console.print(leaderboard.render_confirmation(found))
         console.print(confirm.verdict(found))
         console.print(f"in {time.monotonic() - started:.0f} s")
-        return _say_how_it_ended(opened, console, code, counts=_confirmations)
+        return _say_how_it_ended(opened, console, code, counts=_confirmations, failure=why)
 
     return _drive(opened, folder, console, header, total, go, requeue=True, counts=_confirmations, end=end)
 
@@ -385,56 +413,86 @@ def _run_keras_tuner(options: SearchOptions, console: Console, space: Space, nam
         return keras_tuner.run(space, context, opened, folder, settings, progress)
 
     return _drive(opened, folder, console, header, options.trials, go, requeue=False,
-                  end=lambda code: finish(opened, folder, console, code, started, options.top))
+                  end=lambda code, why: finish(opened, folder, console, code, started, options.top, failure=why))
 
 
 def _drive(opened: optuna.Study, folder: Path, console: Console, header: str, total: int,
-           go: Callable[[Progress], int], requeue: bool, end: Callable[[int], int],
+           go: Callable[[Progress], int], requeue: bool, end: Callable[[int, str | None], int],
            counts: Callable[[optuna.trial.FrozenTrial], bool] = record.counts_toward_budget) -> int:
     """What every way of running trials shares: reap what dead processes left running, say where the
     study stands (`header` with {done} filled in: the trials `counts` counts), run `go` with live
     progress until it ends or a stop request (Ctrl-C, SIGTERM: stopping.py), then `end` with the exit
-    code."""
-    stopping.reset()  # a command run in-process again starts unstopped
+    code and, when the run trained nothing or stopped early, why (lifecycle.verdict)."""
     lost = storage.reap_dead(opened)
     if lost:
         console.print(f"trial(s) {', '.join(map(str, lost))} were left running by a process that died: failed"
                       + (", and queued once more" if requeue else ""))
-    done = sum(counts(t) for t in opened.get_trials(deepcopy=False))
+    trials = opened.get_trials(deepcopy=False)
+    finished_before = {t.number for t in trials if t.state in record.FINISHED}
+    done = sum(counts(t) for t in trials)
     console.print(header.format(done=done))
     with stopping.on_signals(), Progress(console, total, done, counts=counts) as progress:
         progress.seed_bests(opened)
-        code = go(progress)
-    return end(EXIT_INTERRUPTED if stopping.requested() else code)
+        code = go(progress) if not stopping.requested() else EXIT_INTERRUPTED
+    if stopping.requested():
+        return end(EXIT_INTERRUPTED, None)
+    ran = [record.read(t) for t in opened.get_trials(deepcopy=False)
+           if t.number not in finished_before and t.state in record.FINISHED and not t.user_attrs.get(Attr.SURPLUS)]
+    why = lifecycle.verdict(ran, stopped=code == EXIT_FAILED)
+    return end(EXIT_FAILED if why is not None and code == EXIT_OK else code, why)
 
 
 def finish(opened: optuna.Study, folder: Path, console: Console, code: int, started: float, top: int,
-           workers: int | None = None) -> int:
+           workers: int | None = None, failure: str | None = None) -> int:
     """Write and print the leaderboard, store the tutorials it trained as written (references.py), say
-    how the run ended and, given the `workers` a confirmation would have, where the search stands
-    against its baselines; returns `code`."""
-    references.collect(opened, folder.parent)
+    how the run ended (`failure`: why it trained nothing or stopped early) and, given the `workers` a
+    confirmation would have, where the search stands against its baselines; returns the exit code. On a
+    full disk the leaderboard is only printed."""
     table = leaderboard.frame(opened)
-    written = leaderboard.write(table, folder)
+    written: list[Path] = []
+    def write() -> None:
+        references.collect(opened, folder.parent)
+        written.extend(leaderboard.write(table, folder))
+
+    if not _unless_disk_full(write):
+        code = code if code == EXIT_INTERRUPTED else EXIT_DISK_FULL
     console.print(leaderboard.render(table, f"{opened.study_name} ({leaderboard.engine(opened)}): ranked by test "
                                             "accuracy", top=top))
     for line in leaderboard.summary(opened, table):
         console.print(line)
-    console.print(f"wrote {', '.join(map(str, written))} in {time.monotonic() - started:.0f} s")
+    if written:
+        console.print(f"wrote {', '.join(map(str, written))} in {time.monotonic() - started:.0f} s")
     standing = confirm.standing(opened, workers, folder.parent) if code == EXIT_OK and workers else None
     if standing is not None:
         console.print(escape(standing))
-    return _say_how_it_ended(opened, console, code)
+    return _say_how_it_ended(opened, console, code, failure=failure)
+
+
+def _unless_disk_full(write: Callable[[], Any]) -> bool:
+    """Run a write of the results folder; False, instead of an error, when its disk is full."""
+    try:
+        write()
+    except (OSError, DiskFull) as err:
+        if not disk_full(err):
+            raise
+        return False
+    return True
 
 
 def _say_how_it_ended(opened: optuna.Study, console: Console, code: int,
-                      counts: Callable[[optuna.trial.FrozenTrial], bool] = record.counts_toward_budget) -> int:
+                      counts: Callable[[optuna.trial.FrozenTrial], bool] = record.counts_toward_budget,
+                      failure: str | None = None) -> int:
+    """One line for a run that did not end on its own with trials trained; the command's exit code."""
     if code == EXIT_INTERRUPTED:
         kept = sum(counts(t) for t in opened.get_trials(deepcopy=False))
         console.print(f"[magenta]interrupted[/]: {kept} finished trials kept; run the same command to resume")
-    elif code == EXIT_FAILED:
-        console.print("[red]stopped[/]: too many trials failed in a row; the leaderboard shows their reasons")
-    return code
+    elif code == EXIT_DISK_FULL and (failure is None or not failure.startswith(lifecycle.DISK_FULL)):
+        console.print("[red]stopped[/]: no space left on the disk of the results folder or the study's journal: "
+                      "free some space, then run the same command to resume")
+    elif code in (EXIT_FAILED, EXIT_DISK_FULL):
+        failure = failure or "too many trials failed in a row; the leaderboard shows their reasons"
+        console.print(f"[red]stopped[/]: {escape(failure)}")
+    return EXIT_FAILED if code == EXIT_DISK_FULL else code
 
 
 def _artifacts(given: str | None, settings: dict[str, Any] | None) -> str | None:

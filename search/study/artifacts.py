@@ -13,6 +13,7 @@ trial: in this results folder, else fetched from the store into it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib.util
 import json
 import os
@@ -75,12 +76,27 @@ def save_weights(folder: Path, model: Any, record: dict[str, Any], store: Store 
     `folder` whole or not at all, and given a `store`, uploaded there through `attach` first; returns the
     folder."""
     with staged(folder) as staging:
+        _check_room(staging, model)
         model.save_weights(staging / WEIGHTS)
         (staging / RECORD).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
         if store is not None and attach is not None:
             ids = attach(store, [staging / WEIGHTS, staging / RECORD])
             (staging / STORED).write_text(json.dumps(ids, indent=2, sort_keys=True) + "\n")
     return folder
+
+
+# Beyond the weights' own bytes, an .h5 file's structure and the trial's record (a few KB for small models).
+ROOM_MARGIN = 256 * 1024
+
+
+def _check_room(folder: Path, model: Any) -> None:
+    """Refuse, as the disk would (ENOSPC), to write weights that will not fit: HDF5 cut short by a full disk
+    can crash the process later, when the library frees the file, so it is not asked to try."""
+    needed = int(model.count_params() * 4 * 1.25) + ROOM_MARGIN  # float32 weights, kept as they are trained
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise OSError(errno.ENOSPC, f"No space left on device: {free:,} bytes free in {folder.parent}, the weights "
+                                    f"need about {needed:,}")
 
 
 def keep_trial(study_dir: Path, keep: int, number: int, study: str, result: Any, config: dict[str, Any],

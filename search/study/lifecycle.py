@@ -7,21 +7,24 @@ a config over `--max-params` or `--max-latency-ms` before it trains, train it (e
 reported, so the pruner may stop it; the trial timeout and a stop request end it), measure test
 accuracy once, keep its weights when it is among the best, and write its record (record.py),
 reason included whenever it does not complete. The `Outcome` says how it ended; the engine turns
-that into its own terms (a returned value, `TrialPruned`, a failed KerasTuner trial). `Streak`
-stops a run after too many failures in a row, for every engine.
+that into its own terms (a returned value, `TrialPruned`, a failed KerasTuner trial). A trial whose
+weights find no space on the disk is recorded interrupted (it does not use up the budget) and stops
+its worker with `DiskFull`. `Streak` stops a run after too many failures in a row, for every engine,
+and `verdict` says in one line why a run trained nothing.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import optuna
 
-from search.errors import TrialFailed
+from search.errors import DiskFull, TrialFailed, disk_full
 from search.study import artifacts, record, stopping, tensorboard_files
 from search.study.record import Attr
 from search.training.datasets import Dataset
@@ -30,6 +33,8 @@ from search.training.datasets import Dataset
 MAX_CONSECUTIVE_FAILURES = 10
 # Configs over --max-params or --max-latency-ms cost no training, and the sampler learns from them.
 MAX_CONSECUTIVE_REJECTIONS = 200
+# ... but while none at all has been within the limits, the limits are likely below the whole space.
+MAX_REJECTIONS_NONE_FEASIBLE = 20
 
 EpochHook = Callable[[int, int, int, float], None]  # trial number, rounds done, rounds in all, val accuracy
 
@@ -164,13 +169,23 @@ def run(assignment: Assignment, context: Context, reporter: Reporter) -> Outcome
         guard.check()
         test_accuracy = result.accuracy(context.data.test_images, context.data.test_labels)
         latency = latency if latency is not None else models.latency_ms(result.model)
-        if assignment.checkpoint is not None:
-            artifacts.save_weights(assignment.checkpoint, result.model, {"config": assignment.config})
-        if assignment.keep and context.study_dir is not None and context.keep > 0:
-            artifacts.keep_trial(context.study_dir, context.keep, assignment.number, context.study, result,
-                                 assignment.config, assignment.seed, test_accuracy, context.data, context.command,
-                                 store=context.artifact_store, attach=reporter.attach, baseline=assignment.baseline,
-                                 **({"engine": context.engine} if context.engine else {}))
+        try:
+            if assignment.checkpoint is not None:
+                artifacts.save_weights(assignment.checkpoint, result.model, {"config": assignment.config})
+            if assignment.keep and context.study_dir is not None and context.keep > 0:
+                artifacts.keep_trial(context.study_dir, context.keep, assignment.number, context.study, result,
+                                     assignment.config, assignment.seed, test_accuracy, context.data,
+                                     context.command, store=context.artifact_store, attach=reporter.attach,
+                                     baseline=assignment.baseline, **({"engine": context.engine} if context.engine
+                                                                      else {}))
+        except OSError as err:
+            if not disk_full(err):
+                raise
+            # Not the trial's fault, and the next would fare no better: it is run again once there is space.
+            where = context.study_dir or assignment.checkpoint
+            outcome = Outcome("interrupted", f"{DISK_FULL}: its weights could not be written in {where}")
+            raise DiskFull(f"{where}: no space left on its disk for a trial's weights: free some space, then run "
+                           "the same command to resume") from err
         figures = {"accuracy": result.val_accuracy, "params": float(n_params), "latency": latency}
         outcome = Outcome("complete", values=tuple(figures[name] for name in context.objectives), result=result)
         return outcome
@@ -182,6 +197,8 @@ def run(assignment: Assignment, context: Context, reporter: Reporter) -> Outcome
     except TrialFailed as err:
         outcome = Outcome("failed", str(err))
         return outcome
+    except DiskFull:
+        raise
     except Exception as err:  # out of memory, a Keras error on an odd config: fail this trial only
         outcome = Outcome("failed", record.reason_of(err))
         return outcome
@@ -193,6 +210,9 @@ def run(assignment: Assignment, context: Context, reporter: Reporter) -> Outcome
         if board is not None:
             board.end(tensorboard_files.hparams(assignment.config, assignment.baseline, outcome.state),
                       log.val_history, test_accuracy)
+
+
+DISK_FULL = "disk full"  # how the reason of a trial stopped by a full disk begins
 
 
 def _limits(limits: Limits, reporter: Reporter, n_params: int, latency: float | None) -> str:
@@ -271,8 +291,17 @@ class Streak:
         self.limit = limit
         self.failed = self.rejected = 0
         self.tripped: str | None = None
+        self.feasible = False  # whether any config was within the limits
+        self.seeded = False
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if not self.seeded:  # rejections go on from the study's: other workers', a resumed study's
+            self.seeded = True
+            for earlier in study.get_trials(deepcopy=False, states=record.FINISHED):
+                if earlier.number != trial.number and not earlier.user_attrs.get(Attr.SURPLUS):
+                    state = record.read(earlier).state
+                    self.rejected = self.rejected + 1 if state == "rejected" else 0
+                    self.feasible = self.feasible or state in ("complete", "pruned", "fail")
         if not trial.user_attrs.get(Attr.SURPLUS) and self.add(record.read(trial)):  # a surplus trial never ran
             study.stop()
 
@@ -280,11 +309,12 @@ class Streak:
         """Count one finished trial; the reason to stop, once there is one."""
         if row.state == "rejected":
             self.rejected += 1
-            if self.rejected >= MAX_CONSECUTIVE_REJECTIONS:
+            if self.rejected >= (MAX_CONSECUTIVE_REJECTIONS if self.feasible else MAX_REJECTIONS_NONE_FEASIBLE):
                 self.tripped = (f"{self.rejected} configs in a row were over the limits; last: {row.reason}: narrow "
                                 "the space or raise the limit")
             return self.tripped
         self.rejected = 0
+        self.feasible = self.feasible or row.state in ("complete", "pruned", "fail")
         if row.state in ("interrupted", "lost"):
             return self.tripped  # ended from outside: says nothing of the space
         if row.state != "fail":
@@ -294,3 +324,33 @@ class Streak:
         if self.failed >= self.limit:
             self.tripped = f"{self.limit} trials failed in a row; last: {row.reason or '?'}"
         return self.tripped
+
+
+def verdict(rows: Iterable[record.Record], stopped: bool = False) -> str | None:
+    """Why a run whose trials are `rows` (those that ended in it) trained nothing, stopped on a full disk or,
+    `stopped` by a `Streak`, stopped early, in one line; None when it trained something and had room. For
+    failures, their commonest reason; for configs over --max-params or --max-latency-ms, the nearest one."""
+    rows = list(rows)
+    full = [row for row in rows if row.reason.startswith(DISK_FULL)]
+    if full:
+        return f"{full[-1].reason}: no space left on its disk; free some space, then run the same command to resume"
+    failed = [row.reason or "?" for row in rows if row.state == "fail"]
+    if any(row.state in ("complete", "pruned") for row in rows):
+        if stopped and not failed and rows[-1].state == "rejected":
+            return (f"configs kept being over the limits (the last: {rows[-1].reason}): narrow the space or raise "
+                    "the limit")
+        if not stopped or not failed:
+            return None
+        reason, count = Counter(failed).most_common(1)[0]
+        return (f"{MAX_CONSECUTIVE_FAILURES} trials failed in a row; the commonest reason of this run's {len(failed)} "
+                f"failures ({count}): {reason}")
+    rejected = [row for row in rows if row.state == "rejected"]
+    if failed:
+        reason, count = Counter(failed).most_common(1)[0]
+        also = f"; {len(rejected)} configs were over the limits" if rejected else ""
+        return f"all {len(failed)} trials failed{also}; the commonest reason ({count} of {len(failed)}): {reason}"
+    if rejected:
+        nearest = min(rejected, key=lambda row: row.n_params if row.n_params is not None else float("inf"))
+        return (f"all {len(rejected)} configs were over the limits and none trained (the smallest: "
+                f"{nearest.reason.removeprefix('rejected before training: ')}): raise the limit or narrow the space")
+    return None

@@ -14,6 +14,7 @@ import importlib.util
 import logging
 import random
 import re
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -290,17 +291,28 @@ def optimize(study: optuna.Study, objective: Objective, timeout: float | None,
     """Run trials in this process until the study's budget is met, time or `most` trials run out, or
     this process is asked to stop; returns the failure streak, which says whether it stopped the run.
 
-    Queued trials (baselines, retries) are part of the budget, so they are run here first.
+    Queued trials (baselines, retries) are part of the budget, so they are run here first. Rejected configs
+    (over --max-params or --max-latency-ms) take no place, so the process goes on until the places are
+    filled, rather than leaving after as many trials as there were places.
     """
     streak = lifecycle.Streak()
     assert objective.budget is not None
-    waiting = sum(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False))
-    todo = waiting + (0 if objective.queued_only else remaining(study, objective.budget))
-    todo = min(todo, most) if most is not None else todo
-    if todo > 0 and not stopping.requested():
-        logging.getLogger("optuna").setLevel(logging.ERROR)  # failures are reported by our callbacks
-        study.optimize(objective, n_trials=todo, timeout=timeout, catch=(TrialFailed,),
-                       callbacks=[streak, stop_when_asked, *callbacks], gc_after_trial=True)
+    ran: list[int] = []
+    started = time.monotonic()
+    logging.getLogger("optuna").setLevel(logging.ERROR)  # failures are reported by our callbacks
+    while not streak.tripped and not stopping.requested():
+        waiting = sum(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False))
+        todo = waiting + (0 if objective.queued_only else remaining(study, objective.budget))
+        todo = min(todo, most - len(ran)) if most is not None else todo
+        left = None if timeout is None else timeout - (time.monotonic() - started)
+        if todo <= 0 or (left is not None and left <= 0):
+            break
+        before = len(ran)
+        study.optimize(objective, n_trials=todo, timeout=left, catch=(TrialFailed,), gc_after_trial=True,
+                       callbacks=[streak, stop_when_asked, lambda _, trial: ran.append(trial.number), *callbacks])
+        if len(ran) - before < todo:  # stopped: the budget taken, a stop request, a streak, the time
+            break
+        # All ran, but configs over --max-params or --max-latency-ms took no place in the budget: go on.
     return streak
 
 

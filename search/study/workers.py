@@ -29,7 +29,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
-from search.errors import EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_OK
+from search.errors import EXIT_DISK_FULL, EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_OK
 from search.study import artifacts, record, stopping, storage
 from search.study.record import StudyAttr
 from search.training.runtime import cores
@@ -122,8 +122,7 @@ def work(spec: WorkerSpec, callbacks: list[Callable[[optuna.Study, FrozenTrial],
             stopping.wait(pause)
             waited += pause
             continue
-        if streak.tripped:
-            print(f"worker {spec.worker}: stopped: {streak.tripped}", file=sys.stderr, flush=True)
+        if streak.tripped:  # the parent says why, from the trials (lifecycle.verdict)
             return EXIT_FAILED
         break
     return EXIT_INTERRUPTED if stopping.requested() else EXIT_OK
@@ -138,7 +137,7 @@ def storage_error(err: BaseException) -> bool:
 def _child(spec: WorkerSpec, events: Any, parent: int) -> None:
     """Entry point of a local worker process; `events` carries epoch progress to the parent, whose
     pid is `parent`: the worker stops when that process dies (`_follow_parent`)."""
-    from search.errors import InputError
+    from search.errors import InputError, disk_full
 
     with stopping.on_signals():
         _follow_parent(parent)
@@ -147,6 +146,10 @@ def _child(spec: WorkerSpec, events: Any, parent: int) -> None:
         except InputError as err:
             print(f"worker {spec.worker}: error: {err}", file=sys.stderr, flush=True)
             code = EXIT_INPUT
+        except Exception as err:
+            if not disk_full(err):  # raised by Optuna while it failed the trial on a full disk, perhaps
+                raise
+            code = EXIT_DISK_FULL  # the parent says so, in one line
     sys.stdout.flush()
     sys.exit(code)
 
@@ -181,9 +184,11 @@ class Outcome:
 
     interrupted: bool = False
     failed: str | None = None
+    disk_full: bool = False
 
     def exit_code(self) -> int:
-        return EXIT_INTERRUPTED if self.interrupted else EXIT_FAILED if self.failed else EXIT_OK
+        return (EXIT_INTERRUPTED if self.interrupted else EXIT_DISK_FULL if self.disk_full
+                else EXIT_FAILED if self.failed else EXIT_OK)
 
 
 def default_count() -> int:
@@ -294,6 +299,8 @@ def supervise(spec: WorkerSpec, pool: Any, workers: int, on_trial: Callable[[opt
             lost = _tolerant(lambda: pool.reap(opened)) or []
             if code == EXIT_FAILED:
                 outcome.failed = "too many trials failed in a row (see the leaderboard's reasons)"
+            elif code == EXIT_DISK_FULL:
+                outcome.failed, outcome.disk_full = "no space left on the disk", True
             elif code == EXIT_INPUT:
                 outcome.failed = f"worker {index} could not start (its error is above)"
             elif code not in (EXIT_OK, EXIT_INTERRUPTED):
