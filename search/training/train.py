@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import functools
 import gc
+import json
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -33,7 +35,7 @@ import numpy as np
 
 from search.errors import TrialFailed
 from search.space import schema
-from search.training import augment, models
+from search.training import augment, checkpoint, models
 from search.training.datasets import Dataset
 from search.training.optimizers import AveragedWeights, make_optimizer
 
@@ -44,6 +46,9 @@ EVAL_BATCH_SIZE = 1000
 # The compiled loop returns to Python after this many batches: often enough for the trial timeout
 # and Ctrl-C to act within a second or two, rarely enough that the call costs nothing measurable.
 BATCHES_PER_CALL = 64
+# A run given a folder keeps its state there before every CHECKPOINT_EVERY-th round (checkpoint.py);
+# docs/design.md has what it costs.
+CHECKPOINT_EVERY = 1
 
 
 class EpochLog(keras.callbacks.Callback):
@@ -165,12 +170,16 @@ def fit(
     callbacks: list[keras.callbacks.Callback] | None = None,
     log: EpochLog | None = None,
     last: bool = False,
+    progress: Path | None = None,
+    resume: checkpoint.State | None = None,
 ) -> FitResult:
     """Train `model` as `config` says with the compiled loop; callbacks see `val_accuracy` after
     every epoch (round), and `on_train_batch_end` after every call of `BATCHES_PER_CALL` batches.
 
     Pass your own `log` to read the learning curve even when a callback (a pruner) raises. The model
-    comes back with its best epoch's weights by validation, or with `last` its last epoch's.
+    comes back with its best epoch's weights by validation, or with `last` its last epoch's. With
+    `progress` a folder, the run's state is kept there as it goes (checkpoint.py); with `resume` (see
+    `resumable`) the run goes on from that state's next round, its curve and time carried over.
     """
     config = schema.resolve(config)
     log = log if log is not None else EpochLog(last=last)
@@ -188,8 +197,11 @@ def fit(
                         by_steps=steps.steps_per_round is not None)
     model.stop_training = False
     hooks.on_train_begin()
-    for epoch in range(steps.rounds):
+    resumed_at = _restore(resume, model, optimizer, log, order) if resume is not None else 0
+    for epoch in range(resumed_at, steps.rounds):
         hooks.on_epoch_begin(epoch)
+        if progress is not None and epoch > resumed_at and epoch % CHECKPOINT_EVERY == 0:
+            checkpoint.save(progress, _state(config, epoch, model, optimizer, log, order))
         indices = order.next_round(batches)
         total_loss, seen = 0.0, 0
         for first in range(0, batches, BATCHES_PER_CALL):
@@ -209,6 +221,39 @@ def fit(
             break
     hooks.on_train_end()
     return fit_result(model, config, log, loop.accuracy)
+
+
+def resumable(folder: Path, config: dict[str, Any], train_size: int) -> checkpoint.State | None:
+    """The state kept in `folder` if `fit` can go on from it for `config`: saved while training this
+    same config (an earlier run with another --epochs is not continued) and with rounds left to train."""
+    state = checkpoint.load(folder)
+    resolved = schema.resolve(config)
+    if state is None or state.config != json.loads(json.dumps(resolved)):
+        return None
+    return state if 0 < state.rounds_done < plan(resolved, train_size).rounds else None
+
+
+def _state(config: dict[str, Any], rounds_done: int, model: keras.Model, optimizer: Any, log: EpochLog,
+           order: IndexStream) -> checkpoint.State:
+    return checkpoint.State(json.loads(json.dumps(config)), rounds_done, model.get_weights(),
+                            [np.array(v) for v in optimizer.variables], list(log.val_history),
+                            list(log.loss_history), log.best_epoch, log.best_weights, log.seconds,
+                            tuple(np.random.get_state(legacy=True)), order.left)
+
+
+def _restore(state: checkpoint.State, model: keras.Model, optimizer: Any, log: EpochLog,
+             order: IndexStream) -> int:
+    """Put a kept state back (weights, optimizer, curve, time, order of examples); its next round."""
+    model.set_weights(state.weights)
+    for variable, value in zip(optimizer.variables, state.optimizer, strict=True):
+        variable.assign(value)
+    log.val_history, log.loss_history = list(state.val_history), list(state.loss_history)
+    log.best_epoch, log.best_weights = state.best_epoch, state.best_weights
+    log.started -= state.seconds
+    log.seconds = state.seconds
+    np.random.set_state(state.random_state)
+    order.left = state.left
+    return state.rounds_done
 
 
 def fit_result(model: keras.Model, config: dict[str, Any], log: EpochLog, accuracy: Any = None) -> FitResult:
