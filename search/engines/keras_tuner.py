@@ -36,6 +36,7 @@ from search.space import Space, sample
 from search.study import lifecycle, record, stopping, storage
 from search.study.objective import OptunaReporter
 from search.study.record import Attr, StudyAttr
+from search.training import checkpoint
 
 PROJECT = "keras_tuner"  # KerasTuner's project folder inside results/<study>/
 HYPERBAND_FACTOR = 3  # KerasTuner's default: a third of each round's models go on to the next
@@ -218,6 +219,8 @@ class _Runner:
         limit = min((s for s in (self.context.limits.trial_timeout, hard) if s is not None), default=None)
         context = replace(self.context, limits=replace(self.context.limits, trial_timeout=limit))
         outcome = lifecycle.run(assignment, context, reporter)
+        if outcome.progress is not None:  # KerasTuner does not run an interrupted trial again
+            checkpoint.remove(outcome.progress)
         if outcome.state == "failed" and hard is not None and limit == hard and "--trial-timeout" in outcome.reason:
             reporter.write({Attr.INTERRUPTED: True, Attr.REASON: "stopped: the run's time budget ran out"})
             return lifecycle.Outcome("interrupted", "stopped: the run's time budget ran out")

@@ -9,8 +9,10 @@ accuracy once, keep its weights when it is among the best, and write its record 
 reason included whenever it does not complete. The `Outcome` says how it ended; the engine turns
 that into its own terms (a returned value, `TrialPruned`, a failed KerasTuner trial). A trial whose
 weights find no space on the disk is recorded interrupted (it does not use up the budget) and stops
-its worker with `DiskFull`. `Streak` stops a run after too many failures in a row, for every engine,
-and `verdict` says in one line why a run trained nothing.
+its worker with `DiskFull`. While it trains a trial keeps its progress in `checkpoints/N/` under
+the study's folder; one that runs a lost or interrupted trial again (`Assignment.resumes`) continues
+from it, and one that ends on its own removes it. `Streak` stops a run after too many failures in a
+row, for every engine, and `verdict` says in one line why a run trained nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,10 +29,13 @@ import optuna
 from search.errors import DiskFull, TrialFailed, disk_full
 from search.study import artifacts, record, stopping, tensorboard_files
 from search.study.record import Attr
+from search.training import checkpoint
 from search.training.datasets import Dataset
 
 # After this many failures in a row the space (or the machine) is broken, not one trial.
 MAX_CONSECUTIVE_FAILURES = 10
+# Each trial's training progress, under the study's results folder, by trial number (checkpoint.py).
+PROGRESS = "checkpoints"
 # Configs over --max-params or --max-latency-ms cost no training, and the sampler learns from them.
 MAX_CONSECUTIVE_REJECTIONS = 200
 # ... but while none at all has been within the limits, the limits are likely below the whole space.
@@ -44,6 +49,10 @@ class Reporter(Protocol):
 
     def write(self, values: Mapping[Attr, Any]) -> None:
         """Store these values on the trial's record."""
+
+    def history(self, val_history: list[float]) -> None:
+        """Report the validation accuracy of rounds an earlier trial trained (at steps 0, 1, ...), which
+        this one continues: the pruner then judges the whole curve."""
 
     def epoch_callback(self, prune: bool, rounds: int, first_round: int) -> Any:
         """A Keras callback that reports each round's validation accuracy (at step `first_round` + epoch)
@@ -70,6 +79,7 @@ class Assignment:
     resume_weights: Path | None = None  # a kept model's folder whose weights this trial trains on from
     first_round: int = 0  # rounds of the config's epochs trained before, by the trial whose weights it continues
     checkpoint: Path | None = None  # where its final weights go for a trial that continues it
+    resumes: int | None = None  # the trial (lost with its worker, or interrupted) whose progress this one continues
 
     @property
     def training(self) -> dict[str, Any]:
@@ -114,6 +124,7 @@ class Outcome:
     reason: str = ""
     values: tuple[float, ...] = ()  # the objectives of a completed trial, accuracy first
     result: Any = None  # train.FitResult of a completed trial
+    progress: Path | None = None  # an interrupted trial's kept progress, for a trial that continues it
 
     @property
     def value(self) -> float:
@@ -130,9 +141,35 @@ def seed_of(base_seed: int, number: int) -> int:
     return base_seed + number
 
 
+def progress_folder(context: Context, number: int) -> Path | None:
+    """Where trial `number` keeps its training progress while it trains (None: nowhere)."""
+    return None if context.study_dir is None else context.study_dir / PROGRESS / str(number)
+
+
 def run(assignment: Assignment, context: Context, reporter: Reporter) -> Outcome:
     """Train one trial and record everything about it through `reporter`; never raises for what a trial
     can do wrong (an unbuildable config, a NaN loss, running out of memory): that is a failed outcome."""
+    # A Hyperband continuation (first_round) carries its weights over its own way.
+    progress = None if assignment.first_round else progress_folder(context, assignment.number)
+    source = progress_folder(context, assignment.resumes) if assignment.resumes is not None else None
+    if progress is not None and source is not None and source.is_dir() and not progress.exists():
+        source.replace(progress)  # one rename: if this trial is lost or interrupted in turn, its retry finds it
+    try:
+        outcome = _run(assignment, context, reporter, progress)
+    except DiskFull:
+        if progress is not None:
+            checkpoint.remove(progress)  # room on the full disk; the trial is recorded interrupted
+        raise
+    if progress is None:
+        return outcome
+    if outcome.state == "interrupted" and (progress / checkpoint.STATE).is_file():
+        return replace(outcome, progress=progress)
+    checkpoint.remove(progress)  # ended on its own (or interrupted before it kept any)
+    return outcome
+
+
+def _run(assignment: Assignment, context: Context, reporter: Reporter, progress: Path | None) -> Outcome:
+    """`run`'s trial, its progress kept in (and, when one is there, continued from) `progress`."""
     reporter.write({**context.machine.attrs(), Attr.CONFIG: assignment.config, Attr.SEED: assignment.seed,
                     **({Attr.ENGINE: context.engine} if context.engine else {})})
     if stopping.requested():
@@ -159,10 +196,23 @@ def run(assignment: Assignment, context: Context, reporter: Reporter) -> Outcome
             return outcome
         if assignment.resume_weights is not None:
             model.set_weights(artifacts.load_model(assignment.resume_weights)[0].get_weights())
+        state = (train.resumable(progress, assignment.training, len(context.data.train_images))
+                 if progress is not None else None)
+        if state is not None:  # the pruner judges the earlier epochs before this trial trains the rest
+            reporter.write({Attr.RESUMED_AT: state.rounds_done})
+            reporter.history(state.val_history)
         callbacks = _callbacks(assignment, context, reporter, guard, len(context.data.train_images))
         if board is not None:  # first: the pruner's callback raises at the epoch it prunes, which is written too
             callbacks.insert(0, board.callback(assignment.first_round))
-        result = train.fit(model, assignment.training, context.data, callbacks=callbacks, log=log)
+        try:
+            result = train.fit(model, assignment.training, context.data, callbacks=callbacks, log=log,
+                               progress=progress, resume=state)
+        except OSError as err:
+            if not disk_full(err):
+                raise
+            outcome = Outcome("interrupted", f"{DISK_FULL}: its progress could not be written in {progress}")
+            raise DiskFull(f"{progress}: no space left on its disk for a trial's progress: free some space, then "
+                           "run the same command to resume") from err
         if guard.stopped:
             outcome = Outcome("interrupted", "interrupted")
             return outcome

@@ -18,7 +18,7 @@ import optuna
 
 from search.errors import TrialFailed
 from search.space import Space, sample
-from search.study import artifacts, lifecycle, record, stopping
+from search.study import artifacts, lifecycle, record, stopping, storage
 from search.study.record import Attr
 
 
@@ -46,6 +46,8 @@ class Objective:
         if outcome.state in ("pruned", "rejected"):
             raise optuna.TrialPruned(outcome.reason)
         if outcome.state == "interrupted":
+            if outcome.progress is not None:  # trained some epochs: the next run continues them
+                storage.queue_again(trial.study, trial.number, trial.params, trial.user_attrs)
             trial.study.stop()
             raise Interrupted(outcome.reason)
         raise TrialFailed(outcome.reason)
@@ -54,18 +56,21 @@ class Objective:
         """The trial's config and seed: a baseline's config, a `confirm` training's (its trial's config, its
         own recorded seed), or one the sampler draws."""
         attrs = trial.user_attrs
+        retry_of = attrs.get(Attr.RETRY_OF)
+        resumes = int(retry_of) if retry_of is not None else None  # continues its checkpoint, if it kept one
         source = attrs.get(Attr.CONFIRM_OF)
         if source is not None:
             done = trial.study.get_trials(deepcopy=False)[int(source)]
             return lifecycle.Assignment(trial.number, dict(done.user_attrs[Attr.CONFIG]), int(attrs[Attr.SEED]),
-                                        searched=False, keep=False)
+                                        searched=False, keep=False, resumes=resumes)
         seed = lifecycle.seed_of(self.base_seed, trial.number)
         label = attrs.get(Attr.BASELINE)
         if label in self.space.baselines:
             config = lifecycle.with_epochs(dict(self.space.baselines[str(label)]), self.epochs)
-            return lifecycle.Assignment(trial.number, config, seed, searched=False, baseline=str(label))
+            return lifecycle.Assignment(trial.number, config, seed, searched=False, baseline=str(label),
+                                        resumes=resumes)
         config = lifecycle.with_epochs(sample(self.space.space, trial, self.param_prefix), self.epochs)
-        return lifecycle.Assignment(trial.number, config, seed)
+        return lifecycle.Assignment(trial.number, config, seed, resumes=resumes)
 
     def _check_budget(self, trial: optuna.Trial) -> None:
         """Trial numbers are handed out atomically, so the budget goes to the lowest numbers. A `confirm`
@@ -99,6 +104,10 @@ class OptunaReporter:
         ids = store.upload(self.trial, files)
         record.write(self.trial, {Attr.ARTIFACTS: ids})
         return ids
+
+    def history(self, val_history: list[float]) -> None:
+        for step, value in enumerate(val_history):
+            self.trial.report(value, step=step)
 
     def epoch_callback(self, prune: bool, rounds: int, first_round: int) -> Any:
         return pruning_callback(self.trial, prune=prune and self.prune, first_round=first_round)

@@ -104,7 +104,8 @@ class Progress:
         if row.confirm_of is not None:
             label = escape(f" [confirms trial {row.confirm_of}, seed {trial.user_attrs.get(Attr.REPLICA, 0) + 1}]")
         seconds = "-" if row.train_seconds is None else row.train_seconds
-        return (f"trial {trial.number}{label} {trial.state.name.lower()}: {what}, {row.epochs or 0} epochs, "
+        resumed = f" (resumed after {row.resumed_at})" if row.resumed_at else ""
+        return (f"trial {trial.number}{label} {trial.state.name.lower()}: {what}, {row.epochs or 0} epochs{resumed}, "
                 f"{seconds} s | {self.done}/{self.total} done, {self._status()}| elapsed {elapsed:.0f} s")
 
 

@@ -43,7 +43,8 @@ class Attr(StrEnum):
     INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM: does not count toward the budget
     REJECTED = "rejected"  # over --max-params or --max-latency-ms, never trained: does not count
     SURPLUS = "surplus"  # started after the budget was taken: never ran, does not count
-    RETRY_OF = "retry_of"  # the trial lost with its worker that this one runs again
+    RETRY_OF = "retry_of"  # the trial lost with its worker, or interrupted, that this one runs again
+    RESUMED_AT = "resumed_at"  # epochs (rounds) of RETRY_OF's training this one continued from its checkpoint
     CONFIRM_OF = "confirm_of"  # `confirm`: the trial whose config this one trains again, with a fresh seed
     REPLICA = "replica"  # `confirm`: which of the S trainings of that config this is (0..S-1)
     HOST = "host"
@@ -213,6 +214,7 @@ class Record:
     counted: bool = False
     confirm_of: int | None = None  # a `confirm` training of this trial's config
     latency_ms: float | None = None
+    resumed_at: int | None = None  # the epochs an earlier trial of the same params trained, continued here
 
 
 def read(trial: FrozenTrial) -> Record:
@@ -234,4 +236,4 @@ def read(trial: FrozenTrial) -> Record:
         baseline=attrs.get(Attr.BASELINE) or "", config=attrs.get(Attr.CONFIG) or {}, seed=attrs.get(Attr.SEED),
         reason=attrs.get(Attr.REASON) or (LOST_REASON if lost_with_worker(trial) else ""), val_history=history,
         counted=counts_toward_budget(trial), confirm_of=attrs.get(Attr.CONFIRM_OF),
-        latency_ms=attrs.get(Attr.LATENCY_MS))
+        latency_ms=attrs.get(Attr.LATENCY_MS), resumed_at=attrs.get(Attr.RESUMED_AT))

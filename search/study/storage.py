@@ -464,13 +464,22 @@ def exists(location: str) -> bool:
 
 
 def retry_lost(study: optuna.Study, trial: FrozenTrial) -> None:
-    """Queue the configuration of a trial lost with its worker once more (not a retry's)."""
-    if trial.user_attrs.get(Attr.RETRY_OF) is None:
-        attrs: dict[str, Any] = {Attr.RETRY_OF: trial.number}
-        # What makes it a baseline or a confirm training goes with it (a confirm training's seed too).
-        kept = (Attr.BASELINE,) if not record.is_confirmation(trial) else (Attr.CONFIRM_OF, Attr.REPLICA, Attr.SEED)
-        attrs.update({key: trial.user_attrs[key] for key in kept if trial.user_attrs.get(key) is not None})
-        study.enqueue_trial(trial.params, user_attrs=attrs)
+    """Queue the configuration of a trial lost with its worker once more, unless it was itself the retry
+    of a lost one: a config that kills its worker (out of memory) is not run a third time."""
+    source = trial.user_attrs.get(Attr.RETRY_OF)
+    if source is None or not record.lost_with_worker(study.get_trials(deepcopy=False)[int(source)]):
+        queue_again(study, trial.number, trial.params, trial.user_attrs)
+
+
+def queue_again(study: optuna.Study, number: int, params: dict[str, Any], user_attrs: dict[str, Any]) -> None:
+    """Queue trial `number`'s params once more, as its retry (RETRY_OF), which continues its checkpoint if
+    it kept one (lifecycle.run). What makes it a baseline or a confirm training goes with it (a confirm
+    training's seed too)."""
+    attrs: dict[str, Any] = {Attr.RETRY_OF: number}
+    confirming = user_attrs.get(Attr.CONFIRM_OF) is not None
+    kept = (Attr.CONFIRM_OF, Attr.REPLICA, Attr.SEED) if confirming else (Attr.BASELINE,)
+    attrs.update({key: user_attrs[key] for key in kept if user_attrs.get(key) is not None})
+    study.enqueue_trial(params, user_attrs=attrs)
 
 
 def reap_dead(study: optuna.Study, mine: bool = False, gone: Collection[tuple[str, int]] = ()) -> list[int]:
