@@ -10,7 +10,8 @@ callbacks it is given run as under `model.fit`: the study passes optuna-integrat
 `KerasPruningCallback` (so this module knows nothing of Optuna) and the trial timeout.
 `EpochLog` keeps the learning curve and the best epoch's weights, restored before returning; a NaN
 loss stops training and fails the trial. With `ema` the validation, the kept weights and the
-returned model are the averaged weights. Test accuracy is measured once, after training, by the
+returned model are the averaged weights. Given a folder, `fit` keeps the run's state there as it goes
+and can go on from a kept one (checkpoint.py). Test accuracy is measured once, after training, by the
 result's own `accuracy` (already traced): the search itself only ever sees validation accuracy.
 
 Training by `steps` (S1-S3 count batches, not epochs) still validates, reports and may be pruned in
@@ -46,8 +47,8 @@ EVAL_BATCH_SIZE = 1000
 # The compiled loop returns to Python after this many batches: often enough for the trial timeout
 # and Ctrl-C to act within a second or two, rarely enough that the call costs nothing measurable.
 BATCHES_PER_CALL = 64
-# A run given a folder keeps its state there before every CHECKPOINT_EVERY-th round (checkpoint.py);
-# docs/design.md has what it costs.
+# A run given a folder keeps its state there before every CHECKPOINT_EVERY-th round (checkpoint.py):
+# one file write a round, small beside the round itself (benchmarks/checkpoint_cost.py measures it).
 CHECKPOINT_EVERY = 1
 
 
