@@ -12,7 +12,8 @@ Every node must reach the study's storage and artifact store: a database URL and
 tried from every node before anything is written; a journal or SQLite file is refused when a node is
 another machine (Optuna's gRPC storage proxy cannot serve a journal; docs/design.md says why PostgreSQL
 is the storage for a cluster).
-Ray is imported only here, and only when `--ray` is given: it is an optional extra.
+Ray is imported only here, and only when `--ray` is given: it is an optional extra. The CLI imports
+this module for `LOCAL` whatever the command, so Optuna and the storage are imported where used.
 """
 
 from __future__ import annotations
@@ -24,13 +25,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
-
-import optuna
+from typing import TYPE_CHECKING, Any
 
 from search.errors import EXIT_INPUT, InputError, one_line
-from search.study import stopping, storage
-from search.study.workers import WorkerSpec
+from search.study import stopping
+
+if TYPE_CHECKING:  # the CLI reads LOCAL from here for every command: nothing heavy at import
+    import optuna
+
+    from search.study.workers import WorkerSpec
 
 LOCAL = "local"  # --ray with no address: start a Ray instance on this machine
 CONNECT_SECONDS = 10  # an address that does not answer within this is unreachable
@@ -89,6 +92,8 @@ def check_nodes(cluster: Cluster, location: str, artifacts: str | None = None) -
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+    from search.study import storage
+
     if ("://" not in location or location.startswith("sqlite:///")) and cluster.remote_nodes:
         raise InputError(f"--storage {storage.redact(location)}: a file on this machine, which the Ray nodes "
                          f"{', '.join(cluster.remote_nodes)} cannot reach: give --storage postgresql://...")
@@ -108,6 +113,7 @@ def _problem(location: str, artifacts: str | None) -> str | None:
     import sqlalchemy
 
     from search.study import artifacts as stores
+    from search.study import storage
 
     if "://" in location and not location.startswith("sqlite:///"):
         try:
@@ -131,6 +137,8 @@ class _Worker:
 
     def where(self) -> tuple[str, int]:
         import os
+
+        from search.study import storage
 
         return storage.HOST, os.getpid()
 
@@ -225,6 +233,8 @@ class RayPool:
         return "its Ray node or process lost" if code is None else f"exit code {code}"
 
     def reap(self, study: optuna.Study) -> list[int]:
+        from search.study import storage
+
         return storage.reap_dead(study, gone=self.lost)
 
     def stop(self, grace: float = 60.0) -> None:

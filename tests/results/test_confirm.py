@@ -17,6 +17,7 @@ from helpers import recorded
 from scipy import stats
 
 from search.cli import main
+from search.errors import EXIT_FAILED
 from search.results import confirm
 from search.study import record
 from search.study.record import Attr, StudyAttr
@@ -165,7 +166,7 @@ def test_bad_confirm_input_is_one_line_and_writes_nothing(write_space, tmp_path:
     space = write_space('SPACE = {"model": "mlp"}\nBASELINES = {"broken": {"model": "mlp", "layers": [{"units": 16}], '
                         '"optimizer": "sgd", "learning_rate": 1e30}}\n', "failing.py")
     results = tmp_path / "results"
-    assert main(["run", str(space), "--trials", "1", "--results", str(results), *QUICK]) == 0  # its one trial fails
+    assert main(["run", str(space), "--trials", "1", "--results", str(results), *QUICK]) == EXIT_FAILED  # it fails
     journal = (results / "failing" / "journal.log").read_bytes()
     capsys.readouterr()
     assert main([*argv, "--results", str(results)]) == 2

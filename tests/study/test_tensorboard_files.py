@@ -63,7 +63,7 @@ def test_a_search_writes_every_trials_curves_and_hparams_that_tensorboard_reads_
     from search.study.studies import load_study
 
     space = tmp_path / "small.py"
-    space.write_text(SMALL_SPACE)  # a baseline that cannot be built (failed), a tutorial, a searched trial
+    space.write_text(SMALL_SPACE)  # a baseline whose loss diverges (failed), a tutorial, a searched trial
     results, board = tmp_path / "results", tmp_path / "tb"
     options = SearchOptions(str(space), trials=3, epochs=2, train_size=2000, seed=0, workers=1, results=str(results),
                             tensorboard=str(board))
@@ -80,7 +80,7 @@ def test_a_search_writes_every_trials_curves_and_hparams_that_tensorboard_reads_
     experiment = metadata.parse_experiment_plugin_data(content(read(board), metadata.EXPERIMENT_TAG))
     declared = {info.name for info in experiment.hparam_infos}
     assert {"layers.0.units", "layers.1.units", "layers.count", "learning_rate", "batch_size", "model", "baseline",
-            "state", "conv_blocks.count"} <= declared  # the space's keys and its baselines'
+            "state", "optimizer"} <= declared  # the space's keys and its baselines'
     assert [m.name.tag for m in experiment.metric_infos] == list(tensorboard_files.METRICS)
 
     assert sorted(p.name for p in board.glob("trial-*")) == ["trial-00000", "trial-00001", "trial-00002"]

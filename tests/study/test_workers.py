@@ -18,6 +18,7 @@ from helpers import expected_kernels
 from optuna.storages import BaseStorage
 
 from search.cli import main
+from search.errors import EXIT_FAILED
 from search.study import record
 from search.study.record import counts_toward_budget
 from search.study.storage import open_storage
@@ -256,7 +257,7 @@ def test_trial_timeout_fails_long_trials_with_the_reason(write_space, tmp_path: 
     results = tmp_path / "results"
     code = main(["run", str(space), "--trials", "2", "--epochs", "50", "--trial-timeout", "1", "--train-size",
                  "5000", "--workers", "1", "--results", str(results)])
-    assert code == 0
+    assert code == EXIT_FAILED  # a run that trained nothing says so
     done = trials("slow", str(results / "slow" / "journal.log"))
     assert [t.state.name for t in done] == ["FAIL", "FAIL"]
     assert all(t.user_attrs["reason"] == "exceeded --trial-timeout of 1 s" for t in done)
