@@ -24,36 +24,22 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "tests"))
 
 from flags import positive  # noqa: E402
+from helpers import headless_chromium  # noqa: E402
 
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-CATCH_ERRORS = "window.__errors = []; window.addEventListener('error', e => window.__errors.push(String(e.message)));"
 LOAD_MS = "const n = performance.getEntriesByType('navigation')[0]; return n.loadEventEnd - n.startTime;"
 
 
 def load_once(page: Path, profile: Path) -> tuple[float, list[str]]:
-    """Milliseconds from navigation start to the end of the load event, and the errors the page raised."""
-    from selenium import webdriver
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--window-size=1280,2000",
-                 f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(str(CHROMEDRIVER)))
-    try:
-        driver.execute_cdp_cmd("Network.enable", {})
-        driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["http://*", "https://*"]})
-        driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": CATCH_ERRORS})
+    """Milliseconds from navigation start to the end of the load event, and the errors the page raised,
+    in the tests' offline headless Chromium."""
+    with headless_chromium(profile) as driver:
         driver.get(page.as_uri())
         errors = list(driver.execute_script("return window.__errors"))
         errors += [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
         return float(driver.execute_script(LOAD_MS)), errors
-    finally:
-        driver.quit()
 
 
 def main() -> int:
