@@ -14,12 +14,15 @@ through here.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
+import tokenize
 import types
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +112,8 @@ def _signal_name(number: int) -> str:
 def _load_here(source: str) -> Space:
     """Import a space file in this process and validate it whole."""
     module = _import(source)
+    for name in ("SPACE", "BASELINES", "PRUNER"):
+        _check_tree(getattr(module, name, None), name, source)  # paths as checks.py names them: SPACE's keys bare
     if not hasattr(module, "SPACE"):
         raise SpaceError(source, "", "no SPACE defined (a space file must set SPACE = {...})")
     space = module.SPACE
@@ -119,6 +124,9 @@ def _load_here(source: str) -> Space:
     if not isinstance(baselines, dict):
         raise SpaceError(source, "BASELINES", f"must be a dict of name -> config, got {type(baselines).__name__}")
     for label, config in baselines.items():
+        if not isinstance(label, str) or not label or not label.isprintable() or len(label) > LABEL_CHARS:
+            raise SpaceError(source, "BASELINES", f"label {label!r}: expected a name to show it by, a string of "
+                                                  f"1 to {LABEL_CHARS} printable characters")
         if not isinstance(config, dict):
             raise SpaceError(source, f"BASELINES.{label}", "must be a concrete config dict")
         for key, value in config.items():
@@ -129,6 +137,36 @@ def _load_here(source: str) -> Space:
     if pruner is not None and not isinstance(pruner, str):
         raise SpaceError(source, "PRUNER", f"{pruner!r}: expected a pruner's name, such as 'halving'")
     return Space(source, space, dict(baselines), (module.__doc__ or "").strip(), pruner)
+
+
+MAX_DEPTH = 64  # levels of dicts, lists and dimensions: far past any space, well within Python's recursion limit
+LABEL_CHARS = 200  # a baseline's label: shown on the leaderboard, the report and model cards
+
+
+def _check_tree(value: Any, name: str, source: str) -> None:
+    """A value of the file (SPACE, BASELINES, PRUNER) must be a tree of plain values and dimensions: no
+    list or dict that holds itself, at most `MAX_DEPTH` levels deep. Walked without recursion, before
+    anything else walks, prints or pickles it, so that neither is a RecursionError."""
+    top = [] if name == "SPACE" else [name]
+    stack: list[tuple[Any, list[str], frozenset[int]]] = [(value, top, frozenset())]
+    while stack:
+        node, path, above = stack.pop()
+        if id(node) in above:
+            raise SpaceError(source, ".".join(path) or name, "holds itself: a space file's values are a tree, "
+                                                             "not a loop")
+        if len(path) - len(top) > MAX_DEPTH:
+            raise SpaceError(source, ".".join(path[:len(top) + 3]) + "...",
+                             f"nested more than {MAX_DEPTH} levels deep: a space file's values are a shallow tree")
+        if isinstance(node, dict):
+            children = [(str(key), child) for key, child in node.items()]
+        elif isinstance(node, (list, tuple)):
+            children = [(str(index), child) for index, child in enumerate(node)]
+        elif dataclasses.is_dataclass(node) and not isinstance(node, type):  # Int, Float, Choice, Repeat
+            children = [(field.name, getattr(node, field.name)) for field in dataclasses.fields(node)]
+        else:
+            continue
+        inside = above | {id(node)}
+        stack.extend((child, [*path, key], inside) for key, child in reversed(children))
 
 
 def _check_path(source: str) -> None:
@@ -142,6 +180,16 @@ def _check_path(source: str) -> None:
 def _import(source: str) -> types.ModuleType:
     _check_path(source)
     path = Path(source)
+    data = path.read_bytes()
+    try:  # in the encoding Python reads it in: UTF-8 unless the file declares another
+        data.decode(tokenize.detect_encoding(iter(data.splitlines(keepends=True)).__next__)[0])
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise SpaceError(source, f"line {line}", f"byte {data[err.start]:#04x} is not {err.encoding}: save the file "
+                                                 "as UTF-8 text") from err
+    except SyntaxError as err:  # not UTF-8 in its first lines, or an encoding declared that Python does not know
+        reason = re.sub(r" for '.*?'", "", err.msg).split(";")[0]
+        raise SpaceError(source, "", f"is not UTF-8 text ({reason}): save the file as UTF-8 text") from err
     name = f"_search_space_{abs(hash(str(path.resolve())))}"
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None

@@ -140,6 +140,22 @@ BAD = [
      "space.py: optimizer: branch label 128 (int): branch labels must be strings, e.g. Choice({'128': {...}})"),
     ("import sys\nsys.exit(3)\n", "space.py: calls exit(3) when imported: a space file must only set SPACE"),
     ("raise RuntimeError('first\\nsecond')\n", "space.py: failed to import: RuntimeError: first"),
+    # Values that walking, printing or pickling would recurse on without end: refused before any of them.
+    ("x = []\nx.append(x)\nSPACE = {'model': 'mlp', 'activation': x}\n",
+     "space.py: activation.0: holds itself: a space file's values are a tree, not a loop"),
+    ("x = {'model': 'mlp'}\nx['optimizer'] = Choice({'adam': x})\nSPACE = x\n",
+     "space.py: optimizer.options.adam: holds itself"),
+    ("x = []\nx.append(x)\nSPACE = {'model': 'mlp'}\nBASELINES = {'a': {'model': 'mlp', 'layers': x}}\n",
+     "space.py: BASELINES.a.layers.0: holds itself"),
+    ("x = {'units': 16}\nfor _ in range(5000):\n    x = [x]\nSPACE = {'model': 'mlp', 'activation': x}\n",
+     "space.py: activation.0.0...: nested more than 64 levels deep"),
+    ("x = []\nfor _ in range(5000):\n    x = [x]\nSPACE = {'model': 'mlp'}\nBASELINES = {'a': {'model': 'mlp', "
+     "'dropout': x}}\n", "space.py: BASELINES.a.dropout.0...: nested more than 64 levels deep"),
+    # A baseline's label is what the leaderboard, the report and model cards show it by.
+    ("SPACE = {'model': 'mlp'}\nBASELINES = {1: {'model': 'mlp'}}\n",
+     "space.py: BASELINES: label 1: expected a name to show it by, a string of 1 to 200 printable characters"),
+    ("SPACE = {'model': 'mlp'}\nBASELINES = {'a\\nb': {'model': 'mlp'}}\n", "space.py: BASELINES: label 'a\\nb'"),
+    ("SPACE = {'model': 'mlp'}\nBASELINES = {'': {'model': 'mlp'}}\n", "space.py: BASELINES: label ''"),
 ]
 
 
@@ -178,6 +194,23 @@ def test_missing_file_and_wrong_suffix(tmp_path: Path) -> None:
     other.write_text("SPACE = {}")
     with pytest.raises(SpaceError, match="must be a Python module"):
         load_space(other)
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize(("data", "message"), [
+    (b"SPACE = {'model': 'mlp', 'activation': '\xff'}\n", "is not UTF-8 text (invalid or missing encoding "
+                                                          "declaration): save the file as UTF-8 text"),
+    (b"SPACE = {'model': 'mlp'}\n\n\n# caf\xe9\n", "line 4: byte 0xe9 is not utf-8: save the file as UTF-8 text"),
+    (b"# -*- coding: bogus -*-\nSPACE = {'model': 'mlp'}\n", "is not UTF-8 text (unknown encoding: bogus): save the file as UTF-8 text"),
+], ids=["first line", "later line", "unknown encoding"])
+def test_a_space_file_that_is_not_utf8_is_one_line_asking_for_utf8(tmp_path: Path, data: bytes, message: str) -> None:
+    path = tmp_path / "latin.py"
+    path.write_bytes(data)
+    with pytest.raises(SpaceError) as caught:
+        load_space(path)
+    assert str(caught.value) == f"{path}: {message}"
+    path.write_bytes(b"# -*- coding: latin-1 -*-\nSPACE = {'model': 'mlp'}  # caf\xe9\n")  # declared: Python's rule
+    assert load_space(path).space == {"model": "mlp"}
 
 
 RUNAWAY = [
