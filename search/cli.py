@@ -282,6 +282,16 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+def _writable(args: argparse.Namespace, *flags: str, results: bool = True) -> None:
+    """The folders a command writes into (--results, and `flags` when given) can be written: checked
+    before anything is read or written."""
+    from search.files import check_writable
+
+    for flag in (("--results",) if results else ()) + flags:
+        if (value := getattr(args, flag.lstrip("-").replace("-", "_"))) is not None:
+            check_writable(value, flag)
+
+
 def _stored(args: argparse.Namespace) -> tuple[Any, Path]:
     """The study a command names, opened to read, and its results folder."""
     from search.study import studies
@@ -303,6 +313,7 @@ def _kept(args: argparse.Namespace) -> Any:
 
 
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
+    _writable(args, "--out")
     kept = _kept(args)
     from search.results.export import describe, export
 
@@ -320,11 +331,13 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
 
         if args.artifacts:
             raise InputError(f"--artifacts {args.artifacts}: a page of several studies runs no model; give one study")
+        _writable(args)
         path = write_compared(studies.load_studies(args.studies, Path(args.results), args.storage), Path(args.results))
         console.print(f"wrote {path}, {len(args.studies)} studies side by side (open it in a browser; no network "
                       f"needed), and its figures in {path.parent / 'report'}")
         return EXIT_OK
     args.study = args.studies[0]
+    _writable(args)
     kept = _kept(args)
     from search.results.report import write_report
 
@@ -336,6 +349,7 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
 def cmd_baselines(args: argparse.Namespace, console: Console) -> int:
     from search.results import references
 
+    _writable(args)
     results = Path(args.results)
     references.stored(results)  # a damaged store stops here, before anything trains
     table, data = references.reproduce(args.only, args.scale, args.seed, args.train_size, args.debug,
@@ -355,6 +369,7 @@ def cmd_baselines(args: argparse.Namespace, console: Console) -> int:
 def cmd_samples(args: argparse.Namespace, console: Console) -> int:
     from search.serving.predict import write_samples
 
+    _writable(args, "--out", results=False)
     written = write_samples(Path(args.out), args.n, args.seed)
     console.print(f"wrote {len(written)} real MNIST test digits to {args.out} (true labels in labels.json); try:\n"
                   f"  python -m search predict results/<study>/export/trial-N {args.out}/*.png")

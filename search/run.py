@@ -34,6 +34,7 @@ from search.errors import (
     SpaceError,
     disk_full,
 )
+from search.files import check_writable
 from search.results import confirm, leaderboard, references
 from search.space import Space, load_space
 from search.study import (
@@ -230,6 +231,7 @@ def join_search(options: JoinOptions, console: Console) -> int:
     ranges.SECONDS.check(options.trial_timeout, "--trial-timeout")
     ranges.RECYCLE_AFTER.check(options.recycle_after, "--recycle-after")
     tensorboard_files.check_dir(options.tensorboard)
+    check_writable(options.results, "--results")
     precision = precision_setting(options.precision)
     opened = studies.load_study(options.study, Path(options.results), options.storage)
     settings = opened.user_attrs.get(StudyAttr.SETTINGS)
@@ -265,6 +267,7 @@ def confirm_search(options: ConfirmOptions, console: Console) -> int:
                                  (options.recycle_after, "--recycle-after", ranges.RECYCLE_AFTER)):
         allowed.check(value, flag)
     tensorboard_files.check_dir(options.tensorboard)
+    check_writable(options.results, "--results")
     precision = precision_setting(options.precision)
     opened = studies.load_study(options.study, Path(options.results), options.storage)
     settings = opened.user_attrs.get(StudyAttr.SETTINGS)
@@ -332,6 +335,7 @@ def _check(options: SearchOptions) -> tuple[str, tuple[str, ...]]:
             (options.max_latency_ms, "--max-latency-ms", ranges.LATENCY_MS)):
         allowed.check(value, flag)
     tensorboard_files.check_dir(options.tensorboard)
+    check_writable(options.results, "--results")
     if options.artifacts is not None:
         artifacts.check_location(options.artifacts)
     ranges.WARM_TOP.check(options.warm_top, "--warm-top")

@@ -45,7 +45,8 @@ BAD_RUNS = [
     (["--storage", "postgresql://ann:s3cret@127.0.0.1:1/none"], "--storage postgresql://ann:***@127.0.0.1:1/none: cannot open"),
     (["--workers", "0"], "--workers 0: expected an integer from 1 to"),
     (["--trial-timeout", "-5"], "--trial-timeout -5: expected a number > 0 and <= 31,536,000 (a year)"),
-    (["--study", "../escape"], "--study '../escape': use letters, digits"),
+    (["--study", "../escape"], "--study '../escape': expected a study name (letters, digits, '.', '_' and '-', at "
+                                "most 100"),
     (["--dataset", "cifar"], "cifar"),
     (["--data", "/nonexistent/mnist.npz"], "/nonexistent/mnist.npz"),
     (["--train-size", "0"], "--train-size 0: expected an integer from 1 to 55,000"),
@@ -179,7 +180,7 @@ def test_results_naming_a_file_is_refused_in_one_line(write_space, tmp_path: Pat
     results.write_text("not a folder")
     for argv in (["run", str(space)], ["leaderboard", "small"], ["export", "small"]):
         assert main([*argv, "--results", str(results)]) == 2
-        assert capsys.readouterr().err == f"error: --results {results}: is a file; give a folder\n"
+        assert capsys.readouterr().err == f"error: --results {results}: not a folder\n"
     assert results.read_text() == "not a folder"
 
 
@@ -284,3 +285,66 @@ def test_a_numeric_flag_takes_exactly_the_finite_numbers_in_its_range(data: st.D
         with pytest.raises(ranges.FlagError) as refused:
             action.type(repr(number))
         assert str(refused.value).startswith(f"{action.type.flag} ") and "\n" not in str(refused.value)
+
+
+LONG = "a" * 300  # past a file name's 255 bytes: results/<study>/ could not be made
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize(("file", "argv", "message"), [
+    ("with space.py", ["run", "{space}"], "{space}: a study is named after its space file, and 'with space' is not a "
+                                          "study name (letters, digits, '.', '_' and '-', at most 100, beginning with a "
+                                          "letter or digit): rename the file, or pass --study NAME"),
+    ("ünï.py", ["run", "{space}"], "{space}: a study is named after its space file, and 'ünï' is not a study name"),
+    ("small.py", ["run", "{space}", "--study", LONG], f"--study {LONG[:40]!r}... (300 characters): expected a study "
+                                                      "name (letters, digits"),
+    ("small.py", ["run", "{space}", "--study", ""], "--study '': expected a study name"),
+    ("small.py", ["leaderboard", LONG], f"{LONG[:40]!r}... (300 characters): expected a study name (letters, "
+                                        "digits, '.', '_' and '-', at most 100, beginning with a letter or digit) or "
+                                        "its space file (.py)"),
+    ("small.py", ["export", "../x"], "'../x': expected a study name"),
+    ("small.py", ["report", "small", LONG], f"{LONG[:40]!r}... (300 characters): expected a study name"),
+    ("small.py", ["worker", "--study", LONG], f"{LONG[:40]!r}... (300 characters): expected a study name"),
+], ids=["space in file name", "non-ASCII file name", "300-character --study", "empty --study",
+        "300-character study", "a path", "report of two", "worker"])
+def test_a_study_name_no_folder_or_storage_can_take_is_one_line_naming_where_it_came_from(
+        tmp_path: Path, monkeypatch, capsys, file: str, argv: list[str], message: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    space = tmp_path / file
+    space.write_text("SPACE = {'model': 'mlp', 'epochs': 1}\n")
+    assert main([part.format(space=space) for part in argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: " + message.format(space=space)), err
+    assert "--study" in err or "--study" not in " ".join(argv) or argv[0] != "run"  # never a flag not given
+    assert [p.name for p in tmp_path.iterdir()] == [file]
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("argv", [
+    ["run", "{space}", "--trials", "1", "--epochs", "1", "--train-size", "100", "--results", "{bad}"],
+    ["export", "small", "--results", "{bad}"],
+    ["export", "small", "--out", "{bad}"],
+    ["report", "small", "--results", "{bad}"],
+    ["report", "small", "other", "--results", "{bad}"],
+    ["samples", "--out", "{bad}"],
+    ["baselines", "--only", "S1", "--scale", "0.01", "--train-size", "100", "--results", "{bad}"],
+    ["confirm", "small", "--results", "{bad}"],
+    ["worker", "--study", "small", "--results", "{bad}"],
+], ids=lambda argv: " ".join(argv[:2] + argv[-2:-1]))
+@pytest.mark.parametrize(("where", "message"), [
+    ("/proc/search-test", "no folder can be made in /proc (No such file or directory)"),
+    ("{tmp}/notes.txt/out", "not a folder ({tmp}/notes.txt is a file)"),
+    ("{tmp}/notes.txt", "not a folder"),
+], ids=["under /proc", "under a file", "a file"])
+def test_a_folder_a_command_cannot_write_into_is_one_line_and_nothing_is_written(
+        tmp_path: Path, monkeypatch, capsys, argv: list[str], where: str, message: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "small.py").write_text("SPACE = {'model': 'mlp', 'epochs': 1}\n")
+    (tmp_path / "notes.txt").write_text("mine\n")
+    before = sorted(tmp_path.iterdir())
+    bad = where.format(tmp=tmp_path)
+    assert main([part.format(space=tmp_path / "small.py", bad=bad) for part in argv]) == 2
+    err = capsys.readouterr().err
+    flag = argv[argv.index("{bad}") - 1]
+    assert err == f"error: {flag} {bad}: {message.format(tmp=tmp_path)}\n", err
+    assert sorted(tmp_path.iterdir()) == before and (tmp_path / "notes.txt").read_text() == "mine\n"

@@ -16,7 +16,6 @@ import contextlib
 import errno
 import importlib.util
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from search.errors import InputError, one_line
+from search.files import check_writable
 from search.study import record as trial_record
 from search.study import storage
 from search.study.record import Attr, StudyAttr, validation_order
@@ -184,15 +184,11 @@ def check_location(location: str, flag: str = "--artifacts", writing: bool = Tru
         if importlib.util.find_spec("boto3") is None:
             raise InputError(f"{flag} {location}: needs boto3: pip install -e '.[s3]'")
         return f"s3://{rest.rstrip('/')}"
+    if writing:
+        return str(check_writable(location, flag))
     folder = Path(location).absolute()
-    existing = next(p for p in (folder, *folder.parents) if p.exists())
-    if not existing.is_dir():
-        where = "" if existing == folder else f" ({existing} is a file)"
-        raise InputError(f"{flag} {location}: not a folder{where}")
-    if not writing and existing != folder:
-        raise InputError(f"{flag} {location}: no such folder")
-    if writing and not os.access(existing, os.W_OK | os.X_OK):
-        raise InputError(f"{flag} {location}: {existing} is not writable")
+    if not folder.is_dir():
+        raise InputError(f"{flag} {location}: " + ("not a folder" if folder.exists() else "no such folder"))
     return str(folder)
 
 

@@ -158,9 +158,12 @@ def check_not_foreign(location: str) -> None:
 
 
 def check_results(results: Path) -> None:
-    """--results must be a folder, or nothing yet (it is made on the first write)."""
-    if results.exists() and not results.is_dir():
-        raise InputError(f"--results {results}: is a file; give a folder")
+    """--results must be a folder, or nothing yet (it is made on the first write); not under a file either.
+    A command that writes there checks more (`files.check_writable`)."""
+    existing = next(p for p in (results, *results.absolute().parents) if os.path.lexists(p))
+    if not existing.is_dir():
+        where = "" if existing == results else f" ({existing} is a file)"
+        raise InputError(f"--results {results}: not a folder{where}")
 
 
 def _owner(folder: Path, location: str) -> str:

@@ -42,12 +42,30 @@ STARTUP_TRIALS = 5  # searched trials the median pruner waits for before judging
 MIN_RESOURCE, REDUCTION = 1, 4
 
 
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+NAME_CHARS = 100  # a folder's name (results/<study>/) is at most 255 bytes, and `report A B` joins several
+
+
 def study_name(space: Space, requested: str | None = None) -> str:
     """--study, or the space file's name; letters, digits, '.', '_' and '-' only."""
-    name = requested or space.name
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
-        raise InputError(f"--study {name!r}: use letters, digits, '.', '_' and '-' only")
-    return name
+    return checked_name(space.source if requested is None else requested, "--study" if requested is not None else "")
+
+
+def checked_name(given: str, flag: str = "") -> str:
+    """The study a command line names, by its name or (without `flag`, as a command's argument) its
+    space file, whose name it then takes: refused in one line unless a name a folder and every storage
+    can take, so that a 300-character name or a file name with a space is a bad input, not a traceback."""
+    from_file = not flag and given.endswith(".py")
+    name = Path(given).stem if from_file else given
+    if NAME.fullmatch(name) and len(name) <= NAME_CHARS:
+        return name
+    expected = f"letters, digits, '.', '_' and '-', at most {NAME_CHARS}, beginning with a letter or digit"
+    if from_file:
+        raise InputError(f"{given}: a study is named after its space file, and {name[:NAME_CHARS]!r} is not a "
+                         f"study name ({expected}): rename the file, or pass --study NAME")
+    shown = repr(name) if len(name) <= NAME_CHARS else f"{name[:40]!r}... ({len(name)} characters)"
+    raise InputError(f"{flag + ' ' if flag else ''}{shown}: expected a study name ({expected})"
+                     + ("" if flag else " or its space file (.py)"))
 
 
 def storage_url(name: str, location: str | None = None, results: Path = Path("results")) -> str:
@@ -62,8 +80,8 @@ def storage_url(name: str, location: str | None = None, results: Path = Path("re
 
 
 def name_of(study_or_space: str) -> str:
-    """The study a command line names: its name, or the stem of its space file."""
-    return Path(study_or_space).stem if study_or_space.endswith(".py") else study_or_space
+    """The study a command line names: its name, or the stem of its space file (`checked_name`)."""
+    return checked_name(study_or_space)
 
 
 def locate(study_or_space: str, results: Path = Path("results"), location: str | None = None

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 from search.errors import InputError
+from search.files import check_writable
 from search.space import Space, Walker
 
 STATES = ["complete", "pruned", "failed", "rejected", "interrupted"]
@@ -41,13 +41,7 @@ def check_dir(path: str | None, flag: str = "--tensorboard") -> None:
     if importlib.util.find_spec("tensorboard") is None:
         raise InputError(f"{flag} {path}: needs the tensorboard package (TensorFlow 2.21 no longer brings it): "
                          "pip install -e '.[tensorboard]'")
-    folder = Path(path).absolute()
-    existing = next(p for p in (folder, *folder.parents) if p.exists())
-    if not existing.is_dir():
-        where = "" if existing == folder else f" ({existing} is a file)"
-        raise InputError(f"{flag} {path}: not a directory{where}")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise InputError(f"{flag} {path}: {existing} is not writable")
+    check_writable(path, flag)
 
 
 def flatten(config: Any, prefix: str = "") -> dict[str, Any]:

@@ -38,7 +38,7 @@ def test_a_tensorboard_folder_under_a_file_is_one_line_exit_2_and_nothing_is_wri
     argv = [str(space) if part == "SPACE" else part for part in command]
     assert main([*argv, "--results", str(results), "--tensorboard", str(notes / "tb")]) == 2
     err = capsys.readouterr().err
-    assert err == f"error: --tensorboard {notes / 'tb'}: not a directory ({notes} is a file)\n"
+    assert err == f"error: --tensorboard {notes / 'tb'}: not a folder ({notes} is a file)\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "small.py"]
 
 
