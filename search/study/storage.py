@@ -340,28 +340,48 @@ def _replayed(path: Path, lock: JournalLock | None = None, shown: Path | None = 
 
 @dataclass(frozen=True)
 class Repair:
-    """A torn last record that `repair_journal` moved aside."""
+    """A torn last record that `repair_journal` moved aside, and what its bytes show of it: each field
+    None where the cut came before it."""
 
     journal: Path
     moved_to: Path | None  # None: the disk is full, so it stays where it is (readers skip it)
     size: int
-    trial_id: int | None  # the trial whose end the torn record held, if it held one
-    state: str | None
+    operation: int | None  # Optuna's journal operation
+    trial_id: int | None  # the trial whose state it set, when it set one
+    state: int | None  # the state it set (Optuna's TrialState value)
 
     def describe(self, storage: BaseStorage) -> str:
-        what = "no finished trial was lost"
-        if self.trial_id is not None and self.state is not None:
-            try:
-                number = f"trial {storage.get_trial(self.trial_id).number}"
-            except KeyError:
-                number = f"the trial with id {self.trial_id}"
-            what = f"{number} lost its end ({self.state}): the next run fails it and runs its place again"
         if self.moved_to is None:
             return (f"{self.journal}: its last record was cut short ({self.size} bytes) and stays: no space left on "
                     "its disk to move it aside; the records before it are read, and a command that writes repairs it "
                     "once there is space")
         return (f"{self.journal}: its last record was cut short ({self.size} bytes, as a power cut or a full disk "
-                f"leaves it) and is moved to {self.moved_to.name}; {what}")
+                f"leaves it) and is moved to {self.moved_to.name}; {self.lost(storage)}")
+
+    def lost(self, storage: BaseStorage) -> str:
+        """What the torn record took with it, read against the journal as repaired: a trial it set running
+        is waiting again, and one it ended is running again, which the next run fails and replaces (`reap_dead`),
+        unless it never ran (surplus: started after the budget was taken)."""
+        again = "shows as running, and the next run fails it and runs its place again"
+        if self.operation is None:
+            return f"what it held cannot be read: if it ended a trial, that trial {again}"
+        if self.operation != of_optuna.journal_set_trial_state():
+            return "it set no trial's state: no finished trial was lost"
+        if self.trial_id is None:
+            return f"it set a trial's state but was cut before naming the trial: if it ended one, that trial {again}"
+        try:
+            trial = storage.get_trial(self.trial_id)
+        except KeyError:
+            return f"it set the state of a trial (id {self.trial_id}) this journal does not hold"
+        if trial.state == TrialState.WAITING:
+            return f"trial {trial.number} lost its start: it waits to run"
+        if trial.state != TrialState.RUNNING:
+            return f"no finished trial was lost (trial {trial.number} is {trial.state.name.lower()})"
+        if trial.user_attrs.get(Attr.SURPLUS):
+            return (f"it ended trial {trial.number}, which was started after the budget was taken and never ran: "
+                    "nothing was lost, and nothing is run again")
+        ended = f" ({_FINISHED_STATES[self.state]})" if self.state in _FINISHED_STATES else ""
+        return f"trial {trial.number} lost its end{ended}: the next run fails it and runs its place again"
 
 
 _FINISHED_STATES = {state.value: state.name.lower() for state in (TrialState.COMPLETE, TrialState.PRUNED,
@@ -419,19 +439,15 @@ disk nothing is changed and no file is left behind: the torn tail stays, which O
             moved.unlink(missing_ok=True)
             if not disk_full(err):
                 raise
-            return Repair(path, None, len(tail), None, None)
+            return Repair(path, None, len(tail), None, None, None)
         with open(path, "r+b") as journal:
             journal.truncate(len(data) - len(tail))
             os.fsync(journal.fileno())
     finally:
         lock.release()
-    op = re.search(rb'"op_code":\s*(\d+)', tail)
-    trial = re.search(rb'"trial_id":\s*(\d+)', tail)
-    state = re.search(rb'"state":\s*(\d+)', tail)
-    ends = (op is not None and int(op[1]) == of_optuna.journal_set_trial_state() and state is not None
-            and int(state[1]) in _FINISHED_STATES)
-    return Repair(path, moved, len(tail), int(trial[1]) if ends and trial else None,
-                  _FINISHED_STATES[int(state[1])] if ends and state else None)
+    # What the cut left of each field: a number counts only when what follows it shows it whole.
+    op, trial, state = (re.search(rb'"%s":\s*(\d+)[,}]' % key, tail) for key in (b"op_code", b"trial_id", b"state"))
+    return Repair(path, moved, len(tail), *(int(found[1]) if found else None for found in (op, trial, state)))
 
 
 def _record(line: bytes, operations: frozenset[int]) -> bool:
@@ -468,7 +484,10 @@ def exists(location: str) -> bool:
 
 def retry_lost(study: optuna.Study, trial: FrozenTrial) -> None:
     """Queue the configuration of a trial lost with its worker once more, unless it was itself the retry
-    of a lost one: a config that kills its worker (out of memory) is not run a third time."""
+    of a lost one: a config that kills its worker (out of memory) is not run a third time; nor a surplus
+    trial (started after the budget was taken), which never ran and has no place in the budget to run in."""
+    if trial.user_attrs.get(Attr.SURPLUS):
+        return
     source = trial.user_attrs.get(Attr.RETRY_OF)
     if source is None or not record.lost_with_worker(study.get_trials(deepcopy=False)[int(source)]):
         queue_again(study, trial.number, trial.params, trial.user_attrs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import string
 import tempfile
@@ -472,3 +473,98 @@ def test_sigterm_while_a_command_opens_the_study_or_queues_trials_leaves_no_lock
     assert "run the same command to resume" in output
     assert not list(journal.parent.glob("journal.log.lock*"))
     assert journal.read_bytes().endswith(b"\n")
+
+
+# A torn last record: the repair names exactly the trial whose state it set, read against the journal.
+
+def journal_ending_with(last: str, folder: Path) -> Path:
+    """A journal written through `open_storage` (so as `search` writes it) whose last record is `last`: the
+    end of a trial (complete, pruned or failed), the end of a surplus trial, the start of a queued trial, a
+    user attribute, or a trial's creation. Every running trial names a dead process, as after a power cut."""
+    import optuna
+    from optuna.trial import TrialState
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    path = folder / "journal.log"
+    study = optuna.create_study(study_name="s", storage=storage.open_storage(str(path)))
+    for number in range(11):  # trial ids past 9, so that a cut inside a two-digit id shows
+        study.tell(study.ask(), float(number))
+    trial = study.ask() if last != "start" else None
+    if trial is not None:
+        record.write(trial, {record.Attr.HOST: record.HOST, record.Attr.PID: dead_pid()})
+    if last == "complete":
+        study.tell(trial, 1.0)
+    elif last in ("pruned", "fail"):
+        study.tell(trial, state=TrialState[last.upper()])
+    elif last == "surplus":
+        record.write(trial, {record.Attr.SURPLUS: True, record.Attr.REASON: "not run: the budget of 11 trials is taken"})
+        study.tell(trial, state=TrialState.FAIL)
+    elif last == "attribute":
+        record.write(trial, {record.Attr.SEED: 7})
+    elif last == "start":
+        study.enqueue_trial({})
+        study.ask()
+    return path
+
+
+def end_of(line: bytes, key: str) -> int:
+    """Where the number `key` holds in a compact record ends: the byte after its last digit, which a cut
+    must leave for the number to be read whole (`1` may be the start of `12`); past the line if absent."""
+    found = re.search(rb'"%s":(\d+)' % key.encode(), line)
+    return found.end() if found else len(line)
+
+
+ENDINGS = ["complete", "pruned", "fail", "surplus", "start", "attribute", "create"]
+JOURNALS: dict[str, bytes] = {}
+
+
+def ending(last: str) -> bytes:
+    if last not in JOURNALS:
+        with tempfile.TemporaryDirectory() as folder:
+            JOURNALS[last] = journal_ending_with(last, Path(folder)).read_bytes()
+    return JOURNALS[last]
+
+
+@pytest.mark.fast
+@given(last=st.sampled_from(ENDINGS), data=st.data())
+def test_a_torn_last_record_names_exactly_the_trial_whose_state_it_set(last: str, data: st.DataObject) -> None:
+    import optuna
+
+    original = ending(last)
+    whole = whole_lines(original)
+    record_line = whole[-1]
+    keep = len(original) - len(record_line) - 1  # the journal up to its last record
+    cut = data.draw(st.integers(1, len(record_line) - 1), label="bytes of the last record left")
+    # What the record did, from the journal whole: the trial it set a state of, and which.
+    parsed = json.loads(record_line)
+    sets_state = parsed["op_code"] == 6
+    with tempfile.TemporaryDirectory() as folder:
+        journal = Path(folder) / "journal.log"
+        journal.write_bytes(original[:keep + cut])
+        repaired = storage.repair_journal(journal, storage.JournalLock(str(journal)))
+        assert repaired is not None and journal.read_bytes() == original[:keep]
+        opened = storage.open_storage(str(journal))
+        said = repaired.lost(opened)
+        study = optuna.load_study(study_name="s", storage=opened)
+        named = {int(n) for n in re.findall(r"trial (\d+)", said)}
+        told, known_kind = (cut > end_of(record_line, key) for key in ("trial_id", "op_code"))
+        if not sets_state:  # no trial's state was cut off
+            assert named == set() and "lost its end" not in said, said
+            assert ("no finished trial was lost" in said) == known_kind, said
+            return
+        trial = study._storage.get_trial(parsed["trial_id"])
+        if not told:  # the cut came before the record named its trial: it says so, and names none
+            assert named == set() and "no finished trial was lost" not in said and "if it ended" in said, said
+            return
+        assert named == {trial.number}, said  # exactly the trial whose state the record set
+        if last == "start":
+            assert said == f"trial {trial.number} lost its start: it waits to run"
+        elif last == "surplus":  # it never ran: nothing lost, and no retry queued that could never run
+            assert "lost its end" not in said and "nothing was lost" in said, said
+            storage.reap_dead(study)
+            assert [t.state.name for t in study.get_trials()][-1] == "FAIL" and not study.get_trials(
+                states=(optuna.trial.TrialState.WAITING,))
+        else:
+            assert said.startswith(f"trial {trial.number} lost its end"), said
+            assert storage.reap_dead(study) == [trial.number]  # the next run fails it and runs its place again
+            assert len(study.get_trials(states=(optuna.trial.TrialState.WAITING,))) == 1
