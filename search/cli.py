@@ -10,6 +10,7 @@ one line on stderr and exit code 2, with the traceback only under `--debug`.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -40,17 +41,47 @@ def main(argv: list[str] | None = None) -> int:
     # Logs and pipes get a wide fixed width, so tables stay one row per trial there too.
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        _check_text(parser, args)
         args.argv = argv
         return int(args.handler(args, console))
     except InputError as err:
         if argv[:1] == ["--debug"] and not isinstance(err, (UsageError, ranges.FlagError)):  # --debug comes first
             raise
-        print(f"error: {err}", file=sys.stderr)
+        from search.study.storage import redact_text
+
+        print(f"error: {redact_text(str(err))}", file=sys.stderr)
         return EXIT_INPUT
     except KeyboardInterrupt:  # a Ctrl-C outside the stages that stop cooperatively (stopping.py)
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+NAME_BYTES = 255  # a file or folder name, on every file system Linux writes
+
+
+def _check_text(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Every text argument could be a path, and one that no file system takes (a name in it longer than
+    255 bytes, a NUL byte) is refused here in one line naming it, rather than by whichever call first
+    hands it to the operating system. A URL is not a path: its password may be as long as it likes."""
+    command = parser._subparsers._group_actions[0].choices[args.command]  # type: ignore[union-attr,index]
+    for action in command._actions:
+        values = getattr(args, action.dest, None) if action.dest not in _NAMES else None
+        for value in values if isinstance(values, list) else [values]:
+            if not isinstance(value, str) or "://" in value:
+                continue
+            name = action.option_strings[-1] if action.option_strings else action.dest
+            shown = repr(value) if len(value) <= 60 else f"{value[:40]!r}... ({len(value)} characters)"
+            if "\0" in value:
+                raise UsageError(f"{name} {shown}: holds a NUL byte, which no file name can")
+            longest = max(len(os.fsencode(part)) for part in value.split("/"))
+            if longest > NAME_BYTES:
+                raise UsageError(f"{name} {shown}: a name in a path is at most {NAME_BYTES} bytes, this one has "
+                                 f"{longest}")
+
+
+_NAMES = {"study", "studies", "warm_start"}  # study names: checked as such, with what a name may hold (studies.py)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -98,6 +98,17 @@ def redact_command(argv: list[str]) -> list[str]:
     return [one(argument) for argument in argv]
 
 
+def redact_text(text: str) -> str:
+    """A message safe to show: each word of it that may hold a URL's password (one with `://` or `@`)
+    through `redact`. The one place every error line passes on its way out (cli.main), so that a URL
+    given where no URL belongs (`--only postgresql://ann:pw@db/x`) is not shown back with its password."""
+    return _SECRET_WORD.sub(lambda found: redact(found[0]), text)
+
+
+# A word holding `://` or `@`, without the quotes, commas or colon around it in a message.
+_SECRET_WORD = re.compile(r"[^\s'\",]*(?:://|@)[^\s'\",]*?(?=[:;,.)]*(?:[\s'\",]|$))")
+
+
 def check_location(location: str) -> None:
     """Reject a malformed --storage before anything is written."""
     if re.match(r"^[a-z][a-z0-9+]*://", location):
