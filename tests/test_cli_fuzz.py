@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import example, given
+from hypothesis import event, example, given
 from hypothesis import strategies as st
 
 from search.cli import build_parser, main
@@ -82,6 +82,10 @@ def command_lines(draw: st.DrawFn) -> list[str]:
         pool = POSITIONALS.get((name, action.dest), UNSTORED)
         count = draw(st.integers(1, 3)) if action.nargs in ("+", "*") else 1
         argv += draw(st.lists(st.sampled_from(pool), min_size=count, max_size=count))
+    for action in options:  # a required option, mostly given: worker --study, replay --trial, samples --out
+        if action.required and draw(st.integers(0, 9)):
+            argv += [action.option_strings[-1], draw(st.sampled_from(UNSTORED) if action.dest == "study"
+                                                     else value_for(name, action))]
     for action in draw(st.lists(st.sampled_from(options), max_size=5)) if options else []:
         flag = action.option_strings[-1]
         if action.nargs == 0:  # a switch
@@ -161,6 +165,7 @@ def test_any_command_line_succeeds_or_is_refused_in_one_line_writing_nothing(arg
         finally:
             os.chdir(here)
         shown = out.getvalue() + err.getvalue()
+        event(f"{argv[0]}: exit {code}" + (f", {err.getvalue().split(':')[1].strip()[:20]}" if code == 2 else ""))
         assert "Traceback" not in shown and PASSWORD not in shown, (argv, shown)
         assert code in (0, 2), (argv, code, shown)
         if code == 2:
