@@ -41,9 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     # Logs and pipes get a wide fixed width, so tables stay one row per trial there too.
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
     try:
-        parser = build_parser()
-        args = parser.parse_args(argv)
-        _check_text(parser, args)
+        args = build_parser().parse_args(argv)
+        _check_text(args)
         args.argv = argv
         return int(args.handler(args, console))
     except InputError as err:
@@ -61,17 +60,15 @@ def main(argv: list[str] | None = None) -> int:
 NAME_BYTES = 255  # a file or folder name, on every file system Linux writes
 
 
-def _check_text(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+def _check_text(args: argparse.Namespace) -> None:
     """Every text argument could be a path, and one that no file system takes (a name in it longer than
     255 bytes, a NUL byte) is refused here in one line naming it, rather than by whichever call first
     hands it to the operating system. A URL is not a path: its password may be as long as it likes."""
-    command = parser._subparsers._group_actions[0].choices[args.command]  # type: ignore[union-attr,index]
-    for action in command._actions:
-        values = getattr(args, action.dest, None) if action.dest not in _NAMES else None
-        for value in values if isinstance(values, list) else [values]:
-            if not isinstance(value, str) or "://" in value:
+    for dest, values in vars(args).items():
+        for value in values if isinstance(values, list) and dest not in _NAMES else [values]:
+            if not isinstance(value, str) or "://" in value or dest in _NAMES:
                 continue
-            name = action.option_strings[-1] if action.option_strings else action.dest
+            name = dest if dest in _POSITIONAL else "--" + dest.replace("_", "-")
             shown = repr(value) if len(value) <= 60 else f"{value[:40]!r}... ({len(value)} characters)"
             if "\0" in value:
                 raise UsageError(f"{name} {shown}: holds a NUL byte, which no file name can")
@@ -82,6 +79,7 @@ def _check_text(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
 
 
 _NAMES = {"study", "studies", "warm_start"}  # study names: checked as such, with what a name may hold (studies.py)
+_POSITIONAL = {"space", "model", "images"}
 
 
 def build_parser() -> argparse.ArgumentParser:
