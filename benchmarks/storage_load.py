@@ -18,6 +18,7 @@ import socket
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ def trials(where: tuple[str, str | int], study: str, count: int, start: Any, end
     """One worker: `count` trials against the storage at `where` (("url", URL) or ("grpc", port)), begun
     together with the others at `start` (a barrier); puts the time it ended on `ends`."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # the proxy's, per process
     kind, target = where
     storage = (optuna.storages.GrpcStorageProxy(host="127.0.0.1", port=int(target)) if kind == "grpc"
                else optuna.storages.RDBStorage(str(target)))
