@@ -87,6 +87,11 @@ def collect(study: optuna.Study, results: Path) -> int:
     trials = study.get_trials(deepcopy=False)
     new = [entry for trial in trials if (study.study_name, trial.number) not in have
            and (entry := reference_of(study, trial, trials)) is not None]
+    return _append(results, runs, new)
+
+
+def _append(results: Path, runs: list[dict[str, Any]], new: list[dict[str, Any]]) -> int:
+    """Write the store as `runs` (what it held) and `new` after them, if there are new ones; how many."""
     if new:
         write_atomic(results / STORE, json.dumps({"runs": runs + new}, indent=1).encode())
     return len(new)
@@ -110,10 +115,7 @@ def add_baselines(frame: Any, data: Any, seed: int, results: Path) -> int:
             "val": row["val_accuracy"], "test": row["ours"], "seconds": row["seconds"], "machine": here}
            for index, row in enumerate(frame.to_dict("records"))
            if TUTORIALS[row["name"]].config == row["config"]]
-    if new:
-        results.mkdir(parents=True, exist_ok=True)
-        write_atomic(results / STORE, json.dumps({"runs": runs + new}, indent=1).encode())
-    return len(new)
+    return _append(results, runs, new)
 
 
 def machine_here(data: Any) -> dict[str, Any]:

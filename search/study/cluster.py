@@ -190,16 +190,9 @@ class RayPool:
                                                                  self.events), actor.where.remote())
 
     def relay(self, on_epoch: Callable[..., None] | None, wait: float) -> None:
-        from ray.util.queue import Empty
+        from search.study import workers
 
-        deadline = time.monotonic() + wait
-        while (left := deadline - time.monotonic()) > 0 and not stopping.requested():
-            try:
-                event = self.events.get(timeout=min(left, 0.25))
-            except Empty:
-                continue
-            if on_epoch is not None:
-                on_epoch(*event)
+        workers.relay(self.events, on_epoch, wait)  # Ray's queue.Empty is the standard library's
 
     def exited(self) -> list[tuple[int, int | None]]:
         import ray

@@ -215,15 +215,7 @@ class Pool:
         self.processes[index] = process
 
     def relay(self, on_epoch: Callable[..., None] | None, wait: float) -> None:
-        """Pass on the epoch events that arrive within `wait` seconds (or until a stop request)."""
-        deadline = time.monotonic() + wait
-        while (left := deadline - time.monotonic()) > 0 and not stopping.requested():
-            try:
-                event = self.events.get(timeout=min(left, 0.25))
-            except queue.Empty:
-                continue
-            if on_epoch is not None:
-                on_epoch(*event)
+        relay(self.events, on_epoch, wait)
 
     def exited(self) -> list[tuple[int, int | None]]:
         """The workers that have ended since the last look, with their exit codes."""
@@ -251,6 +243,19 @@ class Pool:
         killed worker held). A further Ctrl-C or SIGTERM to the parent cuts the wait short."""
         stop_processes(list(self.processes.values()), grace)
         self.processes.clear()
+
+
+def relay(events: Any, on_epoch: Callable[..., None] | None, wait: float) -> None:
+    """Pass on the epoch events that arrive on `events` (a queue whose `get` takes a timeout and raises
+    `queue.Empty`, as multiprocessing's and Ray's do) within `wait` seconds, or until a stop request."""
+    deadline = time.monotonic() + wait
+    while (left := deadline - time.monotonic()) > 0 and not stopping.requested():
+        try:
+            event = events.get(timeout=min(left, 0.25))
+        except queue.Empty:
+            continue
+        if on_epoch is not None:
+            on_epoch(*event)
 
 
 def stop_processes(processes: list[multiprocessing.process.BaseProcess], grace: float = 60.0) -> None:
