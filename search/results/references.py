@@ -100,15 +100,15 @@ def _append(results: Path, runs: list[dict[str, Any]], new: list[dict[str, Any]]
 BASELINES_STUDY = "baselines"  # what the store calls the trainings of `search baselines`
 
 
-def add_baselines(frame: Any, data: Any, seed: int, results: Path) -> int:
+def add_baselines(frame: Any, data: Any, seed: int, results: Path, precision: str = "float32") -> int:
     """Add the trainings of `run_tutorials` to the folder's store, as one more kind of run, if they are of
-    the tutorials as written: on the full MNIST training set, unscaled, in float32, on this machine as
-    it is set up now (after `start_tensorflow`); returns how many were added."""
+    the tutorials as written: on the full MNIST training set, unscaled, in `precision`, on this machine
+    as it is set up now (after `start_tensorflow`); returns how many were added."""
     from search.training import datasets
 
     if data.name != "mnist" or len(data.train_images) != datasets.TRAIN_SPLIT:
         return 0
-    here = machine_here(data)
+    here = machine_here(data, precision)
     runs = stored(results)
     first = sum(run["study"] == BASELINES_STUDY for run in runs)
     new = [{"tutorial": row["name"], "study": BASELINES_STUDY, "trial": first + index, "seed": seed,
@@ -118,11 +118,11 @@ def add_baselines(frame: Any, data: Any, seed: int, results: Path) -> int:
     return _append(results, runs, new)
 
 
-def machine_here(data: Any) -> dict[str, Any]:
-    """This process's kind of machine as `machine` records a trial's, training in float32 on `data`."""
+def machine_here(data: Any, precision: str = "float32") -> dict[str, Any]:
+    """This process's kind of machine as `machine` records a trial's, training in `precision` on `data`."""
     from search.training import runtime
 
-    return {"data": data.checksum, "versions": runtime.versions(), "precision": "float32",
+    return {"data": data.checksum, "versions": runtime.versions(), "precision": precision,
             "cpu": runtime.cpu_model(), "kernels": runtime.cpu_kernels()}
 
 
@@ -169,21 +169,24 @@ def scaled(config: dict[str, Any], scale: float) -> dict[str, Any]:
 
 
 def reproduce(names: list[str] | None = None, scale: float = 1.0, seed: int = 0, train_size: int | None = None,
-              verbose: bool = False, progress: Callable[[str], None] | None = None) -> Any:
-    """`search baselines`: the named tutorials (default: all) trained as written, in float32, on MNIST's
-    first `train_size` training images (default: all 55,000), tabulated by `run_tutorials`; and the data."""
+              verbose: bool = False, progress: Callable[[str], None] | None = None,
+              precision: str = "float32") -> tuple[Any, Any, str]:
+    """`search baselines`: the named tutorials (default: all) trained as written on MNIST's first
+    `train_size` training images (default: all 55,000), tabulated by `run_tutorials`; the data; and
+    the precision they trained in: `precision` as `--precision` takes it (float32, as the tutorials
+    are written, unless the store should hold them in the precision a search trains in here)."""
     check_names(names)
-    from search.training import datasets
-    from search.training.runtime import start_tensorflow
+    from search.training import datasets, runtime
 
     data = datasets.load("mnist", None, train_size)
-    start_tensorflow(verbose=verbose, models={TUTORIALS[name].config["model"] for name in names or TUTORIALS},
-                     precision="float32")  # the tutorials as written
-    return run_tutorials(data, names, scale, seed, progress), data
+    runtime.start_tensorflow(verbose=verbose, models={TUTORIALS[name].config["model"] for name in names or TUTORIALS},
+                             precision=precision)
+    trained_in = runtime.training_precision(precision)
+    return run_tutorials(data, names, scale, seed, progress, trained_in), data, trained_in
 
 
 def run_tutorials(data: Any, names: list[str] | None = None, scale: float = 1.0, seed: int = 0,
-                  progress: Callable[[str], None] | None = None) -> Any:
+                  progress: Callable[[str], None] | None = None, precision: str = "float32") -> Any:
     """Train each named tutorial (default: all) once on `data`; a pandas DataFrame, one row each:
     name, config (as trained), tutorial, published, ours (test accuracy), delta, val_accuracy, epochs (passes over the
     training set an epoch iterates: S4-aug's holds 6 versions of each image), steps, best_epoch
@@ -193,7 +196,7 @@ def run_tutorials(data: Any, names: list[str] | None = None, scale: float = 1.0,
     import pandas as pd
 
     from search.space import schema
-    from search.training import models, train
+    from search.training import train
 
     rows = []
     for name in names or list(TUTORIALS):
@@ -204,7 +207,7 @@ def run_tutorials(data: Any, names: list[str] | None = None, scale: float = 1.0,
         started = time.perf_counter()
         train.reset(seed)
         callbacks = [_round_report(name, plan.rounds, progress)] if progress else []
-        result = train.fit(models.build(config), config, data, callbacks=callbacks)
+        result = train.fit(train.training_model(config, precision), config, data, callbacks=callbacks)
         test_accuracy = result.accuracy(data.test_images, data.test_labels)
         row = {"name": name, "config": config, "tutorial": tutorial.label, "published": tutorial.published,
                "ours": test_accuracy, "delta": test_accuracy - tutorial.published, "val_accuracy": result.val_accuracy,
