@@ -193,9 +193,6 @@ def build_parser() -> argparse.ArgumentParser:
     _number(seeds, "--seed", ranges.SEED, default=0)
     seeds.add_argument("--results", default="results", help="results folder whose reference store the trainings "
                                                              "join when as written (default: results)")
-    seeds.add_argument("--precision", choices=PRECISIONS, default="float32",
-                       help="float32 (default, as the tutorials are written); auto or bfloat16 to store them "
-                            "in the precision a search trains in here, for its studies to reuse")
     seeds.set_defaults(handler=cmd_baselines)
 
     show = commands.add_parser("show", help="print a space file as a tree, with its dimensions")
@@ -379,22 +376,21 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_baselines(args: argparse.Namespace, console: Console) -> int:
-    from search.results import references
+    from search.study import references
 
     _writable(args)
     results = Path(args.results)
     references.stored(results)  # a damaged store stops here, before anything trains
-    table, data, precision = references.reproduce(args.only, args.scale, args.seed, args.train_size, args.debug,
-                                                  progress=lambda line: console.print(line, highlight=False),
-                                                  precision=args.precision)
+    table, data = references.reproduce(args.only, args.scale, args.seed, args.train_size, args.debug,
+                                       progress=lambda line: console.print(line, highlight=False))
     console.print(references.format_table(table))
-    added = references.add_baselines(table, data, args.seed, results, precision)
+    added = references.add_baselines(table, data, args.seed, results)
     if not added:
         console.print("not the tutorials as written (shortened, or on part of the data): the reference store is "
                       "left as it was")
         return EXIT_OK
     console.print(f"added {added} training(s) to {results / references.STORE}; on this kind of machine it holds:")
-    for line in references.summary(results, references.machine_here(data, precision)):
+    for line in references.summary(results, references.machine_here(data)):
         console.print(f"  {line}", highlight=False)
     return EXIT_OK
 

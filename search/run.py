@@ -35,13 +35,14 @@ from search.errors import (
     disk_full,
 )
 from search.files import check_writable
-from search.results import confirm, leaderboard, references
+from search.results import confirm, leaderboard
 from search.space import Space, load_space
 from search.study import (
     artifacts,
     cluster,
     lifecycle,
     record,
+    references,
     stopping,
     storage,
     studies,
@@ -448,7 +449,7 @@ def _drive(opened: optuna.Study, folder: Path, console: Console, header: str, to
 
 def finish(opened: optuna.Study, folder: Path, console: Console, code: int, started: float, top: int,
            workers: int | None = None, failure: str | None = None) -> int:
-    """Write and print the leaderboard, store the tutorials it trained as written (references.py), say
+    """Write and print the leaderboard, store the tutorials it trained as written (study/references.py), say
     how the run ended (`failure`: why it trained nothing or stopped early) and, given the `workers` a
     confirmation would have, where the search stands against its baselines; returns the exit code. On a
     full disk the leaderboard is only printed."""

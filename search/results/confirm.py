@@ -10,7 +10,7 @@ baseline's own run in the search is one of its S: it was trained as written with
 seed, and chosen by nothing but being the best of the tutorials (a choice that can only favour the
 baseline), whereas a searched trial's run is left out, since it was chosen for being lucky. A
 tutorial's other seeds are borrowed from the results folder's reference store where other studies
-trained it as written on the same kind of machine (references.py), and only the rest are trained.
+trained it as written on the same kind of machine (study/references.py), and only the rest are trained.
 `summary` reads them back: mean and standard deviation of validation and test accuracy per
 configuration, the confirmed winner (best mean validation accuracy), and whether it beats the best
 baseline by more than the noise (Welch's t-test and confidence interval on the test accuracies).
@@ -27,8 +27,7 @@ import optuna
 from optuna.trial import TrialState
 
 from search.errors import InputError
-from search.results import references
-from search.study import artifacts, record
+from search.study import artifacts, record, references
 from search.study.record import Attr, Record, StudyAttr
 
 TOP, SEEDS = 2, 3  # confirm's defaults: the best configuration and the best baseline, 3 seeds each
@@ -146,7 +145,7 @@ def covered(study: optuna.Study, plan: dict, number: int) -> int:
 
 
 def _borrowed_record(run: dict) -> Record:
-    """A stored training of a tutorial (references.py) as the record of a finished run."""
+    """A stored training of a tutorial (study/references.py) as the record of a finished run."""
     return Record(number=int(run["trial"]), state="complete", val_accuracy=float(run["val"]),
                   test_accuracy=float(run["test"]), n_params=None, epochs=None, train_seconds=run["seconds"],
                   baseline=str(run["tutorial"]), config={}, seed=run["seed"],

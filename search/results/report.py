@@ -30,10 +30,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search.errors import InputError
 from search.files import write_atomic
-from search.results import confirm, interactive, leaderboard, page, references
+from search.results import confirm, interactive, leaderboard, page
 from search.results.page import Section
 from search.results.page import percent as _percent
-from search.study import artifacts, record
+from search.study import artifacts, record, references
 from search.study.record import StudyAttr
 
 TOP_CURVES, PRUNED_CURVES, MISTAKES = 5, 10, 36

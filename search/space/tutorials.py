@@ -2,7 +2,7 @@
 
 One source of truth for the tutorials: the space files' `BASELINES` take their configs from
 `TUTORIALS` (so a search starts from the tutorial it should beat, labelled on its leaderboard), and
-`search baselines` trains them as written (results/references.py). Each config reproduces its
+`search baselines` trains them as written (study/references.py). Each config reproduces its
 tutorial as written, oddities included; the comments say where the text and the code disagree and
 which reading the config follows. Plain data: a space file imports it and still loads instantly.
 """

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import optuna
 
 from search.errors import DiskFull, TrialFailed, disk_full
-from search.study import artifacts, record, stopping, tensorboard_files
+from search.study import artifacts, record, references, stopping, tensorboard_files
 from search.study.record import Attr
 from search.training import checkpoint
 from search.training.datasets import Dataset
@@ -80,6 +80,7 @@ class Assignment:
     first_round: int = 0  # rounds of the config's epochs trained before, by the trial whose weights it continues
     checkpoint: Path | None = None  # where its final weights go for a trial that continues it
     resumes: int | None = None  # the trial (lost with its worker, or interrupted) whose progress this one continues
+    precision: str | None = None  # None: the worker's; a tutorial's trainings: float32, as it is written
 
     @property
     def training(self) -> dict[str, Any]:
@@ -170,11 +171,16 @@ def run(assignment: Assignment, context: Context, reporter: Reporter) -> Outcome
 
 def _run(assignment: Assignment, context: Context, reporter: Reporter, progress: Path | None) -> Outcome:
     """`run`'s trial, its progress kept in (and, when one is there, continued from) `progress`."""
+    if assignment.precision is not None:
+        context = replace(context, machine=replace(context.machine, precision=assignment.precision))
     reporter.write({**context.machine.attrs(), Attr.CONFIG: assignment.config, Attr.SEED: assignment.seed,
                     **({Attr.ENGINE: context.engine} if context.engine else {})})
     if stopping.requested():
         reporter.write({Attr.INTERRUPTED: True, Attr.REASON: "interrupted before it started"})
         return Outcome("interrupted", "interrupted before it started")
+    reused = _reused(assignment, context, reporter)
+    if reused is not None:
+        return reused
     # TensorFlow loads only when a trial runs, so `show` and input errors stay instant.
     from search.training import models, train
 
@@ -263,6 +269,31 @@ def _run(assignment: Assignment, context: Context, reporter: Reporter, progress:
 
 
 DISK_FULL = "disk full"  # how the reason of a trial stopped by a full disk begins
+
+
+def _reused(assignment: Assignment, context: Context, reporter: Reporter) -> Outcome | None:
+    """A baseline whose tutorial as written the results folder's reference store holds for this
+    worker's kind of machine is not trained again: the trial records that training (its validation
+    and test accuracy, seed, epochs and seconds) and where it came from (`Attr.REFERENCE`). Only in a
+    study whose figures a stored training stands for: accuracy alone, on all of MNIST's training
+    images, without limits or op determinism; anywhere else, or with nothing stored, None."""
+    if (assignment.baseline is None or context.study_dir is None or context.objectives != ("accuracy",)
+            or context.machine.train_size or context.machine.deterministic or context.data.name != "mnist"
+            or context.limits.max_params is not None or context.limits.max_latency_ms is not None):
+        return None
+    run = references.reusable(context.study_dir.parent, assignment.config,
+                              references.kind(context.data.checksum, context.machine), context.study)
+    if run is None:
+        return None
+    from search.space import schema
+    from search.training import train
+
+    model = train.training_model(assignment.config, context.machine.precision)
+    reporter.write({Attr.SEED: run["seed"], Attr.REFERENCE: f"{run['study']}#{run['trial']}",
+                    Attr.EPOCHS: train.plan(schema.resolve(assignment.config), len(context.data.train_images)).rounds,
+                    Attr.TRAIN_SECONDS: run["seconds"], Attr.N_PARAMS: int(model.count_params()),
+                    Attr.TEST_ACCURACY: run["test"]})
+    return Outcome("complete", values=(run["val"],))
 
 
 def _limits(limits: Limits, reporter: Reporter, n_params: int, latency: float | None) -> str:

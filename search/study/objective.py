@@ -1,7 +1,8 @@
 """Optuna's side of a trial: the objective Optuna calls, a thin adapter over the trial lifecycle.
 
 `Objective(trial)` decides what the trial trains (a baseline's config, a `confirm` training's, or
-one the sampler draws from the space), enforces the study-wide budget (so that any number of
+one the sampler draws from the space; a baseline, and a `confirm` training of one, in float32 as its
+tutorial is written, whatever the study's precision), enforces the study-wide budget (so that any number of
 workers together run exactly `--trials` trials), hands the trial to `lifecycle.run` with the live
 Optuna trial as its `Reporter`, and turns the outcome into Optuna's terms: the objective values,
 `optuna.TrialPruned`, or `TrialFailed` (which `studies.optimize` catches, so the search goes on).
@@ -20,6 +21,7 @@ from search.errors import TrialFailed
 from search.space import Space, sample
 from search.study import artifacts, lifecycle, record, stopping, storage
 from search.study.record import Attr
+from search.study.references import AS_WRITTEN
 
 
 class Interrupted(TrialFailed):
@@ -62,13 +64,14 @@ class Objective:
         if source is not None:
             done = trial.study.get_trials(deepcopy=False)[int(source)]
             return lifecycle.Assignment(trial.number, dict(done.user_attrs[Attr.CONFIG]), int(attrs[Attr.SEED]),
-                                        searched=False, keep=False, resumes=resumes)
+                                        searched=False, keep=False, resumes=resumes,
+                                        precision=AS_WRITTEN if done.user_attrs.get(Attr.BASELINE) else None)
         seed = lifecycle.seed_of(self.base_seed, trial.number)
         label = attrs.get(Attr.BASELINE)
         if label in self.space.baselines:
             config = lifecycle.with_epochs(dict(self.space.baselines[str(label)]), self.epochs)
             return lifecycle.Assignment(trial.number, config, seed, searched=False, baseline=str(label),
-                                        resumes=resumes)
+                                        resumes=resumes, precision=AS_WRITTEN)
         config = lifecycle.with_epochs(sample(self.space.space, trial, self.param_prefix), self.epochs)
         return lifecycle.Assignment(trial.number, config, seed, resumes=resumes)
 

@@ -64,6 +64,7 @@ class Attr(StrEnum):
     CONTINUES = "continues"  # Hyperband: the trial whose weights a promoted model continues
     WARM_START_OF = "warm_start_of"  # `run --warm-start`: "study#trial", the earlier trial whose params it trains
     ENQUEUED = "enqueued"  # `run --enqueue`: "file.json#index", the hand-written configuration it trains
+    REFERENCE = "reference"  # a baseline not trained again: "study#trial" of the stored training it records
     ARTIFACTS = "artifact_ids"  # {file name: Optuna artifact id}: a kept trial's files in the --artifacts store
 
 

@@ -1,4 +1,4 @@
-"""The tutorials trained as written (results/references.py): `search baselines`, on a real MNIST slice."""
+"""The tutorials trained as written (study/references.py): `search baselines`, on a real MNIST slice."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from helpers import recorded
 
 from search.cli import main
 from search.errors import InputError
-from search.results import confirm, references
+from search.results import confirm
+from search.study import references
 from search.space.tutorials import TUTORIALS
 from search.study import record
 from search.study.record import Attr, StudyAttr
@@ -155,12 +156,21 @@ def test_a_second_study_borrows_the_tutorial_and_trains_only_its_pick(write_spac
     common = ["--trials", "2", "--workers", "1", "--results", str(results)]
     assert main(["run", str(space), "--study", "one", "--seed", "1", "--confirm", *common]) == 0
     assert [run["tutorial"] for run in references.stored(results)] == ["S1"] * 3  # its own run and 2 confirm trainings
+    stored = references.stored(results)
     capsys.readouterr()
     assert main(["run", str(space), "--study", "two", "--seed", "2", *common]) == 0
     assert "trains it 3 more times and the baseline 0 (" in " ".join(capsys.readouterr().out.split())
+    # Its S1 was not trained: the trial records the store's first training of S1, and where it came from.
+    s1 = next(t for t in load_study("two", results).get_trials(deepcopy=False) if t.user_attrs.get(Attr.BASELINE))
+    source = stored[0]
+    assert s1.user_attrs[Attr.REFERENCE] == f"one#{source['trial']}" and Attr.VAL_HISTORY not in s1.user_attrs
+    assert (s1.value, s1.user_attrs[Attr.TEST_ACCURACY], s1.user_attrs[Attr.SEED]) == (
+        source["val"], source["test"], source["seed"])
+    assert s1.user_attrs[Attr.PRECISION] == "float32" and s1.user_attrs[Attr.EPOCHS] == 2  # 1,000 steps of 430
     assert main(["confirm", "two", "--results", str(results), "--workers", "1"]) == 0
     assert "already run: 1 baseline's own run in the search and 2 borrowed from the reference store" in " ".join(
         capsys.readouterr().out.split())
+    assert references.stored(results) == stored  # nothing trained, nothing stored twice
     trials = load_study("two", results).get_trials(deepcopy=False)
     trained = [t.user_attrs[Attr.CONFIRM_OF] for t in trials if record.is_confirmation(t)]
     pick = next(t.number for t in trials if not t.user_attrs.get(Attr.BASELINE) and not record.is_confirmation(t))

@@ -10,7 +10,9 @@ one), with the kind of machine it ran on: the data's checksum, the library versi
 the CPU and its kernels. `confirm` borrows a tutorial's trainings from other studies of the same
 kind of machine instead of training them again (`borrowable`); `run` and `confirm` add their own
 (`collect`), and so does `search baselines` when it trains a tutorial as written on the full data
-(`add_baselines`); `summary` tells what the store holds for a kind of machine.
+(`add_baselines`); `summary` tells what the store holds for a kind of machine. A study's baseline
+trial is not trained at all when the store holds its tutorial for the worker's kind of machine
+(`reusable`): the trial records that training, and where it came from, instead.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ from search.study import record
 from search.study.record import Attr, StudyAttr
 
 STORE = "references.json"
+# The precision of a tutorial as written, in `search baselines` and in a study alike (a baseline trial,
+# a `confirm` training of one), whatever precision the study's searched trials train in.
+AS_WRITTEN = "float32"
 ENTRY = {"tutorial", "study", "trial", "seed", "val", "test", "seconds", "machine"}  # what each run holds
 
 
@@ -47,17 +52,39 @@ def machine(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
             "precision": attrs.get(Attr.PRECISION), "cpu": attrs.get(Attr.CPU), "kernels": attrs.get(Attr.CPU_KERNELS)}
 
 
-def reference_of(study: optuna.Study, trial: FrozenTrial, trials: list[FrozenTrial]) -> dict[str, Any] | None:
-    """The store's entry for a finished training of a tutorial as written on the full MNIST training
-    set (a baseline trial, or a `confirm` training of one), or None for any other trial; `trials` are
-    the study's, read once by the caller."""
+def kind(data_checksum: str, machine: record.Machine) -> dict[str, Any]:
+    """A worker's kind of machine as `machine` records a trial's, from the worker's own `Machine`."""
+    return {"data": data_checksum, "versions": machine.versions, "precision": machine.precision, "cpu": machine.cpu,
+            "kernels": machine.cpu_kernels}
+
+
+def reusable(results: Path, config: dict[str, Any], machine_kind: dict[str, Any], study: str) -> dict[str, Any] | None:
+    """The first stored training, by another study, of the tutorial whose config as written `config` is,
+    on `machine_kind`: what a baseline trial of `study` records instead of training; None if there is
+    none (or `config` is no tutorial as written)."""
+    name = tutorial_of(config)
+    return next((run for run in stored(results) if name is not None and run["tutorial"] == name
+                 and run["machine"] == machine_kind and run["study"] != study and run["test"] is not None), None)
+
+
+def _tutorial(study: optuna.Study, trial: FrozenTrial, trials: list[FrozenTrial]) -> str | None:
+    """The tutorial that a finished trial trained as written on the full MNIST training set (a baseline
+    trial, or a `confirm` training of one), or None."""
     attrs = trial.user_attrs
     if (trial.state != TrialState.COMPLETE or not record.ended_on_its_own(trial) or attrs.get(Attr.TRAIN_SIZE)
             or study.user_attrs.get(StudyAttr.DATASET) != "mnist"):
         return None
     source = trials[attrs[Attr.CONFIRM_OF]] if record.is_confirmation(trial) else trial
-    name = tutorial_of(attrs.get(Attr.CONFIG)) if source.user_attrs.get(Attr.BASELINE) else None
-    if name is None:
+    return tutorial_of(attrs.get(Attr.CONFIG)) if source.user_attrs.get(Attr.BASELINE) else None
+
+
+def reference_of(study: optuna.Study, trial: FrozenTrial, trials: list[FrozenTrial]) -> dict[str, Any] | None:
+    """The store's entry for a finished training of a tutorial as written on the full MNIST training
+    set (a baseline trial, or a `confirm` training of one), or None for any other trial and for a
+    baseline that recorded a stored training (it is in the store already); `trials` are the study's,
+    read once by the caller."""
+    name = _tutorial(study, trial, trials)
+    if name is None or trial.user_attrs.get(Attr.REFERENCE):
         return None
     row = record.read(trial)
     return {"tutorial": name, "study": study.study_name, "trial": trial.number, "seed": row.seed,
@@ -100,15 +127,15 @@ def _append(results: Path, runs: list[dict[str, Any]], new: list[dict[str, Any]]
 BASELINES_STUDY = "baselines"  # what the store calls the trainings of `search baselines`
 
 
-def add_baselines(frame: Any, data: Any, seed: int, results: Path, precision: str = "float32") -> int:
+def add_baselines(frame: Any, data: Any, seed: int, results: Path) -> int:
     """Add the trainings of `run_tutorials` to the folder's store, as one more kind of run, if they are of
-    the tutorials as written: on the full MNIST training set, unscaled, in `precision`, on this machine
-    as it is set up now (after `start_tensorflow`); returns how many were added."""
+    the tutorials as written: on the full MNIST training set, unscaled, in float32, on this machine as
+    it is set up now (after `start_tensorflow`); returns how many were added."""
     from search.training import datasets
 
     if data.name != "mnist" or len(data.train_images) != datasets.TRAIN_SPLIT:
         return 0
-    here = machine_here(data, precision)
+    here = machine_here(data)
     runs = stored(results)
     first = sum(run["study"] == BASELINES_STUDY for run in runs)
     new = [{"tutorial": row["name"], "study": BASELINES_STUDY, "trial": first + index, "seed": seed,
@@ -118,11 +145,11 @@ def add_baselines(frame: Any, data: Any, seed: int, results: Path, precision: st
     return _append(results, runs, new)
 
 
-def machine_here(data: Any, precision: str = "float32") -> dict[str, Any]:
-    """This process's kind of machine as `machine` records a trial's, training in `precision` on `data`."""
+def machine_here(data: Any) -> dict[str, Any]:
+    """This process's kind of machine as `machine` records a trial's, training in float32 on `data`."""
     from search.training import runtime
 
-    return {"data": data.checksum, "versions": runtime.versions(), "precision": precision,
+    return {"data": data.checksum, "versions": runtime.versions(), "precision": AS_WRITTEN,
             "cpu": runtime.cpu_model(), "kernels": runtime.cpu_kernels()}
 
 
@@ -146,12 +173,13 @@ def borrowable(study: optuna.Study, number: int, results: Path | None, limit: in
     """At most `limit` stored trainings, by other studies on the same kind of machine, of the tutorial
     that baseline trial `number` trained as written; none for any other trial or without a store."""
     trials = study.get_trials(deepcopy=False)
-    own = reference_of(study, trials[number], trials) if results is not None else None
-    if own is None or limit <= 0:
+    name = _tutorial(study, trials[number], trials) if results is not None else None
+    if name is None or limit <= 0:
         return []
     assert results is not None
-    same = [run for run in stored(results) if run["tutorial"] == own["tutorial"] and run["machine"] == own["machine"]
-            and run["study"] != study.study_name]
+    here, reused = machine(study, trials[number]), trials[number].user_attrs.get(Attr.REFERENCE)
+    same = [run for run in stored(results) if run["tutorial"] == name and run["machine"] == here
+            and run["study"] != study.study_name and f"{run['study']}#{run['trial']}" != reused]
     return same[:limit]
 
 
@@ -169,24 +197,21 @@ def scaled(config: dict[str, Any], scale: float) -> dict[str, Any]:
 
 
 def reproduce(names: list[str] | None = None, scale: float = 1.0, seed: int = 0, train_size: int | None = None,
-              verbose: bool = False, progress: Callable[[str], None] | None = None,
-              precision: str = "float32") -> tuple[Any, Any, str]:
-    """`search baselines`: the named tutorials (default: all) trained as written on MNIST's first
-    `train_size` training images (default: all 55,000), tabulated by `run_tutorials`; the data; and
-    the precision they trained in: `precision` as `--precision` takes it (float32, as the tutorials
-    are written, unless the store should hold them in the precision a search trains in here)."""
+              verbose: bool = False, progress: Callable[[str], None] | None = None) -> Any:
+    """`search baselines`: the named tutorials (default: all) trained as written, in float32, on MNIST's
+    first `train_size` training images (default: all 55,000), tabulated by `run_tutorials`; and the data."""
     check_names(names)
-    from search.training import datasets, runtime
+    from search.training import datasets
+    from search.training.runtime import start_tensorflow
 
     data = datasets.load("mnist", None, train_size)
-    runtime.start_tensorflow(verbose=verbose, models={TUTORIALS[name].config["model"] for name in names or TUTORIALS},
-                             precision=precision)
-    trained_in = runtime.training_precision(precision)
-    return run_tutorials(data, names, scale, seed, progress, trained_in), data, trained_in
+    start_tensorflow(verbose=verbose, models={TUTORIALS[name].config["model"] for name in names or TUTORIALS},
+                     precision=AS_WRITTEN)
+    return run_tutorials(data, names, scale, seed, progress), data
 
 
 def run_tutorials(data: Any, names: list[str] | None = None, scale: float = 1.0, seed: int = 0,
-                  progress: Callable[[str], None] | None = None, precision: str = "float32") -> Any:
+                  progress: Callable[[str], None] | None = None) -> Any:
     """Train each named tutorial (default: all) once on `data`; a pandas DataFrame, one row each:
     name, config (as trained), tutorial, published, ours (test accuracy), delta, val_accuracy, epochs (passes over the
     training set an epoch iterates: S4-aug's holds 6 versions of each image), steps, best_epoch
@@ -207,7 +232,7 @@ def run_tutorials(data: Any, names: list[str] | None = None, scale: float = 1.0,
         started = time.perf_counter()
         train.reset(seed)
         callbacks = [_round_report(name, plan.rounds, progress)] if progress else []
-        result = train.fit(train.training_model(config, precision), config, data, callbacks=callbacks)
+        result = train.fit(train.training_model(config, AS_WRITTEN), config, data, callbacks=callbacks)
         test_accuracy = result.accuracy(data.test_images, data.test_labels)
         row = {"name": name, "config": config, "tutorial": tutorial.label, "published": tutorial.published,
                "ours": test_accuracy, "delta": test_accuracy - tutorial.published, "val_accuracy": result.val_accuracy,
