@@ -95,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--sampler", help="tpe (default), nsga2, random, cmaes or gp")
     run.add_argument("--pruner", help="median, halving, hyperband or none (default: the space file's PRUNER, "
                                        "else median)")
+    _number(run, "--min-epochs", ranges.MIN_EPOCHS, help="epochs every trial trains before the pruner first judges "
+                                                          "it; halving's later rungs scale with it (2)")
     run.add_argument("--engine", default="optuna", help="optuna (default) or keras-tuner (KerasTuner 1.4)")
     run.add_argument("--tuner", help="with --engine keras-tuner: hyperband (default), bayesian or random")
     _number(run, "--seed", ranges.SEED, help="base seed; trial N uses seed+N (default: random, kept in the study)")

@@ -87,6 +87,7 @@ SEED = Range(int, 0, 2**32 - 1)  # NumPy's and TensorFlow's seeds are 32-bit
 TRIALS = Range(int, 1, 100_000)  # a study's total; far beyond what one study pays for
 SECONDS = Range(float, 0, 365 * DAY, above=True, why="(a year)")  # a timeout
 EPOCHS = Range(int, KEYS["epochs"].low or 1, KEYS["epochs"].high or 1)  # the schema's, as in a space file
+MIN_EPOCHS = Range(int, 2, EPOCHS.high, why="(a trial's first epoch is never judged)")  # the pruner's first rung
 TRAIN_SIZE = Range(int, 1, TRAIN_SPLIT)  # the first N of the training split
 WORKERS = Range(int, 1, 10_000)  # on a Ray cluster (--ray)
 LOCAL_WORKERS = Range(int, 1, 4 * CORES, why=f"(at most 4 a core: this machine has {CORES})")

@@ -72,6 +72,7 @@ class SearchOptions:
     study: str | None = None  # default: the space file's name
     sampler: str | None = None  # tpe (default), random, cmaes, gp
     pruner: str | None = None  # median, halving, hyperband, none (default: the space file's PRUNER or median)
+    min_epochs: int | None = None  # the epochs a trial trains before the pruner first judges it (studies.FIRST_RUNG)
     engine: str = "optuna"
     tuner: str | None = None  # with engine keras-tuner: hyperband (default), bayesian, random
     seed: int | None = None  # base seed: trial N trains with seed + N
@@ -171,6 +172,7 @@ def run_search(options: SearchOptions, console: Console) -> int:
     if options.engine == "optuna":
         studies.make_sampler(sampler, 0)  # a bad --sampler or --pruner stops here, before anything is written
         studies.make_pruner(pruner)
+        _check_min_epochs(options, space, pruner)
     data = datasets.load(options.dataset, options.data, options.train_size)
     label = (keras_tuner.engine_label(options.tuner or "hyperband") if options.engine == "keras-tuner"
              else studies.engine_label(sampler, pruner))
@@ -179,7 +181,8 @@ def run_search(options: SearchOptions, console: Console) -> int:
     if options.engine == "keras-tuner":
         return _run_keras_tuner(options, console, space, name, location, data, label, started)
 
-    opened = studies.open_study(name, location, sampler, pruner, options.seed, goals=goals)
+    opened = studies.open_study(name, location, sampler, pruner, options.seed, goals=goals,
+                                min_epochs=options.min_epochs)
     store = _artifacts(options.artifacts, opened.user_attrs.get(StudyAttr.SETTINGS))
     studies.check_space(opened, space, options.accept_space_change)
     studies.check_dataset(opened, data)
@@ -189,7 +192,8 @@ def run_search(options: SearchOptions, console: Console) -> int:
     spec = workers.WorkerSpec(
         space_file=str(_copy_space(space, folder, location)), study=name, location=location, dataset=options.dataset,
         data_path=options.data, train_size=options.train_size, epochs=options.epochs, budget=options.trials,
-        sampler=sampler, pruner=pruner, timeout=options.timeout, trial_timeout=options.trial_timeout,
+        sampler=sampler, pruner=pruner, min_epochs=options.min_epochs, timeout=options.timeout,
+        trial_timeout=options.trial_timeout,
         results=options.results, keep=options.keep_top, command=options.command, debug=options.debug,
         recycle_after=options.recycle_after, precision=precision, deterministic=options.deterministic,
         objectives=goals, max_params=options.max_params, max_latency_ms=options.max_latency_ms,
@@ -320,12 +324,26 @@ def _pruner(options: SearchOptions, space: Space, goals: tuple[str, ...]) -> str
     return space.pruner or "median"
 
 
+def _check_min_epochs(options: SearchOptions, space: Space, pruner: str) -> None:
+    """--min-epochs needs a pruner, and no more epochs than a trial can train (the space's most, or --epochs)."""
+    if options.min_epochs is None:
+        return
+    if pruner == "none":
+        raise InputError(f"--min-epochs {options.min_epochs}: the study's pruner is none, so no trial is judged "
+                         "(pass --pruner median, halving or hyperband)")
+    most, where = (options.epochs, "--epochs") if options.epochs else (space.most_epochs(), space.source)
+    if options.min_epochs > most:
+        raise InputError(f"--min-epochs {options.min_epochs}: above the {most} epochs a trial trains at most "
+                         f"({where}); expected 2 to {most}")
+
+
 def _check(options: SearchOptions) -> tuple[str, tuple[str, ...]]:
     """Every option that can be checked without the space file or the data; returns the precision setting
     and the objectives."""
     for value, flag, allowed in (
             (options.trials, "--trials", ranges.TRIALS), (options.timeout, "--timeout", ranges.SECONDS),
             (options.seed, "--seed", ranges.SEED), (options.epochs, "--epochs", ranges.EPOCHS),
+            (options.min_epochs, "--min-epochs", ranges.MIN_EPOCHS),
             (options.train_size, "--train-size", ranges.TRAIN_SIZE), (options.top, "--top", ranges.ROWS),
             (options.keep_top, "--keep-top", ranges.KEEP_TOP),
             (options.workers, "--workers", ranges.WORKERS if options.ray is not None else ranges.LOCAL_WORKERS),
@@ -368,6 +386,9 @@ def _check(options: SearchOptions) -> tuple[str, tuple[str, ...]]:
             raise InputError("--objectives, --max-params and --max-latency-ms need --engine optuna")
         if options.warm_start or options.enqueue:
             raise InputError("--warm-start and --enqueue need --engine optuna (they queue Optuna trials)")
+        if options.min_epochs is not None:
+            raise InputError(f"--min-epochs {options.min_epochs}: needs --engine optuna (KerasTuner's tuners set "
+                             "their own epochs)")
         if options.artifacts is not None:
             raise InputError(f"--artifacts {options.artifacts}: needs --engine optuna (a KerasTuner search runs on "
                              "one machine, whose results folder keeps its weights)")

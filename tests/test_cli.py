@@ -51,6 +51,14 @@ BAD_RUNS = [
     (["--data", "/nonexistent/mnist.npz"], "/nonexistent/mnist.npz"),
     (["--train-size", "0"], "--train-size 0: expected an integer from 1 to 55,000"),
     (["--epochs", "-1"], "--epochs -1: expected an integer from 1 to 10,000"),
+    (["--min-epochs", "0"], "--min-epochs 0: expected an integer from 2 to 10,000 (a trial's first epoch is never "
+                            "judged)"),
+    (["--min-epochs", "2.5"], "--min-epochs '2.5': expected an integer from 2 to 10,000"),
+    (["--min-epochs", "nan"], "--min-epochs 'nan': expected an integer from 2 to 10,000"),
+    (["--min-epochs", "11"], "--min-epochs 11: above the 10 epochs a trial trains at most ("),  # the schema's default
+    (["--min-epochs", "4", "--epochs", "3"], "--min-epochs 4: above the 3 epochs a trial trains at most (--epochs)"),
+    (["--min-epochs", "3", "--pruner", "none"], "--min-epochs 3: the study's pruner is none, so no trial is judged"),
+    (["--min-epochs", "3", "--engine", "keras-tuner"], "--min-epochs 3: needs --engine optuna"),
 ]
 
 

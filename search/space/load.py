@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from search.errors import SpaceError
-from search.space import schema
+from search.space import schema, visit
 from search.space.checks import validate
 from search.space.dimensions import Choice, Dimension
 
@@ -47,6 +47,10 @@ class Space:
     @property
     def name(self) -> str:
         return Path(self.source).stem
+
+    def most_epochs(self) -> int:
+        """The most epochs a searched trial can train (the schema's default where the space sets none)."""
+        return max(visit.top_level_values(self.space, "epochs"), default=schema.KEYS["epochs"].default)
 
     def model_kinds(self) -> set[str]:
         """Every model kind ("softmax", "mlp", "cnn") its trials and baselines can build."""

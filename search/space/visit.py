@@ -175,3 +175,31 @@ def count_dimensions(node: Any) -> int:
     counter = _Counter()
     counter.value(node, "")
     return counter.count
+
+
+class _Values(Walker):
+    """Every value a key at a config's top level (the space's, or a branch's beside its label) can take."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__()
+        self.key = key
+        self.found: list[Any] = []
+
+    def dimension(self, dimension: Int | Float | Choice, name: str) -> Any:
+        if self.keys == [self.key]:
+            self.found.extend([dimension.low, dimension.high] if isinstance(dimension, (Int, Float))
+                              else dimension.labels())
+        return dimension
+
+    def constant(self, value: Any, name: str) -> Any:
+        if self.keys == [self.key]:
+            self.found.append(value)
+        return value
+
+
+def top_level_values(space: dict[str, Any], key: str) -> list[Any]:
+    """The values (a range's ends, a choice's options, a constant) that `key` can take in a config the
+    space draws; empty if no part of the space sets it."""
+    walker = _Values(key)
+    walker.walk(space)
+    return walker.found

@@ -36,10 +36,12 @@ OBJECTIVES = {"accuracy": optuna.study.StudyDirection.MAXIMIZE, "params": optuna
               "latency": optuna.study.StudyDirection.MINIMIZE}
 PRUNERS = ("median", "halving", "hyperband", "none")
 STARTUP_TRIALS = 5  # searched trials the median pruner waits for before judging any
-# Successive halving (asynchronous, ASHA): a trial is judged after epochs 2, 5, 17 and 65 (rungs at
-# steps MIN_RESOURCE * 4**k, counted from 0), and goes on only while in the top quarter of the trials
-# that reached the same rung; so most stop after 2 epochs and few train to the space's full length.
-MIN_RESOURCE, REDUCTION = 1, 4
+# Every pruner first judges a trial after epoch FIRST_RUNG (`run --min-epochs`), and never before it.
+# Successive halving (asynchronous, ASHA) then judges it after epochs 2, 5, 17 and 65 (rungs at steps
+# (FIRST_RUNG - 1) * 4**k, counted from 0), and lets it go on only while in the top quarter of the
+# trials that reached the same rung; so most stop after 2 epochs and few train to the space's full
+# length. Steps count from 0, so a trial's first epoch is never judged: a rung needs a step of 1 or more.
+FIRST_RUNG, REDUCTION = 2, 4
 
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -140,17 +142,19 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     raise InputError(f"--sampler {name!r}: expected one of {', '.join(SAMPLERS)}")
 
 
-def make_pruner(name: str, baselines: int = 0) -> optuna.pruners.BasePruner:
-    """The named pruner. The median pruner judges no trial before `STARTUP_TRIALS` searched trials
-    have finished beyond the study's `baselines`: they finish first and count among its finished
-    trials, so without this the bar would be set by them and one or two searched trials (a
-    50-trial run of spaces/mlp.py then pruned every trial after its 7th)."""
+def make_pruner(name: str, baselines: int = 0, min_epochs: int = FIRST_RUNG) -> optuna.pruners.BasePruner:
+    """The named pruner, judging no trial before it has trained `min_epochs` epochs. The median pruner
+    judges none before `STARTUP_TRIALS` searched trials have finished beyond the study's `baselines`:
+    they finish first and count among its finished trials, so without this the bar would be set by
+    them and one or two searched trials (a 50-trial run of spaces/mlp.py then pruned every trial after
+    its 7th)."""
+    first_step = min_epochs - 1
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=STARTUP_TRIALS + baselines, n_warmup_steps=1)
+        return optuna.pruners.MedianPruner(n_startup_trials=STARTUP_TRIALS + baselines, n_warmup_steps=first_step)
     if name == "halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=MIN_RESOURCE, reduction_factor=REDUCTION)
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=first_step, reduction_factor=REDUCTION)
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, reduction_factor=3)
+        return optuna.pruners.HyperbandPruner(min_resource=first_step, reduction_factor=3)
     if name == "none":
         return optuna.pruners.NopPruner()
     raise InputError(f"--pruner {name!r}: expected one of {', '.join(PRUNERS)}")
@@ -167,9 +171,11 @@ def objectives(text: str) -> tuple[str, ...]:
 
 
 def open_study(name: str, location: str, sampler: str = "tpe", pruner: str = "median",
-               seed: int | None = None, worker: int = 0, goals: tuple[str, ...] = ("accuracy",)) -> optuna.Study:
+               seed: int | None = None, worker: int = 0, goals: tuple[str, ...] = ("accuracy",),
+               min_epochs: int | None = None) -> optuna.Study:
     """Create the study or load it; the base seed is fixed at creation so resumes stay seeded. `goals`
-    (a new study's objectives) set its directions."""
+    (a new study's objectives) set its directions; `min_epochs` is the pruner's first rung (None:
+    FIRST_RUNG)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     opened = storage.open_storage(location)
     try:  # load first: create_study(load_if_exists=True) appends a record to a journal even when it loads
@@ -184,7 +190,7 @@ def open_study(name: str, location: str, sampler: str = "tpe", pruner: str = "me
     # study does not replay the same draws.
     study.sampler = make_sampler(sampler, base_seed + 1_000_003 * worker + len(study.trials))
     baselines = {label for t in study.get_trials(deepcopy=False) if (label := t.user_attrs.get(Attr.BASELINE))}
-    study.pruner = make_pruner(pruner, baselines=len(baselines))
+    study.pruner = make_pruner(pruner, baselines=len(baselines), min_epochs=min_epochs or FIRST_RUNG)
     return study
 
 

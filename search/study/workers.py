@@ -51,6 +51,7 @@ class WorkerSpec:
     budget: int = 50
     sampler: str = "tpe"
     pruner: str = "median"
+    min_epochs: int | None = None  # the epochs a trial trains before the pruner first judges it (None: 2)
     timeout: float | None = None
     trial_timeout: float | None = None
     results: str = "results"
@@ -103,7 +104,8 @@ def work(spec: WorkerSpec, callbacks: list[Callable[[optuna.Study, FrozenTrial],
     waited = 0.0
     while not stopping.requested():
         try:
-            opened = studies.open_study(spec.study, spec.location, spec.sampler, spec.pruner, worker=spec.worker)
+            opened = studies.open_study(spec.study, spec.location, spec.sampler, spec.pruner, worker=spec.worker,
+                                        min_epochs=spec.min_epochs)
             if waited:  # back after losing the database: the trial we were running is lost
                 lost = storage.reap_dead(opened, mine=True)
                 print(f"worker {spec.worker}: storage reachable again"

@@ -13,9 +13,8 @@ from helpers import recorded
 from search.cli import main
 from search.errors import InputError
 from search.results import confirm
-from search.study import references
 from search.space.tutorials import TUTORIALS
-from search.study import record
+from search.study import record, references
 from search.study.record import Attr, StudyAttr
 from search.study.studies import load_study
 

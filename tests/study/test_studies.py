@@ -115,6 +115,24 @@ def test_successive_halving_stops_weak_trials_at_a_rung_and_lets_the_strong_trai
     assert load_study("halving", results).user_attrs["engine"] == "optuna/random+halving"
 
 
+@pytest.mark.slow
+def test_min_epochs_moves_every_rung_so_no_trial_is_judged_sooner(write_space, tmp_path: Path) -> None:
+    # --min-epochs 3: halving's rungs after epochs 3 and 9 (steps 2 * 4**k), so of 8 epochs only the one
+    # after epoch 3; the weak configs (lr 1e-6) that reach it after a strong one stop there, not at 2 or 5.
+    space = write_space("""
+        SPACE = {"model": "mlp", "layers": [{"units": 32}], "learning_rate": Choice([3e-3, 1e-6]),
+                 "batch_size": 128, "epochs": 8}
+        PRUNER = "halving"
+    """, "later.py")
+    results = tmp_path / "results"
+    assert main(["run", str(space), "--trials", "8", "--sampler", "random", "--train-size", "1000", "--seed", "1",
+                 "--workers", "1", "--min-epochs", "3", "--results", str(results)]) == 0
+    states = [(t.params["learning_rate"], t.state.name, t.user_attrs["epochs"]) for t in trials(results, "later")]
+    assert [epochs for _, state, epochs in states if state == "PRUNED"] == [3] * sum(
+        state == "PRUNED" for _, state, _ in states) and any(state == "PRUNED" for _, state, _ in states), states
+    assert all(epochs == 8 for _, state, epochs in states if state == "COMPLETE"), states
+
+
 def test_a_nan_trial_fails_with_its_reason_and_search_goes_on(write_space, tmp_path: Path) -> None:
     space = write_space("""
         SPACE = {"model": "cnn", "conv_blocks": Repeat(Int(1, 5), {"filters": 4}), "batch_size": 256}
