@@ -77,12 +77,3 @@ TUTORIALS: dict[str, Tutorial] = {
 def baselines(*names: str) -> dict[str, dict[str, Any]]:
     """`BASELINES` for a space file: {label: config} of the named tutorials."""
     return {TUTORIALS[name].label: copy.deepcopy(TUTORIALS[name].config) for name in names}
-
-
-def shortened(name: str, epochs: int) -> dict[str, dict[str, Any]]:
-    """`BASELINES` entry of a tutorial cut to `epochs` of its epochs, and labelled so: for a search whose
-    budget one long baseline would otherwise spend (S4-aug's 29 epochs of six copies of every image took
-    35.6 of the 70 minutes of an earlier 50-trial CNN search)."""
-    tutorial = TUTORIALS[name]
-    return {f"{tutorial.label} ({epochs} of {tutorial.config['epochs']} epochs)": {**copy.deepcopy(tutorial.config),
-                                                                           "epochs": epochs}}

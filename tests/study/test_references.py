@@ -152,9 +152,13 @@ def test_a_second_study_borrows_the_tutorial_and_trains_only_its_pick(write_spac
         BASELINES = baselines("S1")
     """, "ref.py")
     results = tmp_path / "results"
-    common = ["--trials", "2", "--workers", "1", "--results", str(results)]
+    common = ["--trials", "2", "--workers", "1", "--precision", "bfloat16", "--results", str(results)]
     assert main(["run", str(space), "--study", "one", "--seed", "1", "--confirm", *common]) == 0
     assert [run["tutorial"] for run in references.stored(results)] == ["S1"] * 3  # its own run and 2 confirm trainings
+    # The tutorial and its confirm trainings in float32, as written; the searched trials as asked.
+    precisions = {(bool(t.user_attrs.get(Attr.BASELINE)) or t.user_attrs.get(Attr.CONFIRM_OF) == 0,
+                   t.user_attrs[Attr.PRECISION]) for t in load_study("one", results).get_trials(deepcopy=False)}
+    assert precisions == {(True, "float32"), (False, "bfloat16")}
     stored = references.stored(results)
     capsys.readouterr()
     assert main(["run", str(space), "--study", "two", "--seed", "2", *common]) == 0
