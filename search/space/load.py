@@ -14,6 +14,7 @@ through here.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import os
@@ -69,12 +70,17 @@ def load_space(path: str | Path, time_limit: float = IMPORT_SECONDS) -> Space:
     source = str(path)
     _check_path(source)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_PACKAGE_ROOT, os.environ.get("PYTHONPATH")]))}
-    try:
-        child = subprocess.run([sys.executable, "-c", _CHILD, source], capture_output=True, timeout=time_limit,
-                               env=env, check=False)
-    except subprocess.TimeoutExpired as err:
-        raise SpaceError(source, "", f"still importing after {time_limit:g} s (does it loop or wait?): a space file "
-                                     "must only set SPACE (and BASELINES, PRUNER)") from err
+    # In a session of its own, so that whatever the file starts goes with it (`_end_group`).
+    with subprocess.Popen([sys.executable, "-c", _CHILD, source], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          env=env, start_new_session=True) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=time_limit)
+        except subprocess.TimeoutExpired as err:
+            raise SpaceError(source, "", f"still importing after {time_limit:g} s (does it loop or wait?): a space "
+                                         "file must only set SPACE (and BASELINES, PRUNER)") from err
+        finally:
+            _end_group(process)
+    child = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     if child.returncode < 0:
         raise SpaceError(source, "", f"crashed the interpreter when imported ({_signal_name(-child.returncode)})")
     try:
@@ -86,6 +92,14 @@ def load_space(path: str | Path, time_limit: float = IMPORT_SECONDS) -> Space:
         raise SpaceError(source, *result)
     sys.stderr.write(child.stderr.decode(errors="replace"))  # what the file printed or warned, as if imported here
     return result  # type: ignore[no-any-return]
+
+
+def _end_group(process: subprocess.Popen[bytes]) -> None:
+    """Kill the import's process group: the child if it still runs, and any process the space file
+    started and left behind (one that left the group on purpose is beyond reach); then reap the child."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def _child() -> None:

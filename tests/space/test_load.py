@@ -236,6 +236,38 @@ def test_a_space_file_that_hangs_exits_or_crashes_is_one_line(write_space, body:
 
 
 @pytest.mark.fast
+@pytest.mark.parametrize("body", [body for body, _ in RUNAWAY] + ["SPACE = {'model': 'mlp'}\n"],
+                         ids=[m.split(": ", 1)[1][:30] for _, m in RUNAWAY] + ["a good file"])
+def test_no_process_a_space_file_starts_outlives_its_import(write_space, tmp_path: Path, body: str) -> None:
+    import os
+    import time
+
+    pid_file = tmp_path / "pid"
+    path = write_space("import subprocess, pathlib\n"
+                       "left = subprocess.Popen(['sleep', '600'], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, "
+                       "stderr=subprocess.DEVNULL)\n"
+                       f"pathlib.Path({str(pid_file)!r}).write_text(str(left.pid))\n" + body)
+    try:
+        load_space(path, time_limit=5)  # time to start Python and the process, on a busy machine too
+    except SpaceError:
+        pass
+    pid = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        with open(f"/proc/{pid}/stat") as stat:  # killed, but not yet reaped by init: gone all the same
+            if stat.read().split(") ")[1].startswith("Z"):
+                break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, 9)
+        raise AssertionError(f"the space file's `sleep 600` (pid {pid}) outlived the import")
+
+
+@pytest.mark.fast
 @pytest.mark.parametrize("command", ["show", "run"])
 def test_every_command_loads_a_space_file_apart_from_itself(write_space, tmp_path: Path, capsys,
                                                             command: str) -> None:
