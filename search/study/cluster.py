@@ -167,7 +167,8 @@ class _Placed:
 
 
 class RayPool:
-    """Workers as Ray actors, by index: started, replaced and stopped as `workers.Pool`'s processes are."""
+    """Workers as Ray actors, by index: started, replaced and stopped as `workers.Pool`'s processes are (a
+    `workers.Workers`)."""
 
     def __init__(self, spec: WorkerSpec, cluster: Cluster, cpus_per_worker: int, space_source: str) -> None:
         import ray

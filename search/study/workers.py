@@ -21,10 +21,10 @@ import queue
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import optuna
 from optuna.trial import FrozenTrial
@@ -200,8 +200,35 @@ def default_count() -> int:
     return max(1, min(4, cores()))
 
 
+class Workers(Protocol):
+    """What `supervise` drives: workers by index, started, watched, replaced and stopped; `Pool` on this
+    machine, `cluster.RayPool` on a Ray cluster."""
+
+    @property
+    def processes(self) -> Mapping[int, Any]:
+        """The running workers by index."""
+
+    def start(self, index: int) -> None:
+        """Start worker `index` (again, once it has ended)."""
+
+    def relay(self, on_epoch: Callable[..., None] | None, wait: float) -> None:
+        """Pass on the workers' epoch events for up to `wait` seconds (`relay`)."""
+
+    def exited(self) -> list[tuple[int, int | None]]:
+        """The workers that have ended since the last look, with their exit codes (None: lost)."""
+
+    def describe(self, code: int | None) -> str:
+        """How a worker that ended with `code` ended, in words."""
+
+    def reap(self, study: optuna.Study) -> list[int]:
+        """Fail and queue again the trials that workers which died left running; their numbers."""
+
+    def stop(self, grace: float = 60.0) -> None:
+        """Ask every worker to stop at its next safe point; after `grace` seconds end the rest."""
+
+
 class Pool:
-    """Worker processes on this machine, by index: started, replaced, and stopped."""
+    """Worker processes on this machine, by index: started, replaced, and stopped (a `Workers`)."""
 
     def __init__(self, spec: WorkerSpec, count: int) -> None:
         self.context = multiprocessing.get_context("spawn")  # TensorFlow is not fork-safe
@@ -286,7 +313,7 @@ def run_local(spec: WorkerSpec, workers: int, on_trial: Callable[[optuna.Study, 
     return supervise(spec, Pool(spec, workers), workers, on_trial, say, on_epoch)
 
 
-def supervise(spec: WorkerSpec, pool: Any, workers: int, on_trial: Callable[[optuna.Study, FrozenTrial], None],
+def supervise(spec: WorkerSpec, pool: Workers, workers: int, on_trial: Callable[[optuna.Study, FrozenTrial], None],
               say: Callable[[str], None], on_epoch: Callable[..., None] | None = None) -> Outcome:
     """Start `workers` workers of `pool` (local processes, or Ray actors) and watch them until the budget is
     met or a stop request: one that ends while work is left is replaced, the trial of one that died is
