@@ -1,4 +1,5 @@
-"""What tests share beyond fixtures: the repository's root, small space files, expected CPU kernels, a browser."""
+"""What tests share beyond fixtures: the repository's root, small space files, expected CPU kernels, a browser,
+a copy of a finished study."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import optuna
 from optuna.trial import TrialState, create_trial
 
 from search.study import record
+from search.study.journal import JOURNAL
 from search.study.record import Attr
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository: spaces/, search/, README.md
@@ -108,3 +110,12 @@ def fill(folder: Path, leave: int) -> None:
     free = os.statvfs(folder).f_bavail * os.statvfs(folder).f_frsize
     with open(folder / "filler", "ab") as filler:
         filler.write(b"\0" * max(0, free - leave))
+
+
+def journal_copy(finished_study: Path, tmp_path: Path) -> Path:
+    """A copy of a real finished study's results folder; returns its journal."""
+    import shutil
+
+    results = tmp_path / "results"
+    shutil.copytree(finished_study, results)
+    return results / "small" / JOURNAL

@@ -26,7 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 from search.errors import InputError, TrialFailed
 from search.files import write_atomic
 from search.space import Space, changes, load_space, outline
-from search.study import lifecycle, record, stopping, storage
+from search.study import journal, lifecycle, record, stopping, storage
 from search.study.objective import Objective, stop_when_asked
 from search.study.record import Attr, StudyAttr
 from search.training.datasets import Dataset
@@ -77,7 +77,7 @@ def storage_url(name: str, location: str | None = None, results: Path = Path("re
         storage.check_given(location)
     location = location or storage.default_location(results, name)
     storage.check_folder(results / name, location)
-    storage.check_not_foreign(location)
+    journal.check_not_foreign(location)
     return location
 
 
