@@ -10,11 +10,12 @@ one line on stderr and exit code 2, with the traceback only under `--debug`.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import shlex
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TextIO, cast
 
 from rich.console import Console
 from rich.markup import escape
@@ -29,6 +30,31 @@ class UsageError(InputError):
     """A command line argparse cannot parse."""
 
 
+class Redacted(io.TextIOBase):
+    """A stream that shows no password: what the console writes goes through `storage.redact_text`
+    when it may hold a URL, as every error line does, so that one given where no URL belongs
+    (`samples --out postgresql://ann:pw@db/x`) is not shown back by whatever line names it."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        if "@" in text or "://" in text:
+            from search.study.storage import redact_text  # Optuna's import, only when a line needs it
+
+            text = redact_text(text)
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, answering a bad argument in one line that points to --help, not with the usage."""
 
@@ -39,7 +65,8 @@ class Parser(argparse.ArgumentParser):
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # Logs and pipes get a wide fixed width, so tables stay one row per trial there too.
-    console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    console = Console(file=cast(TextIO, Redacted(sys.stdout)), highlight=False,
+                      width=None if sys.stdout.isatty() else 200)
     try:
         args = build_parser().parse_args(argv)
         _check_text(args)

@@ -151,6 +151,7 @@ def files_under(folder: Path) -> dict[str, int]:
 @example(argv=["predict", "x.tflite", "b" * 256])
 @example(argv=["baselines", f"--only=postgresql://ann:{PASSWORD}@127.0.0.1:1/none", "--only", "S9"])
 @example(argv=["leaderboard", "s", "--storage", f"ann:{PASSWORD}@db/search"])
+@example(argv=["samples", "--out", f"postgresql://ann:{PASSWORD}@127.0.0.1:1/none"])  # a folder named like a URL
 def test_any_command_line_succeeds_or_is_refused_in_one_line_writing_nothing(argv: list[str]) -> None:
     with tempfile.TemporaryDirectory() as parent:
         folder = Path(parent) / "cwd"
