@@ -3,9 +3,10 @@
 `Objective(trial)` decides what the trial trains (a baseline's config, a `confirm` training's, or
 one the sampler draws from the space; a baseline, and a `confirm` training of one, in float32 as
 its tutorial is written, whatever the study's precision), enforces the study-wide budget (so that
-any number of workers together run exactly `--trials` trials), hands the trial to `lifecycle.run` with the live
-Optuna trial as its `Reporter`, and turns the outcome into Optuna's terms: the objective values,
-`optuna.TrialPruned`, or `TrialFailed` (which `studies.optimize` catches, so the search goes on).
+any number of workers together run exactly `--trials` trials), hands the trial to `lifecycle.run`
+with the live Optuna trial as its `Reporter`, and turns the outcome into Optuna's terms: the
+objective values, `optuna.TrialPruned`, or `TrialFailed` (which `studies.optimize` catches, so the
+search goes on).
 """
 
 from __future__ import annotations
