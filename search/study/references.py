@@ -1,7 +1,7 @@
 """The tutorials trained as written: the references a search is measured against.
 
 `reproduce` (`search baselines`) trains each named tutorial (space/tutorials.py) once on the full
-data, in float32, with the same machinery as a trial (`models.build`, `train.fit`) and sets our
+data, in float32, with the same machinery as a trial (`train.training_model`, `train.fit`) and sets our
 test accuracy beside the published one.
 
 The reference store, `references.json` in a results folder, keeps every finished training of a
@@ -149,8 +149,8 @@ def machine_here(data: Any) -> dict[str, Any]:
     """This process's kind of machine as `machine` records a trial's, training in float32 on `data`."""
     from search.training import runtime
 
-    return {"data": data.checksum, "versions": runtime.versions(), "precision": AS_WRITTEN,
-            "cpu": runtime.cpu_model(), "kernels": runtime.cpu_kernels()}
+    return kind(data.checksum, record.Machine(cpu_kernels=runtime.cpu_kernels(), precision=AS_WRITTEN,
+                                              versions=runtime.versions(), cpu=runtime.cpu_model()))
 
 
 def summary(results: Path, kind: dict[str, Any] | None = None) -> list[str]:
