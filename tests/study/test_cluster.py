@@ -111,7 +111,10 @@ def test_ctrl_c_stops_every_ray_worker_and_marks_their_trials_interrupted(cluste
     assert not [t.number for t in done if t.state.name == "RUNNING"], output
     unfinished = [t for t in done if t.state.name != "WAITING" and not record.ended_on_its_own(t)]
     assert all(t.user_attrs.get(Attr.INTERRUPTED) for t in unfinished)
-    assert not [pid for pid in {t.user_attrs[Attr.PID] for t in done if Attr.PID in t.user_attrs} if alive(pid)]
+    # The cluster outlives the driver and ends a removed actor's process on its own time: on a busy
+    # machine that has taken a few seconds. Every worker's process must be gone within 30 s.
+    pids = {t.user_attrs[Attr.PID] for t in done if Attr.PID in t.user_attrs}
+    wait_for(lambda: not [pid for pid in pids if alive(pid)], timeout=30)
 
 
 def refused(argv: list[str], results: Path, env: dict[str, str] | None = None) -> str:
