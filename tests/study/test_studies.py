@@ -91,20 +91,26 @@ def test_pruner_prunes_weak_trials(write_space, tmp_path: Path) -> None:
     assert set(board["state"]) >= {"complete", "pruned"}
 
 
-@pytest.mark.slow
-def test_successive_halving_stops_weak_trials_at_a_rung_and_lets_the_strong_train_to_the_end(write_space,
-                                                                                             tmp_path: Path) -> None:
-    # The space's PRUNER: rungs after epochs 2 and 5 of 8. Half of the configs learn (lr 3e-3), half barely
-    # move (lr 1e-6); one worker runs them in order, so a weak trial that reaches a rung after a strong one
-    # is not in its top quarter and stops there.
+def halving_run(write_space, tmp_path: Path, name: str, *extra: str) -> Path:
+    """8 trials of a space whose PRUNER is halving, 8 epochs each at most, one worker in order: half of
+    the configs learn (lr 3e-3), half barely move (lr 1e-6); the results folder."""
     space = write_space("""
         SPACE = {"model": "mlp", "layers": [{"units": 32}], "learning_rate": Choice([3e-3, 1e-6]),
                  "batch_size": 128, "epochs": 8}
         PRUNER = "halving"
-    """, "halving.py")
+    """, f"{name}.py")
     results = tmp_path / "results"
     assert main(["run", str(space), "--trials", "8", "--sampler", "random", "--train-size", "1000", "--seed", "1",
-                 "--workers", "1", "--results", str(results)]) == 0
+                 "--workers", "1", *extra, "--results", str(results)]) == 0
+    return results
+
+
+@pytest.mark.slow
+def test_successive_halving_stops_weak_trials_at_a_rung_and_lets_the_strong_train_to_the_end(write_space,
+                                                                                             tmp_path: Path) -> None:
+    # The space's PRUNER: rungs after epochs 2 and 5 of 8. One worker runs the trials in order, so a weak
+    # trial that reaches a rung after a strong one is not in its top quarter and stops there.
+    results = halving_run(write_space, tmp_path, "halving")
     done = trials(results, "halving")
     states = [(t.params["learning_rate"], t.state.name, t.user_attrs["epochs"]) for t in done]
     assert all(epochs in (2, 5) for _, state, epochs in states if state == "PRUNED"), states
@@ -119,14 +125,7 @@ def test_successive_halving_stops_weak_trials_at_a_rung_and_lets_the_strong_trai
 def test_min_epochs_moves_every_rung_so_no_trial_is_judged_sooner(write_space, tmp_path: Path) -> None:
     # --min-epochs 3: halving's rungs after epochs 3 and 9 (steps 2 * 4**k), so of 8 epochs only the one
     # after epoch 3; the weak configs (lr 1e-6) that reach it after a strong one stop there, not at 2 or 5.
-    space = write_space("""
-        SPACE = {"model": "mlp", "layers": [{"units": 32}], "learning_rate": Choice([3e-3, 1e-6]),
-                 "batch_size": 128, "epochs": 8}
-        PRUNER = "halving"
-    """, "later.py")
-    results = tmp_path / "results"
-    assert main(["run", str(space), "--trials", "8", "--sampler", "random", "--train-size", "1000", "--seed", "1",
-                 "--workers", "1", "--min-epochs", "3", "--results", str(results)]) == 0
+    results = halving_run(write_space, tmp_path, "later", "--min-epochs", "3")
     states = [(t.params["learning_rate"], t.state.name, t.user_attrs["epochs"]) for t in trials(results, "later")]
     assert [epochs for _, state, epochs in states if state == "PRUNED"] == [3] * sum(
         state == "PRUNED" for _, state, _ in states) and any(state == "PRUNED" for _, state, _ in states), states
