@@ -167,11 +167,20 @@ def standing(study: optuna.Study, workers: int, results: Path | None = None) -> 
     if baseline is None or pick.baseline:
         return None
     again = SEEDS - 1 - len(references.borrowable(study, baseline.number, results, SEEDS - 1))
-    seconds = (SEEDS * (pick.train_seconds or 0.0) + again * (baseline.train_seconds or 0.0)) / max(1, workers)
+    seconds = makespan([pick.train_seconds or 0.0] * SEEDS + [baseline.train_seconds or 0.0] * again, workers)
     return (f"where it stands: trial {pick.number} tests {_pct(pick.test_accuracy)} against {baseline.baseline}'s "
             f"{_pct(baseline.test_accuracy)}, one training each, which cannot tell a difference from noise; "
             f"`python -m search confirm {study.study_name}` trains it {SEEDS} more times and the baseline "
             f"{again} (about {max(1, round(seconds / 60))} min on {workers} workers) and says")
+
+
+def makespan(durations: list[float], workers: int) -> float:
+    """How long `workers` take over trainings of these durations, the longest first, each started on the
+    worker that is free first: 3 trainings on 2 workers take two rounds, not one and a half."""
+    ends = [0.0] * max(1, workers)
+    for seconds in sorted(durations, reverse=True):
+        ends[ends.index(min(ends))] += seconds
+    return max(ends)
 
 
 def summary(study: optuna.Study) -> Confirmation | None:

@@ -48,6 +48,13 @@ def test_welch_interval_and_p_are_scipys() -> None:
 
 
 @pytest.mark.fast
+def test_the_time_of_a_confirmation_counts_its_rounds() -> None:
+    assert confirm.makespan([453.0] * 3, 2) == 906.0  # two at once, then the third alone
+    assert confirm.makespan([100.0, 100.0, 300.0], 2) == 300.0  # the long one first, the short two beside it
+    assert confirm.makespan([60.0] * 4, 1) == 240.0 and confirm.makespan([], 2) == 0.0
+
+
+@pytest.mark.fast
 def test_an_unconfirmed_search_stands_against_its_best_baseline_with_the_command_that_settles_it() -> None:
     seconds = {Attr.TRAIN_SECONDS: 120.0}
     study = recorded([
@@ -59,9 +66,9 @@ def test_an_unconfirmed_search_stands_against_its_best_baseline_with_the_command
     line = confirm.standing(study, workers=2)
     assert line is not None and line.startswith("where it stands: trial 0 tests 96.00% against S3's 94.00%")
     # 3 more trainings of the pick and 2 of the baseline (its run in the search is one of its 3), 120 s
-    # apiece, on 2 workers: 5 min.
+    # apiece, on 2 workers: three rounds, 6 min.
     assert line.endswith(f"`python -m search confirm {study.study_name}` trains it 3 more times and the baseline 2 "
-                         "(about 5 min on 2 workers) and says")
+                         "(about 6 min on 2 workers) and says")
     study.set_user_attr(StudyAttr.SEED, 0)  # what `run` records, and confirm's seeds start from
     confirm.queue(study, confirm.TOP, confirm.SEEDS)
     assert confirm.standing(study, workers=2) is None  # confirmed (or being): its verdict says where it stands
