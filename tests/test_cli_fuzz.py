@@ -4,8 +4,8 @@ traceback, never a password.
 
 No generated command line trains: `run` is only ever given a space file that is refused, `baselines`
 always a tutorial that does not exist, and every command that would train (worker, confirm, replay,
-export) only study names that are not stored. `leaderboard`, `compare` and `report` also get a real
-stored study (written through Optuna, no training) to read. `--ray` (it would start or reach a Ray cluster) and
+export, report) only study names that are not stored. `leaderboard` and `compare` also get a real stored
+study (written through Optuna, no training) to read. `--ray` (it would start or reach a Ray cluster) and
 `--debug` (it shows tracebacks on purpose) are left out. SEARCH_FUZZ=N tries N command lines instead of
 the profile's default (conftest.py).
 """
@@ -45,7 +45,6 @@ POSITIONALS: dict[tuple[str, str], list[str]] = {
     ("show", "space"): ["good.py", "bad.py", "nothere.py", "space.txt", "adir", "ünï.py", "a" * 300 + ".py"],
     ("leaderboard", "study"): ["s", "results/s.py", "other", "a" * 300, "../s", ""],
     ("compare", "studies"): ["s", "s.py", "other", "a" * 300, ""],
-    ("report", "studies"): ["s", "s.py", "other", "a" * 300, ""],  # reads the stored study, trains nothing
     ("predict", "model"): ["nothere", "afile", "adir", "notes.log", "x.tflite", "x.keras"],
     ("predict", "images"): ["nothere.png", "afile", "adir", ""],
 }
