@@ -334,7 +334,7 @@ def _check_min_epochs(options: SearchOptions, space: Space, pruner: str) -> None
     most, where = (options.epochs, "--epochs") if options.epochs else (space.most_epochs(), space.source)
     if options.min_epochs > most:
         raise InputError(f"--min-epochs {options.min_epochs}: above the {most} epochs a trial trains at most "
-                         f"({where}); expected 2 to {most}")
+                         f"({where}); expected {ranges.MIN_EPOCHS.low:g} to {most}")
 
 
 def _check(options: SearchOptions) -> tuple[str, tuple[str, ...]]:

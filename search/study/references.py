@@ -63,8 +63,10 @@ def reusable(results: Path, config: dict[str, Any], machine_kind: dict[str, Any]
     on `machine_kind`: what a baseline trial of `study` records instead of training; None if there is
     none (or `config` is no tutorial as written)."""
     name = tutorial_of(config)
-    return next((run for run in stored(results) if name is not None and run["tutorial"] == name
-                 and run["machine"] == machine_kind and run["study"] != study and run["test"] is not None), None)
+    if name is None:
+        return None
+    return next((run for run in stored(results) if run["tutorial"] == name and run["machine"] == machine_kind
+                 and run["study"] != study and run["test"] is not None), None)
 
 
 def _tutorial(study: optuna.Study, trial: FrozenTrial, trials: list[FrozenTrial]) -> str | None:
