@@ -289,7 +289,7 @@ def confirm_search(options: ConfirmOptions, console: Console) -> int:
         location=location, recycle_after=options.recycle_after, command=options.command, precision=precision,
         tensorboard=board, artifacts=None)  # a confirm training keeps no weights: nothing goes to a store
     _start_tensorboard(board, load_space(space_file))
-    count = options.workers or workers.default_count()
+    count = options.workers or confirm.workers_for(total, workers.default_count())
     taken = confirm.reused(opened)
     header = (f"confirming study [bold]{opened.study_name}[/]: {{done}} of {total} trainings done ({options.top} "
               f"configurations x {options.seeds} seeds" + (f"; already run: {taken}" if taken else "") + ")"

@@ -167,16 +167,34 @@ def standing(study: optuna.Study, workers: int, results: Path | None = None) -> 
     if baseline is None or pick.baseline:
         return None
     again = SEEDS - 1 - len(references.borrowable(study, baseline.number, results, SEEDS - 1))
-    seconds = makespan([pick.train_seconds or 0.0] * SEEDS + [baseline.train_seconds or 0.0] * again, workers)
+    durations = [pick.train_seconds or 0.0] * SEEDS + [baseline.train_seconds or 0.0] * again
+    count = workers_for(len(durations), workers)
+    seconds = makespan(durations, count, workers)
     return (f"where it stands: trial {pick.number} tests {_pct(pick.test_accuracy)} against {baseline.baseline}'s "
             f"{_pct(baseline.test_accuracy)}, one training each, which cannot tell a difference from noise; "
             f"`python -m search confirm {study.study_name}` trains it {SEEDS} more times and the baseline "
-            f"{again} (about {max(1, round(seconds / 60))} min on {workers} workers) and says")
+            f"{again} (about {max(1, round(seconds / 60))} min on {count} workers) and says")
 
 
-def makespan(durations: list[float], workers: int) -> float:
+def workers_for(trainings: int, cores: int) -> int:
+    """Local workers for `trainings` trainings where `cores` one-thread workers is the usual count: one
+    per training when there are fewer (each then gets more threads), or when the cores do not divide
+    them and there are at most twice as many: 3 trainings on 2 cores then share both cores from the
+    start and end together after 1.5 trainings' time, where 2 workers take two rounds, the second with
+    a core idle. Otherwise the usual count."""
+    if trainings < cores or (trainings % cores and trainings <= 2 * cores):
+        return max(1, trainings)
+    return cores
+
+
+def makespan(durations: list[float], workers: int, cores: int | None = None) -> float:
     """How long `workers` take over trainings of these durations, the longest first, each started on the
-    worker that is free first: 3 trainings on 2 workers take two rounds, not one and a half."""
+    worker that is free first: 3 trainings on 2 workers take two rounds, not one and a half. More
+    workers than `cores` (None: as many) share the cores, so all of them together take at least their
+    sum over the cores: 3 trainings on 3 workers and 2 cores, 1.5 trainings' time."""
+    cores = cores or workers
+    if workers > cores:
+        return max(sum(durations) / cores, max(durations, default=0.0))
     ends = [0.0] * max(1, workers)
     for seconds in sorted(durations, reverse=True):
         ends[ends.index(min(ends))] += seconds

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 from helpers import recorded
+from hypothesis import given
+from hypothesis import strategies as st
 from scipy import stats
 
 from search.cli import main
@@ -52,6 +54,18 @@ def test_the_time_of_a_confirmation_counts_its_rounds() -> None:
     assert confirm.makespan([453.0] * 3, 2) == 906.0  # two at once, then the third alone
     assert confirm.makespan([100.0, 100.0, 300.0], 2) == 300.0  # the long one first, the short two beside it
     assert confirm.makespan([60.0] * 4, 1) == 240.0 and confirm.makespan([], 2) == 0.0
+    assert confirm.makespan([453.0] * 3, 3, cores=2) == 679.5  # three at once, sharing the two cores
+
+
+@pytest.mark.fast
+@given(st.integers(1, 64), st.integers(1, 16), st.floats(1.0, 1e4))
+def test_confirm_never_picks_workers_that_take_longer_than_one_per_core(trainings: int, cores: int,
+                                                                         seconds: float) -> None:
+    count = confirm.workers_for(trainings, cores)
+    usual = confirm.makespan([seconds] * trainings, min(cores, trainings))
+    assert 1 <= count <= max(cores, min(trainings, 2 * cores))
+    assert confirm.makespan([seconds] * trainings, count, cores) <= usual
+    assert confirm.workers_for(3, 2) == 3 and confirm.workers_for(4, 2) == 2 and confirm.workers_for(1, 2) == 1
 
 
 @pytest.mark.fast
