@@ -8,7 +8,8 @@ reads it as finished. A file at a storage's place that Optuna did not make is re
 (`check_not_foreign`). A power cut or a full disk can still leave the last record cut short:
 `repair_journal` moves such a torn tail aside on open, says what it took (`Repair`), and refuses a journal
 damaged anywhere else; a record that a full disk cuts short as it is written is taken back at once
-(`Journal`), and the command stops with one line (`DiskFull`). The journal's lock (`JournalLock`) names
+(`Journal`), the journal's reserve beside it is freed so that the records ending every running trial
+still fit, and the command stops with one line (`DiskFull`). The journal's lock (`JournalLock`) names
 its holder, so that a lock left by a process of this machine that died is broken at once instead of
 after Optuna's grace period.
 """
@@ -38,6 +39,7 @@ from search.study.record import HOST, Attr
 
 JOURNAL = "journal.log"
 LOCK_GRACE_SECONDS = 30  # Optuna's: a lock whose holder is unknown, unchanged this long, is taken over
+RESERVE, RESERVE_BYTES = ".reserve", 32 * 1024  # room kept for the records that end a run on a full disk
 
 
 _SQLITE_START = b"SQLite format 3\x00"
@@ -165,25 +167,67 @@ class Journal(JournalFileBackend):
     def __init__(self, path: str, lock: JournalLock) -> None:
         super().__init__(path, lock_obj=lock)
         self.path, self.journal_lock = path, lock
+        self.reserved = False  # whether this process has seen to the reserve (`_keep_reserve`)
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         text = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs).encode()
         self.journal_lock.acquire()
         try:
-            size = os.path.getsize(self.path)
             try:
-                with open(self.path, "ab") as journal:
-                    journal.write(text)
-                    journal.flush()
-                    os.fsync(journal.fileno())
+                self._append(text)
             except OSError as err:
-                os.truncate(self.path, size)  # what was written of it is not a record
-                if disk_full(err):
-                    raise DiskFull(f"{Path(self.path).parent}: no space left on its disk to write the study's "
-                                   "journal: free some space, then run the same command to resume") from err
-                raise
+                if not disk_full(err) or not _spend_reserve(self.path):
+                    raise
+                self._append(text)  # in the reserve's room, and the records that end the stop after it
+        except OSError as err:
+            if disk_full(err):
+                raise DiskFull(f"{Path(self.path).parent}: no space left on its disk to write the study's "
+                               "journal: free some space, then run the same command to resume") from err
+            raise
         finally:
             self.journal_lock.release()
+        if not self.reserved:
+            self.reserved = True
+            _keep_reserve(self.path)
+
+    def _append(self, text: bytes) -> None:
+        size = os.path.getsize(self.path)
+        try:
+            with open(self.path, "ab") as journal:
+                journal.write(text)
+                journal.flush()
+                os.fsync(journal.fileno())
+        except OSError:
+            os.truncate(self.path, size)  # what was written of it is not a record
+            raise
+
+
+def _keep_reserve(journal: str) -> None:
+    """Keep RESERVE_BYTES of the journal's disk taken by a file beside it (`<journal>.reserve`), made
+    once by the first process that writes the journal: when the disk fills up, the journal frees it
+    (`_spend_reserve`) so that the records saying how every running trial ended still fit, and no trial
+    is left RUNNING. A disk without that much room keeps no reserve."""
+    path = journal + RESERVE
+    try:
+        handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except OSError:
+        return  # kept already (or the folder refuses it: then there is none)
+    try:
+        os.posix_fallocate(handle, 0, RESERVE_BYTES)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.remove(path)
+    finally:
+        os.close(handle)
+
+
+def _spend_reserve(journal: str) -> bool:
+    """Free the journal's reserve (`_keep_reserve`); whether there was one to free."""
+    try:
+        os.remove(journal + RESERVE)
+    except OSError:
+        return False
+    return True
 
 
 def _replayed(path: Path, lock: JournalLock | None = None, shown: Path | None = None) -> JournalStorage:

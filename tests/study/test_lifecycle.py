@@ -3,13 +3,17 @@ full disk. Each is one line and a non-zero exit; nothing is left running."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
-from helpers import fill
+from helpers import ROOT, fill
 
 from search.cli import main
 from search.study import lifecycle, record
+from search.study.journal import JOURNAL, RESERVE
 from search.study.record import Record
 from search.study.studies import load_study
 
@@ -73,4 +77,34 @@ def test_a_full_disk_stops_the_run_in_one_line_and_the_trial_it_stopped_takes_no
     assert not list((results / "tiny").glob("trials/*/*"))  # no half-written weights
     # Reading works on the full disk.
     assert main(["leaderboard", "tiny", "--results", str(results), "--format", "csv"]) == 0
-    assert not list((results / "tiny").glob("journal.log.*"))
+    assert not list((results / "tiny").glob(f"{JOURNAL}.torn*"))
+
+
+@pytest.mark.slow
+def test_a_disk_that_fills_while_a_trial_trains_leaves_no_trial_running(write_space, small_disk: Path) -> None:
+    # The journal's own records find no room: its reserve makes room for those that end the trial.
+    space = write_space(TINY, "tiny.py")
+    results = small_disk / "results"
+    results.mkdir()
+    argv = [sys.executable, "-m", "search", "run", str(space), "--trials", "3", "--epochs", "30", "--train-size",
+            "2000", "--seed", "0", "--workers", "1", "--results", str(results)]
+    process = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    journal = results / "tiny" / JOURNAL
+    deadline = time.monotonic() + 120
+    while not (journal.is_file() and '"op_code":7' in journal.read_text()):  # an epoch of a trial has ended
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.05)
+    assert journal.with_name(JOURNAL + RESERVE).is_file()
+    fill(small_disk, 0)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 1, (out[-2000:], err[-2000:])
+    stopped = [line for line in out.splitlines() if line.startswith("stopped:")]
+    assert len(stopped) == 1 and "no space left" in stopped[0], out[-2000:]
+    assert "Traceback" not in err, err[-3000:]
+    trials = load_study("tiny", results).get_trials(deepcopy=False)
+    assert trials and not [t.number for t in trials if t.state.name == "RUNNING"]
+    # With room again, the same command finishes the budget, and its trials are counted once.
+    (small_disk / "filler").unlink()
+    finished = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert record.counted(load_study("tiny", results).get_trials(deepcopy=False)) == 3
