@@ -1,5 +1,5 @@
-"""The journal file, `results/<study>/journal.log`: recognizing one, repairing one torn at its end, and its
-lock, whose holder is checked for life (`pid_alive`, which storage's `reap_dead` asks too).
+"""The journal file, `results/<study>/journal.log`: recognizing one, writing it, and repairing one torn at
+its end.
 
 Beside storage.py, which opens every kind of storage and opens a journal through `open_journal`. Optuna's
 JournalFileBackend appends one record per change under a file lock and fsyncs it before going on, so
@@ -9,36 +9,32 @@ reads it as finished. A file at a storage's place that Optuna did not make is re
 `repair_journal` moves such a torn tail aside on open, says what it took (`Repair`), and refuses a journal
 damaged anywhere else; a record that a full disk cuts short as it is written is taken back at once
 (`Journal`), the journal's reserve beside it is freed so that the records ending every running trial
-still fit, and the command stops with one line (`DiskFull`). The journal's lock (`JournalLock`) names
-its holder, so that a lock left by a process of this machine that died is broken at once instead of
-after Optuna's grace period.
+still fit, and the command stops with one line (`DiskFull`). Its lock is journal_lock.py's.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from optuna.storages import BaseStorage, JournalStorage
-from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from search.errors import DiskFull, InputError, disk_full, one_line
 from search.internals import of_optuna
-from search.study.record import HOST, Attr
+from search.study.journal_lock import JournalLock
+from search.study.record import Attr
 
 JOURNAL = "journal.log"
-LOCK_GRACE_SECONDS = 30  # Optuna's: a lock whose holder is unknown, unchanged this long, is taken over
 RESERVE, RESERVE_BYTES = ".reserve", 32 * 1024  # room kept for the records that end a run on a full disk
 
 
@@ -86,77 +82,6 @@ def open_journal(location: str) -> JournalStorage:
     if repaired is not None:
         print(f"warning: {repaired.describe(journal)}", file=sys.stderr, flush=True)
     return journal
-
-
-class JournalLock(JournalFileOpenLock):
-    """Optuna's open-lock (the journal's `.lock` file, made with O_EXCL and removed on release: it works on
-    every filesystem, NFS included, and Optuna's own lock still excludes ours), with its holder, `host
-    pid`, written in the file. A lock whose holder is a process of this machine that is gone is broken at
-    once; one whose holder is unknown (left by Optuna's own lock, or a write that a full disk refused) or
-    on another machine is taken over after Optuna's grace period, as Optuna does."""
-
-    def __init__(self, journal: str, grace_period: int = LOCK_GRACE_SECONDS) -> None:
-        super().__init__(journal, grace_period)
-        self.journal, self.grace = journal, grace_period
-        self.file = of_optuna.journal_lock_file(journal)
-
-    def acquire(self) -> bool:
-        pause, mtime, since = 0.001, None, time.monotonic()
-        while True:
-            try:
-                handle = os.open(self.file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = lock_holder(self.file)
-                if holder is not None and holder[0] == HOST and not pid_alive(holder[1]) and self._break(holder):
-                    continue
-                with contextlib.suppress(FileNotFoundError):  # released meanwhile: try again at once
-                    changed = os.stat(self.file).st_mtime
-                    if changed != mtime:
-                        mtime, since = changed, time.monotonic()
-                    elif time.monotonic() - since > self.grace:
-                        print(f"warning: {self.file}: held for {self.grace} s by "
-                              f"{'pid {1} on {0}'.format(*holder) if holder else 'an unknown process'}; taken over",
-                              file=sys.stderr, flush=True)
-                        with contextlib.suppress(RuntimeError):  # another waiter took it over first
-                            self.release()
-                        continue
-                    time.sleep(pause)
-                    pause = min(2 * pause, 0.1)
-                continue
-            try:
-                with contextlib.suppress(OSError):  # a full disk: the lock holds, its holder unnamed
-                    os.write(handle, f"{HOST} {os.getpid()}\n".encode())
-            finally:
-                os.close(handle)
-            return True
-
-    def _break(self, holder: tuple[str, int]) -> bool:
-        """Remove the lock of a dead `holder`, if it is still that one; whether it could be looked at. Waiters
-        break it one at a time, under an flock of the journal (released by the kernel when a process dies),
-        so that none removes the lock another waiter has just taken."""
-        try:
-            guard = os.open(self.journal, os.O_RDONLY)
-        except OSError:
-            return False
-        try:
-            fcntl.flock(guard, fcntl.LOCK_EX)
-            if lock_holder(self.file) == holder:
-                os.unlink(self.file)
-        except OSError:  # no flock here (some network filesystems): wait out the grace period instead
-            return False
-        finally:
-            os.close(guard)  # closing releases the flock
-        return True
-
-
-def lock_holder(file: str) -> tuple[str, int] | None:
-    """(host, pid) written in a journal's lock file by `JournalLock`; None when it names none."""
-    try:
-        with open(file, "rb") as lock:
-            host, pid = lock.read(300).decode().split()
-        return host, int(pid)
-    except (OSError, ValueError):
-        return None
 
 
 class Journal(JournalFileBackend):
@@ -371,17 +296,3 @@ def _parsed(line: bytes) -> Any:
         return json.loads(line)
     except ValueError:
         return _UNPARSED
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process of this machine runs (a zombie, dead but not yet reaped by its parent, does not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True

@@ -29,7 +29,8 @@ from sqlalchemy.engine import make_url
 
 from search.errors import InputError, one_line
 from search.study import record
-from search.study.journal import JOURNAL, check_not_foreign, open_journal, pid_alive
+from search.study.journal import JOURNAL, check_not_foreign, open_journal
+from search.study.journal_lock import pid_alive
 from search.study.record import HOST, Attr
 
 OWNER = "storage.txt"  # in a results folder: the storage its study is in

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from search.cli import main
 from search.errors import InputError
 from search.study import record, storage
-from search.study.journal import JournalLock, lock_holder, repair_journal
+from search.study.journal import repair_journal
+from search.study.journal_lock import JournalLock, lock_holder
 from search.study.studies import load_study
 
 
