@@ -263,7 +263,8 @@ def _worker_options(parser: argparse.ArgumentParser, several: bool, timeout: boo
     if several:
         _number(parser, "--workers", ranges.WORKERS, help="worker processes here (default: one per core, at most 4; "
                                                         "1 under --engine keras-tuner; with --ray: as many as "
-                                                        "the cluster holds)")
+                                                        "the cluster holds; confirm: one per training when the "
+                                                        "cores do not divide them, up to twice the cores)")
     if timeout:
         _number(parser, "--trial-timeout", ranges.SECONDS, help="fail a trial that trains longer than this (s)")
     _number(parser, "--recycle-after", ranges.RECYCLE_AFTER, default=25,
