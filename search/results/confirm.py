@@ -8,9 +8,11 @@ into the same study; the workers run them like any queued trial, so a confirmati
 Ctrl-C, runs on several workers, and adds exactly its trainings however often it is started. A
 baseline's own run in the search is one of its S: it was trained as written with its own recorded
 seed, and chosen by nothing but being the best of the tutorials (a choice that can only favour the
-baseline), whereas a searched trial's run is left out, since it was chosen for being lucky. A
-tutorial's other seeds are borrowed from the results folder's reference store where other studies
-trained it as written on the same kind of machine (study/references.py), and only the rest are trained.
+baseline), whereas a searched trial's run is left out, since it was chosen for being lucky. Every
+training of the tutorial that other studies (or `search baselines`) stored as written on the same kind
+of machine in the results folder's reference store (study/references.py) is borrowed, more than S when
+the store holds more (a tutorial measured on more seeds is known more precisely, at no cost now), and
+only what S still lacks is trained.
 `summary` reads them back: mean and standard deviation of validation and test accuracy per
 configuration, the confirmed winner (best mean validation accuracy), and whether it beats the best
 baseline by more than the noise (Welch's t-test and confidence interval on the test accuracies).
@@ -106,7 +108,7 @@ def queue(study: optuna.Study, top: int, seeds: int, results: Path | None = None
     if plan is None:
         chosen = [row.number for row in candidates(study, top)]
         borrowed = {str(number): found for number in chosen
-                    if (found := references.borrowable(study, number, results, seeds - own_runs(study, number)))}
+                    if (found := references.borrowable(study, number, results))}
         plan = {"top": top, "seeds": seeds, "trials": chosen, "borrowed": borrowed}
         study.set_user_attr(StudyAttr.CONFIRMED, plan)
     chosen = plan["trials"]
@@ -166,7 +168,7 @@ def standing(study: optuna.Study, workers: int, results: Path | None = None) -> 
     pick, baseline = chosen[0], next((row for row in chosen if row.baseline), None)
     if baseline is None or pick.baseline:
         return None
-    again = SEEDS - 1 - len(references.borrowable(study, baseline.number, results, SEEDS - 1))
+    again = max(0, SEEDS - 1 - len(references.borrowable(study, baseline.number, results)))
     durations = [pick.train_seconds or 0.0] * SEEDS + [baseline.train_seconds or 0.0] * again
     count = workers_for(len(durations), workers)
     seconds = makespan(durations, count, workers)

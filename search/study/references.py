@@ -171,18 +171,18 @@ def summary(results: Path, kind: dict[str, Any] | None = None) -> list[str]:
     return lines
 
 
-def borrowable(study: optuna.Study, number: int, results: Path | None, limit: int) -> list[dict[str, Any]]:
-    """At most `limit` stored trainings, by other studies on the same kind of machine, of the tutorial
-    that baseline trial `number` trained as written; none for any other trial or without a store."""
+def borrowable(study: optuna.Study, number: int, results: Path | None) -> list[dict[str, Any]]:
+    """Every stored training, by other studies on the same kind of machine, of the tutorial that baseline
+    trial `number` trained as written; none for any other trial or without a store."""
     trials = study.get_trials(deepcopy=False)
     name = _tutorial(study, trials[number], trials) if results is not None else None
-    if name is None or limit <= 0:
+    if name is None:
         return []
     assert results is not None
     here, reused = machine(study, trials[number]), trials[number].user_attrs.get(Attr.REFERENCE)
     same = [run for run in stored(results) if run["tutorial"] == name and run["machine"] == here
             and run["study"] != study.study_name and f"{run['study']}#{run['trial']}" != reused]
-    return same[:limit]
+    return same
 
 
 def check_names(names: list[str] | None) -> None:

@@ -114,13 +114,13 @@ def test_the_store_keeps_tutorials_as_written_and_lends_them_to_confirm_on_the_s
 
     second = _study("second", [0.982])
     _, total = confirm.queue(second, 2, 3, tmp_path)
-    assert total == 3  # the searched trial 3 times; S3: its own run and 2 borrowed, nothing trained
-    assert "1 baseline's own run in the search and 2 borrowed from the reference store" == confirm.reused(second)
+    assert total == 3  # the searched trial 3 times; S3: its own run and all 3 stored, nothing trained
+    assert "1 baseline's own run in the search and 3 borrowed from the reference store" == confirm.reused(second)
     waiting = [t.user_attrs[Attr.CONFIRM_OF] for t in second.get_trials(deepcopy=False) if t.state.name == "WAITING"]
     assert waiting == [0, 0, 0]
     found = confirm.summary(second)
     assert found is not None and found.baseline is not None
-    assert sorted(found.baseline.test) == [0.982, 0.984, 0.985]  # its own, then the store's first two
+    assert sorted(found.baseline.test) == [0.982, 0.983, 0.984, 0.985]  # its own, and every stored one: 4 of 3
     assert confirm.standing(_study("third", [0.982]), workers=2, results=tmp_path) is not None
     assert "the baseline 0 (" in str(confirm.standing(_study("fourth", [0.98]), 2, tmp_path))
 
