@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from search.cli import main
 from search.errors import InputError
 from search.study import record, storage
-from search.study.journal import repair_journal
+from search.study.journal import JOURNAL, RESERVE, RESERVE_BYTES, repair_journal
 from search.study.journal_lock import JournalLock, lock_holder
 from search.study.studies import load_study
 
@@ -321,12 +321,38 @@ def test_a_torn_journal_on_a_full_disk_is_read_as_it_is_and_nothing_is_left_besi
     original = journal.read_bytes()
     os.truncate(journal, len(original) - 30)
     fill(small_disk, 0)
+    before = sorted(p.name for p in small_disk.iterdir())
     assert main(["leaderboard", "s", "--results", str(small_disk.parent), "--storage", str(journal),
                  "--format", "csv"]) == 0
     out, err = capsys.readouterr()
     assert "no space left on its disk to move it aside" in err and err.count("\n") == 1
     assert journal.read_bytes() == original[:-30]
-    assert sorted(p.name for p in small_disk.iterdir()) == ["filler", "journal.log"]
+    assert sorted(p.name for p in small_disk.iterdir()) == before
+
+
+@pytest.mark.fast
+def test_a_trial_running_when_the_disk_fills_up_can_still_be_ended(small_disk: Path) -> None:
+    import optuna
+    from helpers import fill
+
+    from search.errors import DiskFull
+
+    journal = small_journal(small_disk)
+    reserve = journal.with_name(JOURNAL + RESERVE)
+    assert reserve.stat().st_blocks * 512 >= RESERVE_BYTES  # taken on the disk, not only promised
+    study = optuna.load_study(study_name="s", storage=storage.open_storage(str(journal)))
+    trial = study.ask()
+    fill(small_disk, 0)
+    for number in range(10):  # 5,000 bytes: more than the journal's last page has free, so the disk refuses
+        trial.set_user_attr(f"a{number}", "x" * 500)
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    assert not reserve.exists()
+    assert [t.state.name for t in study.get_trials()] == ["COMPLETE", "FAIL"]
+    with pytest.raises(DiskFull):  # with the reserve spent, the next writes stop on the full disk as before
+        for number in range(1000):
+            study.set_user_attr(f"b{number}", "x" * 500)
+    data = journal.read_bytes()
+    assert data.endswith(b"\n") and all(json.loads(line) for line in whole_lines(data))
 
 
 @pytest.mark.slow

@@ -81,21 +81,23 @@ def test_a_full_disk_stops_the_run_in_one_line_and_the_trial_it_stopped_takes_no
 
 
 @pytest.mark.slow
-def test_a_disk_that_fills_while_a_trial_trains_leaves_no_trial_running(write_space, small_disk: Path) -> None:
-    # The journal's own records find no room: its reserve makes room for those that end the trial.
+def test_a_disk_that_fills_as_a_trial_starts_leaves_no_trial_running(write_space, small_disk: Path) -> None:
+    # The disk fills once the trial is created and before it keeps any progress, whose removal would make
+    # room for the records that end it.
     space = write_space(TINY, "tiny.py")
     results = small_disk / "results"
     results.mkdir()
-    argv = [sys.executable, "-m", "search", "run", str(space), "--trials", "3", "--epochs", "30", "--train-size",
-            "2000", "--seed", "0", "--workers", "1", "--results", str(results)]
+    argv = [sys.executable, "-m", "search", "run", str(space), "--trials", "3", "--epochs", "3", "--train-size",
+            "20000", "--seed", "0", "--workers", "1", "--results", str(results)]
     process = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     journal = results / "tiny" / JOURNAL
     deadline = time.monotonic() + 120
-    while not (journal.is_file() and '"op_code":7' in journal.read_text()):  # an epoch of a trial has ended
+    while not (journal.is_file() and '"op_code":4' in journal.read_text()):  # a trial was created
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()
-        time.sleep(0.05)
-    assert journal.with_name(JOURNAL + RESERVE).is_file()
+        time.sleep(0.01)
     fill(small_disk, 0)
+    assert '"op_code":7' not in journal.read_text()  # no epoch had ended: no progress kept yet
+    assert journal.with_name(JOURNAL + RESERVE).is_file()
     out, err = process.communicate(timeout=300)
     assert process.returncode == 1, (out[-2000:], err[-2000:])
     stopped = [line for line in out.splitlines() if line.startswith("stopped:")]
