@@ -63,7 +63,7 @@ def main() -> None:
         ends = EpochEnds()
         train.fit(train.training_model(config, precision), config, data, callbacks=[ends])
         per_epoch = statistics.median(b - a for a, b in zip(ends.ends, ends.ends[1:], strict=False))
-        return per_epoch * 55_000 / len(data.train_labels)
+        return per_epoch * datasets.TRAIN_SPLIT / len(data.train_labels)
 
     print(f"{runtime.cpu_model()}, {args.threads} thread(s), {precision}, {runtime.cpu_kernels()} kernels; "
           f"seconds per epoch of 55,000 images (median of {args.epochs}, from {args.train_size:,} images)")

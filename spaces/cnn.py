@@ -18,8 +18,8 @@ from search.space import Float, Int, Repeat, baselines
 SPACE = {
     "model": "cnn",
     # 3x3 conv (SAME) -> batch norm -> relu -> 2x2 max pooling; three blocks leave 3x3 maps. Filters
-    # come in steps of 16: oneDNN's CPU convolutions run in blocks of 16 channels, and any other count
-    # trains 2-5 times slower per step (benchmarks/conv_channels.py). Filters stop at 64 and batches
+    # come in steps of 16: oneDNN's CPU convolutions run in blocks of 16 channels, and the counts beside
+    # them trained 2.4-3.9 times slower per epoch (benchmarks/conv_channels.py). Filters stop at 64 and batches
     # are 128: on one CPU thread a wider network, or smaller batches, cost a 30-epoch training more
     # than the search and its confirmation can spend.
     "conv_blocks": Repeat(Int(2, 3), {"filters": Int(16, 64, step=16)}),
