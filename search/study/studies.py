@@ -26,7 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 from search.errors import InputError, TrialFailed
 from search.files import write_atomic
 from search.space import Space, changes, load_space, outline
-from search.study import journal, lifecycle, record, stopping, storage
+from search.study import halving, journal, lifecycle, record, stopping, storage
 from search.study.objective import Objective, stop_when_asked
 from search.study.record import Attr, StudyAttr
 from search.training.datasets import Dataset
@@ -37,9 +37,9 @@ OBJECTIVES = {"accuracy": optuna.study.StudyDirection.MAXIMIZE, "params": optuna
 PRUNERS = ("median", "halving", "hyperband", "none")
 STARTUP_TRIALS = 5  # searched trials the median pruner waits for before judging any
 # Every pruner first judges a trial after epoch FIRST_RUNG (`run --min-epochs`), and never before it.
-# Successive halving (asynchronous, ASHA) then judges it after epochs 2, 5, 17 and 65 (rungs at steps
-# (FIRST_RUNG - 1) * 4**k, counted from 0), and lets it go on only while in the top quarter of the
-# trials that reached the same rung; so most stop after 2 epochs and few train to the space's full
+# Successive halving (asynchronous, ASHA; halving.py) then judges it after epochs 2, 5, 17 and 65 (rungs
+# at steps (FIRST_RUNG - 1) * 4**k, counted from 0), and lets it go on only while in the top quarter of
+# the trials that reached the same rung; so most stop after 2 epochs and few train to the space's full
 # length. Steps count from 0, so a trial's first epoch is never judged: a rung needs a step of 1 or more.
 FIRST_RUNG, REDUCTION = 2, 4
 
@@ -152,7 +152,7 @@ def make_pruner(name: str, baselines: int = 0, min_epochs: int = FIRST_RUNG) -> 
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=STARTUP_TRIALS + baselines, n_warmup_steps=first_step)
     if name == "halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=first_step, reduction_factor=REDUCTION)
+        return halving.Halving(first_step, REDUCTION)
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=first_step, reduction_factor=3)
     if name == "none":
