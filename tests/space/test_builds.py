@@ -3,14 +3,17 @@ many there are, or the space is refused saying why (the cases of one combination
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from typing import Any
 
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 from search.errors import SpaceError
-from search.space import Choice, schema, validate
+from search.space import Choice, Int, Repeat, schema, validate
 from search.space.builds import MAX_COMBINATIONS, check_buildable
 
 TOO_DEEP = [{"filters": 4}] * 6  # six 2x2 poolings: 28 -> 14 -> 7 -> 3 -> 1, and the fifth has no room
@@ -92,3 +95,58 @@ def test_branches_that_set_the_same_things_are_judged_once_and_a_buildable_space
     started = time.perf_counter()
     validate(space, "s.py")
     assert time.perf_counter() - started < 1.0
+
+
+# Random spaces of branches within branches, each level perhaps setting conv_blocks or layers. Each
+# depth has Choices of its own keys, as a key set again inside its own branch would be ambiguous.
+SETS = st.sampled_from([{}, {}, {}, {}, {}, {"conv_blocks": [{"filters": 4}]}, {"conv_blocks": TOO_DEEP},
+                        {"conv_blocks": Repeat(Int(4, 6), {"filters": 4})}, {"layers": [{"units": 8}]}])
+KEYS_AT_DEPTH = [{}, {"init": schema.INITS[:3], "schedule": schema.SCHEDULES},
+                 {"activation": schema.ACTIVATIONS[:3], "optimizer": schema.OPTIMIZERS}]
+
+
+def level(depth: int) -> st.SearchStrategy[dict[str, Any]]:
+    def choice(labels: tuple[str, ...]) -> st.SearchStrategy[Choice]:
+        return st.lists(st.sampled_from(labels), min_size=1, max_size=3, unique=True).flatmap(
+            lambda taken: st.tuples(*[level(depth - 1) for _ in taken]).map(
+                lambda options: Choice(dict(zip(taken, options, strict=True)))))
+    choices = st.fixed_dictionaries({}, optional={key: choice(labels) for key, labels in KEYS_AT_DEPTH[depth].items()})
+    return st.tuples(SETS if depth < 2 else st.just({}), choices).map(lambda pair: {**pair[0], **pair[1]})
+
+
+SPACES = st.tuples(st.sampled_from([Choice(["mlp", "cnn"]), "cnn", "softmax",
+                                    Choice({"cnn": {}, "mlp": {"layers": [{"units": 8}]}})]), level(2)).map(
+    lambda pair: {"model": pair[0], **pair[1]})
+
+
+def flat(node: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every combination of a level's branches, each as the same level without branches: the brute force."""
+    levels: list[list[dict[str, Any]]] = []
+    for key, value in node.items():
+        if isinstance(value, Choice) and value.branches:
+            levels.append([{key: label, **inner} for label in value.labels() for inner in flat(value.option(label))])
+        else:
+            levels.append([{key: value}])
+    return [{k: v for part in parts for k, v in part.items()} for parts in itertools.product(*levels)]
+
+
+def builds(space: dict[str, Any]) -> bool:
+    try:
+        check_buildable(space, "s.py")
+    except SpaceError:
+        return False
+    return True
+
+
+@pytest.mark.fast
+@given(space=SPACES)
+def test_a_space_is_refused_exactly_when_one_of_all_its_combinations_of_branches_cannot_build(
+        space: dict[str, Any]) -> None:
+    try:
+        validate(space, "s.py")
+        refused = False
+    except SpaceError as err:
+        assume("is also set at" not in str(err))  # ambiguous: refused before any combination is judged
+        assert "no config can be built" in str(err), str(err)
+        refused = True
+    assert refused == (not all(builds(combination) for combination in flat(space)))
