@@ -107,6 +107,9 @@ def _below(root: int, processes: dict[int, tuple[int, str]]) -> list[int]:
     for pid, (parent, _) in processes.items():
         children.setdefault(parent, []).append(pid)
     found = list(children.get(root, []))
+    seen = set(found)
     for pid in found:  # the list grows as it is read: breadth first
-        found += children.get(pid, [])
+        below = [child for child in children.get(pid, []) if child not in seen]  # a pid reused mid-read: no loop
+        found += below
+        seen.update(below)
     return found
