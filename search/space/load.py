@@ -8,8 +8,11 @@ configs, and `PRUNER`, the name of the pruner its searches use unless `--pruner`
 `visit.sample` then turns the space into concrete config dicts. The import runs in a child process
 with a time limit, so that a file that hangs, ends the process (`os._exit`) or crashes the
 interpreter is one line naming it, like any other bad space file; the child hands back the
-validated `Space`. Every command that reads a space file (`run`, `show`, workers, `confirm`) comes
-through here.
+validated `Space`. No process the file starts outlives its import: the child runs in a session of
+its own whose process group is killed when the import ends, and on Linux it keeps the import in a
+fork of itself (keeper.py) and kills whatever is left below it, even a process the file detached
+into a session of its own. Every command that reads a space file (`run`, `show`, workers,
+`confirm`) comes through here.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from search.errors import SpaceError
-from search.space import schema, visit
+from search.space import keeper, schema, visit
 from search.space.checks import validate
 from search.space.dimensions import Choice, Dimension
 
@@ -95,8 +98,13 @@ def load_space(path: str | Path, time_limit: float = IMPORT_SECONDS) -> Space:
 
 
 def _end_group(process: subprocess.Popen[bytes]) -> None:
-    """Kill the import's process group: the child if it still runs, and any process the space file
-    started and left behind (one that left the group on purpose is beyond reach); then reap the child."""
+    """End the import and whatever it started. A child still running ran out of time: its SIGTERM has it
+    kill the import and every process left below it (keeper.py). Then kill the process group, all
+    there is where the child cannot keep what the import starts, and reap the child."""
+    if process.poll() is None:
+        process.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=2 * keeper.ENDING_SECONDS)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait()
@@ -106,6 +114,7 @@ def _child() -> None:
     """The child's side of `load_space`: load the file named in argv, and write back a pickled
     ("space", Space) or ("error", (path, problem)) on the stdout it was given; whatever the file
     prints goes to stderr."""
+    keeper.keep()  # returns in the fork that imports; this process keeps it, ending what it leaves behind
     result = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     sys.stdout = sys.stderr

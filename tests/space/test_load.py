@@ -235,18 +235,43 @@ def test_a_space_file_that_hangs_exits_or_crashes_is_one_line(write_space, body:
     assert "\n" not in text and text.startswith(str(path)) and message.split(": ", 1)[1] in text, text
 
 
+LEAVERS = {
+    # how a space file starts a process and leaves it behind: each writes the process's pid to PID_FILE
+    "in its group": "import subprocess, pathlib\n"
+                    "left = subprocess.Popen(['sleep', '600'], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, "
+                    "stderr=subprocess.DEVNULL)\n"
+                    "pathlib.Path(PID_FILE).write_text(str(left.pid))\n",
+    "in a session of its own": "import subprocess, pathlib\n"
+                               "left = subprocess.Popen(['sleep', '600'], stdin=subprocess.DEVNULL, "
+                               "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)\n"
+                               "pathlib.Path(PID_FILE).write_text(str(left.pid))\n",
+    "forked twice, in a session of its own": "import os, pathlib\n"  # as a daemon detaches
+                                             "read, write = os.pipe()\n"
+                                             "if os.fork() == 0:\n"
+                                             "    os.setsid()\n"
+                                             "    if os.fork() == 0:\n"
+                                             "        os.write(write, str(os.getpid()).encode())\n"
+                                             "        null = os.open(os.devnull, os.O_RDWR)\n"
+                                             "        for fd in (0, 1, 2):\n"
+                                             "            os.dup2(null, fd)\n"
+                                             "        os.execvp('sleep', ['sleep', '600'])\n"
+                                             "    os._exit(0)\n"
+                                             "os.close(write)\n"
+                                             "pathlib.Path(PID_FILE).write_text(os.read(read, 32).decode())\n",
+}
+
+
 @pytest.mark.fast
+@pytest.mark.parametrize("leaver", list(LEAVERS))
 @pytest.mark.parametrize("body", [body for body, _ in RUNAWAY] + ["SPACE = {'model': 'mlp'}\n"],
                          ids=[m.split(": ", 1)[1][:30] for _, m in RUNAWAY] + ["a good file"])
-def test_no_process_a_space_file_starts_outlives_its_import(write_space, tmp_path: Path, body: str) -> None:
+def test_no_process_a_space_file_starts_outlives_its_import(write_space, tmp_path: Path, body: str,
+                                                            leaver: str) -> None:
     import os
     import time
 
     pid_file = tmp_path / "pid"
-    path = write_space("import subprocess, pathlib\n"
-                       "left = subprocess.Popen(['sleep', '600'], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, "
-                       "stderr=subprocess.DEVNULL)\n"
-                       f"pathlib.Path({str(pid_file)!r}).write_text(str(left.pid))\n" + body)
+    path = write_space(f"PID_FILE = {str(pid_file)!r}\n" + LEAVERS[leaver] + body)
     try:
         load_space(path, time_limit=5)  # time to start Python and the process, on a busy machine too
     except SpaceError:
