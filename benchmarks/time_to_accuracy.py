@@ -3,7 +3,7 @@ or above a target, for the dense space and, beside it in the same run, the 8-epo
 it replaced (targets 98.5% and 98.9%); with `--kind cnn`, for the CNN space (targets 99.3% and 99.6%).
 
     .venv/bin/python benchmarks/time_to_accuracy.py [--kind dense|cnn] [--runs 3] [--trials 50]
-        [--references results/references.json] [--out results/benchmarks]
+        [--references results/references.json] [--until-targets] [--out results/benchmarks]
 
 `--references` copies a reference store into the runs' results folder first, so that the baselines
 are recorded from it as in a results folder where `search baselines` has run, not trained.
@@ -12,7 +12,10 @@ Each (space, run) is `python -m search run SPACE --trials N --seed RUN` in a fre
 time, in its own study under OUT/tta-runs/ (baselines included, as a user runs it). From each study's
 trials, in the order they finished: the trial selected by validation after each finish, and the
 first moment its test accuracy reached each target. Prints the median over runs and writes
-OUT/time_to_accuracy.json (every run's figures).
+OUT/time_to_accuracy.json (every run's figures, after each run). With `--until-targets` a run is
+stopped as Ctrl-C stops it once its selected trial has reached every target (the study is read every
+`POLL_SECONDS`): the times to the targets are the same, the rest of the run is not spent, and the
+"selected's test" is then the one at the stop.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -36,6 +40,7 @@ KINDS = {  # the spaces compared, and the targets
     "cnn": ({"successive halving, 30 epochs": "spaces/cnn.py"}, (0.993, 0.996)),
 }
 TARGETS = KINDS["dense"][1]
+POLL_SECONDS = 15  # --until-targets: how often a running study is read
 
 
 def time_to_targets(study_name: str, results: Path, started: datetime,
@@ -69,6 +74,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--references", help="a reference store (references.json) to start the runs' folder with")
     parser.add_argument("--trials", type=int, default=50)
+    parser.add_argument("--until-targets", action="store_true",
+                        help="stop each run once its selected trial has reached every target")
     parser.add_argument("--out", default="results/benchmarks")
     args = parser.parse_args()
     out = Path(args.out)
@@ -84,13 +91,16 @@ def main() -> None:
             name = f"tta-{Path(space).stem}-{seed}"
             started = datetime.now()
             clock = time.monotonic()
-            subprocess.run([sys.executable, "-m", "search", "run", space, "--trials", str(args.trials), "--seed",
-                            str(seed), "--study", name, "--results", str(results)], check=True,
-                           stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            stopped = run_search([sys.executable, "-m", "search", "run", space, "--trials", str(args.trials),
+                                  "--seed", str(seed), "--study", name, "--results", str(results)],
+                                 (name, results, started, targets) if args.until_targets else None)
             found = {"space": label, "seed": seed, "wall_seconds": round(time.monotonic() - clock, 1),
-                     **time_to_targets(name, results, started, targets)}
+                     "stopped_at_targets": stopped, **time_to_targets(name, results, started, targets)}
             runs.append(found)
             print(json.dumps(found), flush=True)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / f"time_to_accuracy{'' if args.kind == 'dense' else '-' + args.kind}.json").write_text(
+                json.dumps(runs, indent=1))
     print(f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} cores; median of {args.runs} runs "
           f"of {args.trials} trials")
     print(f"| space | run (s) | {' | '.join(f'to {t:.1%} (s)' for t in targets)} | selected's test |")
@@ -108,9 +118,25 @@ def main() -> None:
         tests = [run["selected"]["test"] for run in mine if run["selected"]]
         cells.append(f"{100 * statistics.median(tests):.2f}%" if tests else "-")
         print(f"| {label} | " + " | ".join(cells) + " |")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"time_to_accuracy{'' if args.kind == 'dense' else '-' + args.kind}.json").write_text(
-        json.dumps(runs, indent=1))
+
+
+def run_search(command: list[str], watch: tuple[str, Path, datetime, tuple[float, ...]] | None) -> bool:
+    """Run one search; with `watch` (its study, results folder, start and targets), stop it as Ctrl-C
+    does (SIGINT to its process group) once its selected trial has reached every target. Whether it
+    was stopped so."""
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, start_new_session=True,
+                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    stopped = False
+    while child.poll() is None:
+        time.sleep(POLL_SECONDS)
+        if watch is None or stopped or not (watch[1] / watch[0] / "journal.log").is_file():
+            continue
+        if all(seconds is not None for seconds in time_to_targets(*watch)["reached"].values()):
+            os.killpg(child.pid, signal.SIGINT)
+            stopped = True
+    if child.returncode not in (0, 130) or (child.returncode == 130 and not stopped):
+        raise SystemExit(f"{' '.join(command)}: exit {child.returncode}")
+    return stopped
 
 
 if __name__ == "__main__":
