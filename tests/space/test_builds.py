@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
 from typing import Any
 
 import pytest
@@ -14,7 +13,7 @@ from hypothesis import strategies as st
 
 from search.errors import SpaceError
 from search.space import Choice, Int, Repeat, schema, validate
-from search.space.builds import MAX_COMBINATIONS, check_buildable
+from search.space.builds import _READS, MAX_COMBINATIONS, _combinations, check_buildable
 
 TOO_DEEP = [{"filters": 4}] * 6  # six 2x2 poolings: 28 -> 14 -> 7 -> 3 -> 1, and the fifth has no room
 
@@ -48,16 +47,15 @@ def test_an_unbuildable_combination_far_past_the_first_thousands_is_refused() ->
 
 
 @pytest.mark.fast
-def test_a_million_combinations_of_branches_are_judged_in_well_under_a_second() -> None:
+def test_a_million_combinations_of_branches_are_judged_as_the_two_they_build() -> None:
     # Twenty Choices of two branches (check_buildable reads no other key, so any name does); the first
     # one's second branch, taken from the 524,289th combination on, is the only one that cannot build.
     space: dict[str, Any] = {"model": "cnn",
                              "choice0": Choice({"a": {"conv_blocks": [{"filters": 4}]}, "b": {"conv_blocks": TOO_DEEP}})}
     space.update({f"choice{index}": Choice({"a": {}, "b": {}}) for index in range(1, 20)})
-    started = time.perf_counter()
+    assert len(_combinations(space, _READS, "s.py")) == 2  # judging them one by one would take minutes
     with pytest.raises(SpaceError, match=r"^s\.py: choice0\.b\.conv_blocks: no config can be built when choice0 is b"):
         check_buildable(space, "s.py")
-    assert time.perf_counter() - started < 1.0  # judging them one by one takes minutes
 
 
 @pytest.mark.fast
@@ -92,9 +90,8 @@ def test_branches_that_set_the_same_things_are_judged_once_and_a_buildable_space
         "schedule": branches(schema.SCHEDULES),
         "augment": branches(schema.AUGMENTS),
     }
-    started = time.perf_counter()
+    assert len(_combinations(space, _READS, "s.py")) == 3  # one for each model: the other branches set nothing it reads
     validate(space, "s.py")
-    assert time.perf_counter() - started < 1.0
 
 
 # Random spaces of branches within branches, each level perhaps setting conv_blocks or layers. Each
