@@ -104,12 +104,22 @@ def page_errors(driver: Any) -> list[str]:
 
 
 def fill(folder: Path, leave: int) -> None:
-    """Fill the filesystem of `folder` up to `leave` free bytes, with a file that stays there."""
+    """Fill the filesystem of `folder` up to `leave` free bytes, with a file that stays there. A process writing
+    there meanwhile may take the last bytes first: the disk is then full, which is what a filler is for."""
+    import errno
     import os
 
-    free = os.statvfs(folder).f_bavail * os.statvfs(folder).f_frsize
-    with open(folder / "filler", "ab") as filler:
-        filler.write(b"\0" * max(0, free - leave))
+    def free() -> int:
+        return os.statvfs(folder).f_bavail * os.statvfs(folder).f_frsize
+
+    with open(folder / "filler", "ab", buffering=0) as filler:
+        while free() > leave:
+            try:
+                filler.write(b"\0" * min(free() - leave, 1 << 16))
+            except OSError as error:
+                if error.errno != errno.ENOSPC:
+                    raise
+                return
 
 
 def journal_copy(finished_study: Path, tmp_path: Path) -> Path:
