@@ -10,12 +10,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_checkpoints import RUN, kept_at_least
+from test_checkpoints import SPACE as WIDE
 from test_workers import ENV, QUICK, SPACE, alive, search, trials, wait_for
 
 from search.cli import main
-from search.study import record
+from search.study import lifecycle, record
 from search.study.record import Attr, counts_toward_budget
 from search.study.storage import open_storage
+from search.training import checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -115,6 +118,47 @@ def test_ctrl_c_stops_every_ray_worker_and_marks_their_trials_interrupted(cluste
     # machine that has taken a few seconds. Every worker's process must be gone within 30 s.
     pids = {t.user_attrs[Attr.PID] for t in done if Attr.PID in t.user_attrs}
     wait_for(lambda: not [pid for pid in pids if alive(pid)], timeout=30)
+
+
+def test_a_ray_workers_trial_continues_from_its_checkpoint_after_the_worker_is_killed_and_after_ctrl_c(
+        cluster, postgres, write_space, tmp_path: Path) -> None:
+    # The two nodes share this machine's disk, as nodes that mount one results folder do: a retry finds
+    # the checkpoint on whichever node it runs.
+    space = write_space(WIDE, "continued.py")
+    results = tmp_path / "results"
+    argv = ["run", str(space), "--ray", cluster.address, "--storage", postgres.url, "--results", str(results), *RUN]
+    progress = results / "continued" / lifecycle.PROGRESS
+    watched = open_storage(postgres.url)
+    process = search(*argv)
+    wait_for(lambda: kept_at_least(progress / "0", 2), every=0.05)
+    first = next(t for t in trials("continued", watched) if t.number == 0)
+    os.kill(first.user_attrs[Attr.PID], signal.SIGKILL)  # the Ray worker's process, mid-trial
+    killed = checkpoint.load(progress / "0")  # the worker is dead: what it kept stays as it is
+    assert killed is not None
+    killed_at = killed.rounds_done
+    wait_for(lambda: kept_at_least(progress / "1", killed_at + 2), every=0.05)  # its retry goes on, then Ctrl-C
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 130, output
+    stopped = {t.number: t for t in trials("continued", postgres.url)}
+    assert record.lost_with_worker(stopped[0]) and stopped[1].user_attrs[Attr.RETRY_OF] == 0
+    assert stopped[1].user_attrs[Attr.RESUMED_AT] == killed_at and stopped[1].user_attrs[Attr.INTERRUPTED]
+    interrupted_at = stopped[1].user_attrs[Attr.EPOCHS]
+    assert killed_at + 2 <= interrupted_at < 30
+    assert stopped[1].user_attrs[Attr.VAL_HISTORY][:killed_at] == killed.val_history  # carried, not trained again
+
+    again = search(*argv)  # the same command continues the interrupted retry, on either node
+    output, _ = again.communicate(timeout=300)
+    assert again.returncode == 0, output
+    done = {t.number: t for t in trials("continued", postgres.url)}
+    assert len(done) == 3 and sum(counts_toward_budget(t) for t in done.values()) == 1  # budget exact
+    last = done[2]
+    assert last.state.name == "COMPLETE" and last.user_attrs[Attr.RETRY_OF] == 1
+    assert last.user_attrs[Attr.RESUMED_AT] == interrupted_at
+    history = last.user_attrs[Attr.VAL_HISTORY]
+    assert len(history) == 30 and history[:interrupted_at] == stopped[1].user_attrs[Attr.VAL_HISTORY]
+    assert sorted(last.intermediate_values) == list(range(30))
+    assert not list(progress.iterdir())
 
 
 def refused(argv: list[str], results: Path, env: dict[str, str] | None = None) -> str:
