@@ -12,8 +12,10 @@ in their top 1/reduction, like any trial that arrived later, and is not judged a
 
 Rivals are searched trials only: a baseline's or a `confirm` training's curve is no rival, and a
 trial that another continues (a retry after an interruption, which reports the curve it continues)
-counts once. What a trial passed early is known to the process that trains it; a trial resumed in
-another process is not judged again at the rungs its earlier part passed.
+counts once. A trial that continues another's curve (a retry after its worker died or after Ctrl-C,
+often in another process) is judged again at each rung its earlier part passed that still has fewer
+than `reduction` trials; whether that part passed a fuller rung early is not recorded, so such a rung
+is not judged again.
 """
 
 from __future__ import annotations
@@ -48,7 +50,11 @@ class Halving(optuna.pruners.BasePruner):
         if step is None:
             return False
         trials = study.get_trials(deepcopy=False)
-        early = self.early.setdefault(trial.number, set())
+        early = self.early.get(trial.number)
+        if early is None:  # first judged here: a trial continuing another's curve comes with the rungs it passed
+            early = self.early[trial.number] = {
+                rung for rung in trial.intermediate_values
+                if rung < step and self.is_rung(rung) and len(rung_values(trials, rung, trial)) < self.reduction}
         if self.is_rung(step) and len(rung_values(trials, step, trial)) < self.reduction:
             early.add(step)
             return False

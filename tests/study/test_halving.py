@@ -103,3 +103,37 @@ def test_baselines_and_confirm_trainings_are_no_rivals_and_a_continued_trial_cou
 @pytest.mark.parametrize(("step", "rung"), [(1, True), (2, False), (4, True), (15, False), (16, True), (64, True)])
 def test_rungs_are_at_the_first_step_times_powers_of_the_reduction(step: int, rung: bool) -> None:
     assert Halving(1, REDUCTION).is_rung(step) is rung
+
+
+
+def continued_alongside(pruner: optuna.pruners.BasePruner, others: list[float]) -> int | None:
+    """Process one trains the first trial through the rungs after epochs 2 and 5, alone, and is stopped;
+    process two, with `pruner`, continues its curve in a retry, trains an epoch, then goes on while
+    `others` reach the first rung one by one: how many had arrived when the retry was pruned, or None."""
+    storage = optuna.storages.InMemoryStorage()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    one = optuna.create_study(direction="maximize", storage=storage, pruner=Halving(1, REDUCTION))
+    first = one.ask()
+    for step in range(6):
+        first.report(0.5, step)
+        assert not first.should_prune()
+    one.tell(first, state=optuna.trial.TrialState.FAIL)
+    two = optuna.load_study(study_name=one.study_name, storage=storage, pruner=pruner)
+    retry = two.ask()
+    retry.set_user_attr(Attr.RETRY_OF, first.number)
+    for step in range(6):  # the curve it continues, reported before it trains on (not judged)
+        retry.report(0.5, step)
+    retry.report(0.5, 6)
+    assert not retry.should_prune()  # still alone at the rungs it reached: ASHA lets it through again
+    for arrived, value in enumerate(others, start=1):
+        arrive(two, value)
+        retry.report(0.5, 6 + arrived)
+        if retry.should_prune():
+            return arrived
+    return None
+
+
+def test_a_trial_continued_in_another_process_is_judged_again_at_a_rung_its_earlier_part_passed_alone() -> None:
+    assert continued_alongside(optuna.pruners.SuccessiveHalvingPruner(1, REDUCTION), [0.9, 0.9, 0.9]) is None
+    assert continued_alongside(Halving(1, REDUCTION), [0.9, 0.9, 0.9]) == 3
+    assert continued_alongside(Halving(1, REDUCTION), [0.4, 0.4, 0.4, 0.9]) is None  # top quarter of the first 4
