@@ -14,6 +14,7 @@ import io
 import os
 import shlex
 import sys
+import unicodedata
 from pathlib import Path
 from typing import Any, NoReturn, TextIO, cast
 
@@ -31,19 +32,15 @@ class UsageError(InputError):
 
 
 class Redacted(io.TextIOBase):
-    """A stream that shows no password: what the console writes goes through `storage.redact_text`
-    when it may hold a URL, as every error line does, so that one given where no URL belongs
-    (`samples --out postgresql://ann:pw@db/x`) is not shown back by whatever line names it."""
+    """A stream that shows no password: what the console writes goes through `shown`, as every error
+    line does, so that a URL given where no URL belongs (`samples --out postgresql://ann:pw@db/x`) is not
+    shown back by whatever line names it."""
 
-    def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
+    def __init__(self, stream: TextIO, passwords: frozenset[str]) -> None:
+        self.stream, self.passwords = stream, passwords
 
     def write(self, text: str) -> int:
-        if "@" in text or "://" in text:
-            from search.study.storage import redact_text  # Optuna's import, only when a line needs it
-
-            text = redact_text(text)
-        return self.stream.write(text)
+        return self.stream.write(shown(text, self.passwords))
 
     def flush(self) -> None:
         self.stream.flush()
@@ -64,8 +61,9 @@ class Parser(argparse.ArgumentParser):
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    passwords = passwords_in(argv)
     # Logs and pipes get a wide fixed width, so tables stay one row per trial there too.
-    console = Console(file=cast(TextIO, Redacted(sys.stdout)), highlight=False,
+    console = Console(file=cast(TextIO, Redacted(sys.stdout, passwords)), highlight=False,
                       width=None if sys.stdout.isatty() else 200)
     try:
         args = build_parser().parse_args(argv)
@@ -75,13 +73,46 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as err:
         if argv[:1] == ["--debug"] and not isinstance(err, (UsageError, ranges.FlagError)):  # --debug comes first
             raise
-        from search.study.storage import redact_text
-
-        print(f"error: {redact_text(str(err))}", file=sys.stderr)
+        print(f"error: {shown(escaped(str(err)), passwords)}", file=sys.stderr)
         return EXIT_INPUT
     except KeyboardInterrupt:  # a Ctrl-C outside the stages that stop cooperatively (stopping.py)
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def passwords_in(argv: list[str]) -> frozenset[str]:
+    """The passwords of the URLs on a command line (`user:PASSWORD@host`, with a scheme or without, as a
+    value or after `--flag=`), as written: `shown` hides them wherever they appear, even split by a space
+    or a line break that no URL parser would read past. Shorter than 3 characters they are left to the
+    URL parsing alone, since hiding every "a" of a message would garble it."""
+    found = set()
+    for argument in argv:
+        userinfo = argument.split("://", 1)[-1].rpartition("@")[0]
+        password = userinfo.partition(":")[2]
+        if len(password) >= 3:
+            found.add(password)
+    return frozenset(found)
+
+
+def shown(text: str, passwords: frozenset[str]) -> str:
+    """`text` as the console or an error line may show it: every given password, as written or escaped,
+    as ***, then each word that may hold a URL through `storage.redact_text`."""
+    for password in sorted(passwords, key=len, reverse=True):
+        for form in (password, escaped(password), repr(password)[1:-1]):
+            text = text.replace(form, "***")
+    if "@" in text or "://" in text:
+        from search.study.storage import redact_text  # Optuna's import, only when a line needs it
+
+        text = redact_text(text)
+    return text
+
+
+def escaped(text: str) -> str:
+    """`text` with every character that could end or redraw a line (a newline, a carriage return, any other
+    control character, Unicode's line and paragraph separators) written as its escape: a value the user
+    gave, echoed in an error, keeps the error one line."""
+    return "".join(repr(char)[1:-1] if unicodedata.category(char) in ("Cc", "Zl", "Zp") else char
+                   for char in text)
 
 
 NAME_BYTES = 255  # a file or folder name, on every file system Linux writes

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
+import re
 from pathlib import Path
 from typing import Any
 
@@ -356,3 +359,24 @@ def test_a_folder_a_command_cannot_write_into_is_one_line_and_nothing_is_written
     flag = argv[argv.index("{bad}") - 1]
     assert err == f"error: {flag} {bad}: {message.format(tmp=tmp_path)}\n", err
     assert sorted(tmp_path.iterdir()) == before and (tmp_path / "notes.txt").read_text() == "mine\n"
+
+
+# Passwords of letters no message of `search` holds in a row, split by what no URL parser reads past.
+PASSWORDS = st.text(alphabet="QXZJ \n\t\r\x85\u2028@:", min_size=3, max_size=16).filter(
+    lambda password: re.search("[QXZJ]{3}", password) is not None)
+
+
+@pytest.mark.fast
+@given(password=PASSWORDS, scheme=st.sampled_from(["postgresql://", "mysql+pymysql://", ""]),
+       user=st.sampled_from(["ann", ""]), host=st.sampled_from(["db/search", "127.0.0.1:1/none"]),
+       command=st.sampled_from([["baselines", "--only", "{url}"], ["baselines", "--only={url}"], ["show", "{url}"]]))
+def test_a_password_given_on_the_command_line_never_shows_in_its_refusal_even_split_by_a_space_or_a_line_break(
+        password: str, scheme: str, user: str, host: str, command: list[str]) -> None:
+    url = f"{scheme}{user}:{password}@{host}"
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert main([part.replace("{url}", url) for part in command]) == 2
+    refusal = err.getvalue()
+    assert refusal.startswith("error: ") and len(refusal.splitlines()) == 1, refusal
+    for part in re.findall("[QXZJ]{3,}", password):  # no piece of it either
+        assert part not in refusal, (url, refusal)

@@ -143,16 +143,46 @@ def files_under(folder: Path) -> dict[str, int]:
     return {str(path.relative_to(folder)): path.stat().st_size for path in folder.rglob("*")}
 
 
+# Characters that end or redraw a line on a terminal, or that `str.splitlines` takes for a line's end.
+BREAKS = ["\n", "\r", "\r\n", "\x0b", "\x0c", "\x1c", "\x1e", "\x85", "\u2028", "\u2029", "\t", "\x1b[2K"]
+
+
+@st.composite
+def broken_command_lines(draw: st.DrawFn) -> list[str]:
+    """A command line with a line break (or another control character) somewhere in one of its arguments."""
+    argv = draw(command_lines())
+    argv += [""] if len(argv) == 1 else []  # a command alone (`samples` without its --out): a value after it
+    at = draw(st.integers(1, len(argv) - 1))
+    cut = draw(st.integers(0, len(argv[at])))
+    argv[at] = argv[at][:cut] + draw(st.sampled_from(BREAKS)) + argv[at][cut:]
+    return argv
+
+
 @pytest.mark.fast
 @given(argv=command_lines())
-# What the fuzzing found, kept as examples: a name no file system takes reached the OS as a traceback, and a
-# URL given where none belongs was shown back with its password.
+# What the fuzzing found, kept as examples: a name no file system takes reached the OS as a traceback, a
+# URL given where none belongs was shown back with its password, and a value holding a newline, echoed in
+# its refusal, made it two lines.
 @example(argv=["show", "a" * 300 + ".py"])
 @example(argv=["predict", "x.tflite", "b" * 256])
 @example(argv=["baselines", f"--only=postgresql://ann:{PASSWORD}@127.0.0.1:1/none", "--only", "S9"])
 @example(argv=["leaderboard", "s", "--storage", f"ann:{PASSWORD}@db/search"])
 @example(argv=["samples", "--out", f"postgresql://ann:{PASSWORD}@127.0.0.1:1/none"])  # a folder named like a URL
+@example(argv=["baselines", "--only=\n", "--only", "S9"])
 def test_any_command_line_succeeds_or_is_refused_in_one_line_writing_nothing(argv: list[str]) -> None:
+    keeps_the_contract(argv)
+
+
+@pytest.mark.fast
+@given(argv=broken_command_lines())
+def test_a_line_break_in_any_argument_leaves_a_refusal_one_line(argv: list[str]) -> None:
+    keeps_the_contract(argv)
+
+
+def keeps_the_contract(argv: list[str]) -> None:
+    """Run `argv` in a fresh copy of the template folder: exit 0, or exit 2 with exactly one line on stderr
+    (by every line ending `str.splitlines` knows) and nothing on stdout or on disk; never a traceback or
+    a password."""
     with tempfile.TemporaryDirectory() as parent:
         folder = Path(parent) / "cwd"
         shutil.copytree(template(), folder)
@@ -170,6 +200,8 @@ def test_any_command_line_succeeds_or_is_refused_in_one_line_writing_nothing(arg
         assert "Traceback" not in shown and PASSWORD not in shown, (argv, shown)
         assert code in (0, 2), (argv, code, shown)
         if code == 2:
-            assert err.getvalue().startswith("error: ") and err.getvalue().count("\n") == 1, (argv, err.getvalue())
+            refusal = err.getvalue()
+            assert refusal.startswith("error: ") and len(refusal.splitlines()) == 1 and refusal.endswith("\n"), (
+                argv, refusal)
             assert out.getvalue() == "", (argv, out.getvalue())
             assert files_under(folder) == before, argv
