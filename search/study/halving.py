@@ -14,8 +14,8 @@ Rivals are searched trials only: a baseline's or a `confirm` training's curve is
 trial that another continues (a retry after an interruption, which reports the curve it continues)
 counts once. A trial that continues another's curve (a retry after its worker died or after Ctrl-C,
 often in another process) is judged again at each rung its earlier part passed that still has fewer
-than `reduction` trials; whether that part passed a fuller rung early is not recorded, so such a rung
-is not judged again.
+than `reduction` trials; at a rung that has more by then, Optuna's pruner judges it once, after the
+first epoch it trains, against all of them.
 """
 
 from __future__ import annotations
