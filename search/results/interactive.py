@@ -100,6 +100,21 @@ def intermediate_values(study: optuna.Study, rows: Mapping[int, record.Record]) 
     return _plain(fig, "epoch (step reported to the pruner)", ACCURACY)
 
 
+def rungs(columns: Sequence[str], shown: Sequence[tuple[str, record.Record]]) -> go.Figure:
+    """Each searched trial that ended, by state, in the column (`columns`, in order) of the epochs it
+    trained, at the best validation accuracy it reached; `shown` pairs each trial with its column."""
+    fig = go.Figure()
+    for state in ("complete", "pruned"):
+        mine = [(column, row) for column, row in shown if row.state == state]
+        if mine:
+            fig.add_scatter(x=[column for column, _ in mine], y=[row.val_accuracy for _, row in mine],
+                            mode="markers", name=f"{state} ({len(mine)})", opacity=0.7,
+                            marker={"symbol": "circle" if state == "complete" else "x"},
+                            customdata=[hover(row) for _, row in mine], hovertemplate=TRIAL_HOVER)
+    fig.update_xaxes(type="category", categoryorder="array", categoryarray=list(columns))
+    return _plain(fig, "epochs trained", "best " + ACCURACY)
+
+
 def parallel_coordinates(study: optuna.Study, target: Target, rows: Mapping[int, record.Record]) -> go.Figure:
     """Optuna's parallel coordinates of validation accuracy and every searched hyperparameter, one line
     per completed trial; hovering a line's point names the trial and the value on that axis."""

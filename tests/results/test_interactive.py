@@ -97,11 +97,11 @@ def test_the_page_inlines_plotly_once_and_links_to_nothing_it_would_fetch(tmp_pa
     assert page.count(PLOTLY_JS) == 1 and "<script src" not in page.replace(" ", "")
     figures = re.findall(r'<div id="([a-z_]+)-plot" class="plotly-graph-div"', page)
     assert figures == ["best_by_trial", "best_by_time", "importances", "parallel_coordinates", "pareto",
-                       "learning_curves"]
+                       "learning_curves", "rungs"]
     assert page.index(PLOTLY_JS) < page.index('id="best_by_trial-plot"')  # before the first figure's script
     outside_scripts = re.sub(r"<script.*?</script>", "", page, flags=re.S)
     assert not re.search(r"https?://", outside_scripts)  # the attributions inside plotly.js are for map plots
     # Every PNG is still written, and the page links to it rather than embedding it twice.
-    for name in ("best_by_trial", "best_by_time", "importances", "pareto", "learning_curves"):
+    for name in ("best_by_trial", "best_by_time", "importances", "pareto", "learning_curves", "rungs"):
         assert (tmp_path / "report" / f"{name}.png").exists() and f'href="report/{name}.png"' in page
     assert "<img" not in page  # no kept weights: no confusion matrix, no misclassified digits

@@ -20,9 +20,10 @@ from search.study.storage import open_storage
 from search.study.studies import load_study
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-FIGURES = ["best_by_trial", "best_by_time", "importances", "pareto", "learning_curves", "confusion_matrix",
+FIGURES = ["best_by_trial", "best_by_time", "importances", "pareto", "learning_curves", "rungs", "confusion_matrix",
            "misclassified"]  # as PNGs
-INTERACTIVE = ["best_by_trial", "best_by_time", "importances", "parallel_coordinates", "pareto", "learning_curves"]
+INTERACTIVE = ["best_by_trial", "best_by_time", "importances", "parallel_coordinates", "pareto", "learning_curves",
+               "rungs"]
 SECTIONS = [*INTERACTIVE, "confusion_matrix", "misclassified"]
 EMBEDDED_PNG = '<img src="data:image/png;base64,'  # the figures plotly does not draw
 # Two searched dimensions (so importances exist) and learning rates far apart (so some trials learn
@@ -65,6 +66,10 @@ def test_report_holds_leaderboard_and_every_figure_as_png(searched: tuple[optuna
     pruned = [t for t in finished if t.state == optuna.trial.TrialState.PRUNED]
     assert len(pruned) == 1 and "<td>pruned</td>" in page  # trial 5 (learning rate 1e-6)
     assert "Learning curves: the best 5 completed trials (solid) and 1 pruned (dashed)" in page
+    # Where the training went: the pruned trial stopped after epoch 2, the others trained all 3.
+    seconds = {epochs: sum(t.user_attrs["train_seconds"] for t in finished if t.user_attrs["epochs"] == epochs)
+               for epochs in (2, 3)}
+    assert f"2 epochs: 1 trial, {seconds[2]:,.0f} s" in page and f"3 epochs: 5 trials, {seconds[3]:,.0f} s" in page
     for name in FIGURES:
         png = (study_dir / "report" / f"{name}.png").read_bytes()
         assert png.startswith(PNG_MAGIC) and len(png) > 2000, name
@@ -138,6 +143,7 @@ def test_report_renders_in_headless_chromium(searched: tuple[optuna.Study, Path]
         for name in ("best_by_trial-plot", "best_by_time-plot", "parallel_coordinates-plot", "pareto-plot"):
             assert set(shown[name]) == complete, name
         assert set(shown["learning_curves-plot"]) == finished  # the pruned trial's curve too
+        assert sorted(shown["rungs-plot"]) == sorted(finished)  # every searched trial that ended, once
         assert shown["importances-plot"] == []  # a bar per hyperparameter, not per trial
         # Hovering a point shows its trial: plotly's own hover, on the chosen trial's point of the size figure.
         chosen = min(complete, key=lambda n: record.by_validation(record.read(study.trials[n])))
