@@ -35,6 +35,7 @@ class Halving(optuna.pruners.BasePruner):
         self.first_step, self.reduction = first_step, reduction
         self.asha = optuna.pruners.SuccessiveHalvingPruner(min_resource=first_step, reduction_factor=reduction)
         self.early: dict[int, set[int]] = {}  # trial number -> rung steps it passed with fewer rivals than reduction
+        self.verdicts: dict[int, str] = {}  # trial number -> why it was stopped when judged again at an earlier rung
 
     def is_rung(self, step: int) -> bool:
         rung = self.first_step
@@ -65,9 +66,17 @@ class Halving(optuna.pruners.BasePruner):
             mine = _score(trial.intermediate_values[rung])
             if sum(value > mine for value in values) >= len(values) // self.reduction:
                 self.early.pop(trial.number, None)
+                self.verdicts[trial.number] = (f"not in the top 1/{self.reduction} of the {len(values)} trials at "
+                                               f"epoch {rung + 1}, judged again there once they had reached it")
                 return True
             early.discard(rung)  # in the top 1/reduction once its rivals were there: judged like any other
         return False
+
+
+    def why(self, number: int) -> str | None:
+        """Why trial `number` was just pruned, if at a rung it had passed early (None: at the rung it reached,
+        by Optuna's pruner)."""
+        return self.verdicts.pop(number, None)
 
 
 def rung_values(trials: list[FrozenTrial], step: int, trial: FrozenTrial) -> list[float]:

@@ -245,10 +245,10 @@ def _run(assignment: Assignment, context: Context, reporter: Reporter, progress:
         figures = {"accuracy": result.val_accuracy, "params": float(n_params), "latency": latency}
         outcome = Outcome("complete", values=tuple(figures[name] for name in context.objectives), result=result)
         return outcome
-    except optuna.TrialPruned:
+    except optuna.TrialPruned as pruned:  # its message says why (objective.pruning_callback)
         epochs = len(log.val_history)
         outcome = Outcome("pruned", f"pruned after epoch {assignment.first_round + epochs}: val_accuracy "
-                                    f"{log.val_history[-1]:.4f} below the pruner's bar")
+                                    f"{log.val_history[-1]:.4f} {pruned}")
         return outcome
     except TrialFailed as err:
         outcome = Outcome("failed", str(err))

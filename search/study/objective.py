@@ -21,6 +21,7 @@ import optuna
 from search.errors import TrialFailed
 from search.space import Space, sample
 from search.study import artifacts, lifecycle, record, stopping, storage
+from search.study.halving import Halving
 from search.study.record import Attr
 from search.study.references import AS_WRITTEN
 
@@ -121,13 +122,19 @@ def pruning_callback(trial: optuna.Trial, prune: bool = True, first_round: int =
     """optuna-integration's Keras callback, except that the last epoch is reported, never pruned:
     by then the trial's training is paid for, and pruning it would only throw the model away.
     With `prune` False (a baseline: the reference a search must beat) every epoch is only reported.
-    `first_round` offsets the steps of a trial that continues another's training."""
+    `first_round` offsets the steps of a trial that continues another's training. A pruned trial's
+    `TrialPruned` says why: `Halving`'s verdict at a rung it had passed early, else the pruner's bar."""
     from optuna_integration.keras import KerasPruningCallback
 
     class KeepLastEpoch(KerasPruningCallback):  # type: ignore[misc]
         def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
             if prune and epoch + 1 < self.params.get("epochs", 0):
-                super().on_epoch_end(first_round + epoch, logs)
+                try:
+                    super().on_epoch_end(first_round + epoch, logs)
+                except optuna.TrialPruned:
+                    pruner = trial.study.pruner
+                    raise optuna.TrialPruned((pruner.why(trial.number) if isinstance(pruner, Halving) else None)
+                                             or "below the pruner's bar") from None
             elif logs and "val_accuracy" in logs:
                 trial.report(float(logs["val_accuracy"]), step=first_round + epoch)
 

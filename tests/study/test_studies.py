@@ -221,6 +221,32 @@ def test_baselines_are_reported_but_never_pruned(prune: bool) -> None:
         assert study.trials[0].intermediate_values == {0: 0.5, 1: 0.6, 2: 0.7}
 
 
+def test_a_pruned_trial_says_why_and_one_judged_again_at_a_rung_it_passed_early_names_that_rung() -> None:
+    from search.study.halving import Halving
+    from search.study.objective import pruning_callback
+
+    study = optuna.create_study(direction="maximize", pruner=Halving(1, 4))
+
+    def trained(values: list[float]) -> optuna.trial.Trial:
+        trial = study.ask()
+        callback = pruning_callback(trial)
+        callback.set_params({"epochs": 30})
+        for epoch, value in enumerate(values):
+            callback.on_epoch_end(epoch, {"val_accuracy": value})
+        return trial
+
+    first = trained([0.5] * 5)  # alone at the rungs after epochs 2 and 5: let through
+    for _ in range(3):  # three better trials reach the first rung
+        study.tell(trained([0.9, 0.9]), 0.9)
+    callback = pruning_callback(first)
+    callback.set_params({"epochs": 30})
+    with pytest.raises(optuna.TrialPruned, match=r"^not in the top 1/4 of the 4 trials at epoch 2, judged again "
+                                                 r"there once they had reached it$"):
+        callback.on_epoch_end(5, {"val_accuracy": 0.5})
+    with pytest.raises(optuna.TrialPruned, match=r"^below the pruner's bar$"):  # judged where it stands
+        trained([0.1, 0.1])
+
+
 def test_progress_reports_every_round_against_the_plans_total(small_mnist) -> None:
     from search.space import Space, schema
     from search.study import lifecycle
