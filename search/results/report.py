@@ -239,15 +239,16 @@ def _rungs(rows: dict[int, record.Record]) -> Section:
     """Where the training went: each searched trial that ended, at the epochs it trained (the rungs of
     successive halving, or wherever the pruner stopped it) and the best validation accuracy it reached;
     each column labelled with its number of trials and their seconds of training."""
-    ended = [row for row in rows.values() if not row.baseline and row.confirm_of is None and row.epochs
-             and row.state in ("complete", "pruned") and math.isfinite(row.val_accuracy)]
+    trained = {number: row.epochs for number, row in rows.items() if row.epochs and not row.baseline
+               and row.confirm_of is None and row.state in ("complete", "pruned") and math.isfinite(row.val_accuracy)}
+    ended = [rows[number] for number in trained]
     section = Section("rungs", "Where the training went: each searched trial at the epochs it trained")
     if not ended:
         section.note = "No searched trial has ended yet."
         return section
-    label: dict[int | None, str] = {}
-    for epochs in sorted({row.epochs or 0 for row in ended}):
-        mine = [row for row in ended if row.epochs == epochs]
+    label: dict[int, str] = {}
+    for epochs in sorted(set(trained.values())):
+        mine = [row for row in ended if trained[row.number] == epochs]
         seconds = sum(row.train_seconds or 0.0 for row in mine)
         label[epochs] = f"{epochs} epochs: {len(mine)} trial{'s' if len(mine) > 1 else ''}, {seconds:,.0f} s"
     column = {epochs: i for i, epochs in enumerate(label)}
@@ -255,13 +256,13 @@ def _rungs(rows: dict[int, record.Record]) -> Section:
     for state, marker in (("complete", "o"), ("pruned", "x")):
         mine = [row for row in ended if row.state == state]
         if mine:
-            ax.scatter([column[row.epochs] for row in mine], [row.val_accuracy for row in mine], marker=marker,
+            ax.scatter([column[trained[row.number]] for row in mine], [row.val_accuracy for row in mine], marker=marker,
                        alpha=0.7, label=f"{state} ({len(mine)})")
     ax.set_xticks(range(len(label)), list(label.values()), fontsize=7)
     ax.set(xlabel="epochs trained", ylabel="best validation accuracy")
     ax.legend(loc="lower right", fontsize=8)
     section.png = page.png(fig)
-    section.figure = interactive.rungs(list(label.values()), [(label[row.epochs], row) for row in ended])
+    section.figure = interactive.rungs(list(label.values()), [(label[trained[row.number]], row) for row in ended])
     return section
 
 

@@ -72,7 +72,6 @@ class Halving(optuna.pruners.BasePruner):
             early.discard(rung)  # in the top 1/reduction once its rivals were there: judged like any other
         return False
 
-
     def why(self, number: int) -> str | None:
         """Why trial `number` was just pruned, if at a rung it had passed early (None: at the rung it reached,
         by Optuna's pruner)."""
